@@ -1,0 +1,113 @@
+"""Request messages built from the keyword arguments the `openai` SDK uses, shared by the sync and
+asyncio clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from sovereign_assistant.v1 import assistant_service_pb2, common_pb2, message_pb2, thread_service_pb2
+
+# Arguments left out are not sent, so the server keeps or defaults them.
+NOT_GIVEN: Any = object()
+
+
+def _value(value: Any) -> struct_pb2.Value:
+    return json_format.ParseDict(value, struct_pb2.Value())
+
+
+def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    return json_format.ParseDict(dict(value), struct_pb2.Struct())
+
+
+def _list(value: Iterable[Any]) -> struct_pb2.ListValue:
+    return json_format.ParseDict(list(value), struct_pb2.ListValue())
+
+
+def _tools(tools: Iterable[Mapping[str, Any]]) -> list[common_pb2.Tool]:
+    return [json_format.ParseDict(dict(tool), common_pb2.Tool()) for tool in tools]
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not NOT_GIVEN and value is not None}
+
+
+def create_assistant(
+    *,
+    model: str,
+    name: str | None = None,
+    description: str | None = None,
+    instructions: str | None = None,
+    tools: Iterable[Mapping[str, Any]] = (),
+    tool_resources: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    response_format: Any = None,
+) -> assistant_service_pb2.CreateAssistantRequest:
+    return assistant_service_pb2.CreateAssistantRequest(
+        model=model,
+        tools=_tools(tools),
+        metadata=dict(metadata or {}),
+        **_given(name=name, description=description, instructions=instructions, temperature=temperature, top_p=top_p),
+        **_given(
+            tool_resources=_struct(tool_resources) if tool_resources is not None else None,
+            response_format=_value(response_format) if response_format is not None else None,
+        ),
+    )
+
+
+def update_assistant(assistant_id: str, **changes: Any) -> assistant_service_pb2.ModifyAssistantRequest:
+    """`changes` takes the SDK's names: model, name, description, instructions, tools, tool_resources,
+    metadata, temperature, top_p, response_format."""
+    converters = {"tools": _list, "tool_resources": _struct, "metadata": _struct, "response_format": _value}
+    fields = {name: converters.get(name, lambda value: value)(value) for name, value in _given(**changes).items()}
+    return assistant_service_pb2.ModifyAssistantRequest(assistant_id=assistant_id, **fields)
+
+
+def message_input(
+    *,
+    role: str,
+    content: str | Iterable[Mapping[str, Any]],
+    attachments: Iterable[Mapping[str, Any]] = (),
+    metadata: Mapping[str, str] | None = None,
+) -> message_pb2.MessageInput:
+    return message_pb2.MessageInput(
+        role=role,
+        content=_value(content if isinstance(content, str) else [dict(part) for part in content]),
+        attachments=[json_format.ParseDict(dict(item), common_pb2.Attachment()) for item in attachments],
+        metadata=dict(metadata or {}),
+    )
+
+
+def create_thread(
+    *,
+    messages: Iterable[Mapping[str, Any]] = (),
+    tool_resources: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> thread_service_pb2.CreateThreadRequest:
+    return thread_service_pb2.CreateThreadRequest(
+        messages=[message_input(**message) for message in messages],
+        metadata=dict(metadata or {}),
+        **_given(tool_resources=_struct(tool_resources) if tool_resources is not None else None),
+    )
+
+
+def update_thread(
+    thread_id: str, *, tool_resources: Mapping[str, Any] | None = None, metadata: Mapping[str, str] | None = None
+) -> thread_service_pb2.ModifyThreadRequest:
+    return thread_service_pb2.ModifyThreadRequest(
+        thread_id=thread_id,
+        **_given(
+            tool_resources=_struct(tool_resources) if tool_resources is not None else None,
+            metadata=_struct(metadata) if metadata is not None else None,
+        ),
+    )
+
+
+def list_page(
+    *, limit: int | None = None, order: str | None = None, after: str | None = None, before: str | None = None
+) -> dict[str, Any]:
+    return _given(limit=limit, order=order, after=after, before=before)

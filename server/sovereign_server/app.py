@@ -1,0 +1,87 @@
+"""Building and running the gRPC server: services, health checking, reflection, interceptors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sovereign_assistant.v1 import (
+    assistant_service_pb2,
+    assistant_service_pb2_grpc,
+    run_service_pb2,
+    run_service_pb2_grpc,
+    thread_service_pb2,
+    thread_service_pb2_grpc,
+)
+from sovereign_server.config import ServerConfig
+from sovereign_server.interceptors import CallInterceptor
+from sovereign_server.servicers import AssistantServicer, RunServicer, ThreadServicer
+from sovereign_storage import Repository, migrate, open_database
+
+logger = logging.getLogger("sovereign.server")
+
+SERVICE_NAMES = (
+    assistant_service_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
+    thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
+    run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+)
+
+# Bodies up to the gateway's limit, with room for protobuf framing.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class RunningServer:
+    """A started server: its bound port, and a graceful `stop`."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer, close: list[object]) -> None:
+        self._server = server
+        self._health = health_servicer
+        self._closing = close
+        self.port = port
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        # Tell load balancers first, then let in-flight calls finish.
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace)
+        for resource in self._closing:
+            close = getattr(resource, "close", None)
+            if callable(close):
+                await asyncio.to_thread(close)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+
+async def start_server(config: ServerConfig) -> RunningServer:
+    database = open_database(config.database)
+    await asyncio.to_thread(migrate, database)
+    repository = Repository(database)
+
+    server = grpc.aio.server(
+        interceptors=[CallInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(), server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+
+    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logger.info("gRPC server listening on %s:%d", config.grpc_host, port)
+    return RunningServer(server, port, health_servicer, [database])

@@ -1,0 +1,20 @@
+"""Server configuration: defaults, overridden by `SOVEREIGN_*` environment variables, then by flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    grpc_host: str = "127.0.0.1"
+    # 0 binds a free port; `RunningServer.port` tells which.
+    grpc_port: int = 50051
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # A SQLite file path, or a database URL (`sqlite:///...`, `postgresql://...`).
+    database: str = "data/sovereign.sqlite3"
+    engine: str = "builtin"
+    log_level: str = "info"
+    # Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace: float = 5.0

@@ -1,0 +1,43 @@
+"""Storage layer of Sovereign Assistant: Peewee models, migrations and a synchronous repository.
+
+Independent of the transport: nothing here imports gRPC or protobuf.
+"""
+
+from .database import open_database, write_transaction
+from .errors import InvalidCursorError, NotFoundError, StorageError
+from .ids import new_id
+from .migrations import LATEST_VERSION, migrate, schema_version
+from .records import (
+    AssistantRecord,
+    MessageRecord,
+    NewAssistant,
+    NewMessage,
+    Page,
+    PageRequest,
+    RunRecord,
+    RunStepRecord,
+    ThreadRecord,
+)
+from .repository import Repository
+
+__all__ = [
+    "LATEST_VERSION",
+    "AssistantRecord",
+    "InvalidCursorError",
+    "MessageRecord",
+    "NewAssistant",
+    "NewMessage",
+    "NotFoundError",
+    "Page",
+    "PageRequest",
+    "Repository",
+    "RunRecord",
+    "RunStepRecord",
+    "StorageError",
+    "ThreadRecord",
+    "migrate",
+    "new_id",
+    "open_database",
+    "schema_version",
+    "write_transaction",
+]

@@ -1,0 +1,71 @@
+"""Opening a database and running transactions the same way on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import peewee
+from playhouse import db_url
+
+# busy_timeout comes first so that switching the journal mode already waits for other connections.
+SQLITE_PRAGMAS: tuple[tuple[str, Any], ...] = (
+    ("busy_timeout", 5000),
+    ("journal_mode", "wal"),
+    ("foreign_keys", 1),
+    ("synchronous", "normal"),
+)
+
+# playhouse.db_url ships without type hints.
+_connect_url: Callable[..., peewee.Database] = db_url.connect
+
+
+def open_database(target: str) -> peewee.Database:
+    """Open (lazily; nothing connects yet) the database named by a file path or a URL.
+
+    A plain path is a SQLite file whose parent folders are created. A URL is anything
+    `playhouse.db_url` understands, e.g. `sqlite:///relative.db`, `sqlite:////abs.db`,
+    `postgresql://user:pass@host/db`.
+    """
+    if "://" not in target:
+        _create_parent(target)
+        return peewee.SqliteDatabase(target, pragmas=list(SQLITE_PRAGMAS))
+    if target.split("://", 1)[0].startswith("sqlite"):
+        # db_url takes the URL path minus its leading slash as the file name.
+        _create_parent(urlparse(target).path[1:])
+        return _connect_url(target, pragmas=list(SQLITE_PRAGMAS))
+    return _connect_url(target)
+
+
+def _create_parent(path: str) -> None:
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
+    """A transaction meant to write.
+
+    On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+    reads and then writes cannot wait for the lock under WAL and fails with SQLITE_BUSY at once.
+    """
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+@contextlib.contextmanager
+def connection_scope(db: peewee.Database) -> Iterator[None]:
+    """Use this thread's connection, opening it if needed and closing only what was opened here.
+
+    Peewee keeps one connection per thread, so worker threads never share a connection.
+    """
+    opened = db.connect(reuse_if_open=True)
+    try:
+        yield
+    finally:
+        if opened:
+            db.close()

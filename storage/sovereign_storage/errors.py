@@ -1,0 +1,25 @@
+"""Errors raised by the storage layer; callers map them to API errors."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class NotFoundError(StorageError):
+    """No object of `kind` has the public id `id` (in the scope that was asked)."""
+
+    def __init__(self, kind: str, id: str) -> None:
+        super().__init__(f"No {kind} found with id '{id}'.")
+        self.kind = kind
+        self.id = id
+
+
+class InvalidCursorError(StorageError):
+    """A pagination cursor (`after` or `before`) names no object of the listed collection."""
+
+    def __init__(self, param: str, value: str) -> None:
+        super().__init__(f"Invalid '{param}': no object with id '{value}' in this list.")
+        self.param = param
+        self.value = value

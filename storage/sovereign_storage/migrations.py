@@ -1,0 +1,215 @@
+"""Numbered schema migrations, applied in order at start-up.
+
+The `schema_version` table holds one row with the number of migrations applied. Each migration
+runs in its own write transaction together with the version bump, so a crash leaves the database
+at a whole version. Migrations are history: never edit one that has shipped, append a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import peewee
+from playhouse import migrate as pw_migrate
+
+from .database import connection_scope, write_transaction
+from .models import JSONField
+
+Migration = Callable[[peewee.Database], None]
+
+# playhouse.migrate ships without type hints; the migrator picks SQLite or PostgreSQL DDL.
+_schema_migrator: Callable[[peewee.Database], Any] = pw_migrate.SchemaMigrator.from_database
+
+
+class _SchemaVersion(peewee.Model):
+    id = peewee.IntegerField(primary_key=True)  # always 1: a single row
+    version = peewee.IntegerField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+# Frozen copy of the schema as migration 1 created it; later changes go into new migrations.
+class _V1Model(peewee.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class _V1Assistant(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+    model = peewee.TextField()
+    name = peewee.TextField(null=True)
+    description = peewee.TextField(null=True)
+    instructions = peewee.TextField(null=True)
+    tools = JSONField()
+    tool_resources = JSONField()
+    metadata = JSONField()
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    response_format = JSONField(null=True)
+
+    class Meta:
+        table_name = "assistants"
+        indexes = ((("created_at", "seq"), False),)
+
+
+class _V1Thread(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+    tool_resources = JSONField()
+    metadata = JSONField()
+
+    class Meta:
+        table_name = "threads"
+
+
+class _V1Message(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    thread = peewee.ForeignKeyField(
+        _V1Thread, field=_V1Thread.id, column_name="thread_id", on_delete="CASCADE", index=False
+    )
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    incomplete_details = JSONField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+    incomplete_at = peewee.IntegerField(null=True)
+    role = peewee.TextField()
+    content = JSONField()
+    assistant_id = peewee.TextField(null=True)
+    run_id = peewee.TextField(null=True)
+    attachments = JSONField()
+    metadata = JSONField()
+
+    class Meta:
+        table_name = "messages"
+        indexes = ((("thread", "created_at", "seq"), False),)
+
+
+class _V1Run(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    thread = peewee.ForeignKeyField(
+        _V1Thread, field=_V1Thread.id, column_name="thread_id", on_delete="CASCADE", index=False
+    )
+    assistant_id = peewee.TextField()
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    model = peewee.TextField()
+    instructions = peewee.TextField(null=True)
+    tools = JSONField()
+    metadata = JSONField()
+    required_action = JSONField(null=True)
+    last_error = JSONField(null=True)
+    expires_at = peewee.IntegerField(null=True)
+    started_at = peewee.IntegerField(null=True)
+    cancelled_at = peewee.IntegerField(null=True)
+    failed_at = peewee.IntegerField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+    incomplete_details = JSONField(null=True)
+    usage = JSONField(null=True)
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    max_prompt_tokens = peewee.IntegerField(null=True)
+    max_completion_tokens = peewee.IntegerField(null=True)
+    truncation_strategy = JSONField(null=True)
+    tool_choice = JSONField(null=True)
+    parallel_tool_calls = peewee.BooleanField(null=True)
+    response_format = JSONField(null=True)
+
+    class Meta:
+        table_name = "runs"
+        indexes = ((("thread", "created_at", "seq"), False),)
+
+
+class _V1RunStep(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    run = peewee.ForeignKeyField(
+        _V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", index=False
+    )
+    thread_id = peewee.TextField()
+    assistant_id = peewee.TextField()
+    created_at = peewee.IntegerField()
+    type = peewee.TextField()
+    status = peewee.TextField()
+    step_details = JSONField()
+    last_error = JSONField(null=True)
+    expired_at = peewee.IntegerField(null=True)
+    cancelled_at = peewee.IntegerField(null=True)
+    failed_at = peewee.IntegerField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+    metadata = JSONField()
+    usage = JSONField(null=True)
+
+    class Meta:
+        table_name = "run_steps"
+        indexes = ((("run", "created_at", "seq"), False),)
+
+
+_V1_MODELS: tuple[type[peewee.Model], ...] = (_V1Assistant, _V1Thread, _V1Message, _V1Run, _V1RunStep)
+
+
+def _create_initial_schema(db: peewee.Database) -> None:
+    with db.bind_ctx(_V1_MODELS):
+        db.create_tables(_V1_MODELS, safe=False)
+
+
+def _add_assistant_reasoning_effort(db: peewee.Database) -> None:
+    _schema_migrator(db).add_column("assistants", "reasoning_effort", peewee.TextField(null=True)).run()
+
+
+def _index_messages_by_run(db: peewee.Database) -> None:
+    # Listing one run's messages (the `run_id` filter) then walks the index in page order.
+    _schema_migrator(db).add_index("messages", ("thread_id", "run_id", "created_at", "seq"), False).run()
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
+    _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
+    _index_messages_by_run,  # 3: index messages(thread_id, run_id, created_at, seq)
+)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: peewee.Database) -> int:
+    """The number of migrations applied to `db`; 0 for an empty database."""
+    with connection_scope(db), db.bind_ctx([_SchemaVersion]):
+        if not db.table_exists("schema_version"):
+            return 0
+        row = _SchemaVersion.get_or_none(_SchemaVersion.id == 1)
+        return 0 if row is None else row.version
+
+
+def migrate(db: peewee.Database, target: int = LATEST_VERSION) -> int:
+    """Apply the migrations `db` lacks, up to `target`; return the resulting version.
+
+    Re-running is a no-op. The version is read again inside each migration's write transaction,
+    so two processes starting together do not apply a migration twice on SQLite.
+    """
+    if not 0 <= target <= LATEST_VERSION:
+        raise ValueError(f"target must be between 0 and {LATEST_VERSION}, got {target}")
+    migrator = _schema_migrator(db)
+    with connection_scope(db), db.bind_ctx([_SchemaVersion]):
+        with write_transaction(db):
+            db.create_tables([_SchemaVersion], safe=True)
+            if _SchemaVersion.get_or_none(_SchemaVersion.id == 1) is None:
+                _SchemaVersion.insert(id=1, version=0).execute()
+        for number, step in enumerate(MIGRATIONS[:target], start=1):
+            # Outside any transaction, SQLite's foreign keys are switched off while a migration
+            # runs, so a table rebuild by a future migration cannot cascade-delete rows.
+            with migrator.migration_context(atomic=False), write_transaction(db):
+                if _current(db) >= number:
+                    continue
+                step(db)
+                _SchemaVersion.update(version=number).where(_SchemaVersion.id == 1).execute()
+        return _current(db)
+
+
+def _current(db: peewee.Database) -> int:
+    version: int = _SchemaVersion.get(_SchemaVersion.id == 1).version
+    return version

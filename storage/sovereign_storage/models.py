@@ -1,0 +1,172 @@
+"""Peewee models of the current schema.
+
+The models are bound to a database late (`bind_models`), so one package serves SQLite and
+PostgreSQL alike. Tables are created by `migrations`, never from these classes, so that an
+existing database is only ever changed by a numbered migration.
+
+Every table has an integer `seq` primary key, used with `created_at` for a stable order among
+rows created in the same second, and a unique text `id`, the public id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import peewee
+
+# Peewee's fields are generic only in the type stubs.
+if TYPE_CHECKING:
+    _TextField = peewee.TextField[Any]
+else:
+    _TextField = peewee.TextField
+
+
+class JSONField(_TextField):
+    """JSON kept as text: portable to every backend, no extension needed."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        # Index names then start with the table name, as playhouse.migrate names them.
+        legacy_table_names = False
+
+
+class Assistant(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+    model = peewee.TextField()
+    name = peewee.TextField(null=True)
+    description = peewee.TextField(null=True)
+    instructions = peewee.TextField(null=True)
+    tools = JSONField()
+    tool_resources = JSONField()
+    metadata = JSONField()
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    response_format = JSONField(null=True)
+    reasoning_effort = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "assistants"
+        indexes = ((("created_at", "seq"), False),)
+
+
+class Thread(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+    tool_resources = JSONField()
+    metadata = JSONField()
+
+    class Meta:
+        table_name = "threads"
+
+
+class Message(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    # The composite indexes below lead with thread_id, so the foreign key needs no index of its own.
+    thread = peewee.ForeignKeyField(
+        Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False
+    )
+    thread_id: str  # peewee's raw-id accessor of `thread`
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    incomplete_details = JSONField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+    incomplete_at = peewee.IntegerField(null=True)
+    role = peewee.TextField()
+    content = JSONField()
+    # Plain ids, no foreign keys: deleting an assistant or a run leaves its messages in place.
+    assistant_id = peewee.TextField(null=True)
+    run_id = peewee.TextField(null=True)
+    attachments = JSONField()
+    metadata = JSONField()
+
+    class Meta:
+        table_name = "messages"
+        indexes = (
+            (("thread", "created_at", "seq"), False),
+            (("thread", "run_id", "created_at", "seq"), False),
+        )
+
+
+class Run(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    thread = peewee.ForeignKeyField(
+        Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False
+    )
+    thread_id: str  # peewee's raw-id accessor of `thread`
+    assistant_id = peewee.TextField()
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    model = peewee.TextField()
+    instructions = peewee.TextField(null=True)
+    tools = JSONField()
+    metadata = JSONField()
+    required_action = JSONField(null=True)
+    last_error = JSONField(null=True)
+    expires_at = peewee.IntegerField(null=True)
+    started_at = peewee.IntegerField(null=True)
+    cancelled_at = peewee.IntegerField(null=True)
+    failed_at = peewee.IntegerField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+    incomplete_details = JSONField(null=True)
+    usage = JSONField(null=True)
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    max_prompt_tokens = peewee.IntegerField(null=True)
+    max_completion_tokens = peewee.IntegerField(null=True)
+    truncation_strategy = JSONField(null=True)
+    tool_choice = JSONField(null=True)
+    parallel_tool_calls = peewee.BooleanField(null=True)
+    response_format = JSONField(null=True)
+
+    class Meta:
+        table_name = "runs"
+        indexes = ((("thread", "created_at", "seq"), False),)
+
+
+class RunStep(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    run = peewee.ForeignKeyField(Run, field=Run.id, column_name="run_id", on_delete="CASCADE", index=False)
+    run_id: str  # peewee's raw-id accessor of `run`
+    thread_id = peewee.TextField()
+    assistant_id = peewee.TextField()
+    created_at = peewee.IntegerField()
+    type = peewee.TextField()
+    status = peewee.TextField()
+    step_details = JSONField()
+    last_error = JSONField(null=True)
+    expired_at = peewee.IntegerField(null=True)
+    cancelled_at = peewee.IntegerField(null=True)
+    failed_at = peewee.IntegerField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+    metadata = JSONField()
+    usage = JSONField(null=True)
+
+    class Meta:
+        table_name = "run_steps"
+        indexes = ((("run", "created_at", "seq"), False),)
+
+
+MODELS: tuple[type[BaseModel], ...] = (Assistant, Thread, Message, Run, RunStep)
+
+
+def bind_models(db: peewee.Database) -> None:
+    """Point every model at `db`; peewee binds per class, so the last call wins process-wide."""
+    db.bind(MODELS)
