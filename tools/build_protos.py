@@ -86,9 +86,11 @@ def stale_files(scratch: Path) -> list[str]:
         p.relative_to(ROOT) for p in (ROOT / PYTHON_OUT).rglob("*") if p.is_file() and "__pycache__" not in p.parts
     }
     for relative in sorted(fresh | committed):
-        if relative not in fresh or relative not in committed:
-            stale.append(str(relative))
-        elif not filecmp.cmp(scratch / relative, ROOT / relative, shallow=False):
+        if (
+            relative not in fresh
+            or relative not in committed
+            or not filecmp.cmp(scratch / relative, ROOT / relative, shallow=False)
+        ):
             stale.append(str(relative))
     return stale
 

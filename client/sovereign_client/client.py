@@ -69,7 +69,8 @@ class Assistants:
 
     def delete(self, assistant_id: str) -> common_pb2.DeletionStatus:
         return _call(
-            self._stub.DeleteAssistant, assistant_service_pb2.DeleteAssistantRequest(assistant_id=assistant_id)
+            self._stub.DeleteAssistant,
+            assistant_service_pb2.DeleteAssistantRequest(assistant_id=assistant_id),
         )
 
 
@@ -78,7 +79,9 @@ class Messages:
         self._stub = stub
 
     def create(self, thread_id: str, **message: Any) -> message_pb2.Message:
-        request = thread_service_pb2.CreateMessageRequest(thread_id=thread_id, message=requests.message_input(**message))
+        request = thread_service_pb2.CreateMessageRequest(
+            thread_id=thread_id, message=requests.message_input(**message)
+        )
         return _call(self._stub.CreateMessage, request)
 
     def retrieve(self, message_id: str, *, thread_id: str) -> message_pb2.Message:
@@ -91,7 +94,9 @@ class Messages:
         )
         return _call(self._stub.ModifyMessage, request)
 
-    def list(self, thread_id: str, *, run_id: str | None = None, **page: Any) -> thread_service_pb2.ListMessagesResponse:
+    def list(
+        self, thread_id: str, *, run_id: str | None = None, **page: Any
+    ) -> thread_service_pb2.ListMessagesResponse:
         request = thread_service_pb2.ListMessagesRequest(
             thread_id=thread_id, run_id=run_id or "", **requests.list_page(**page)
         )
@@ -171,11 +176,13 @@ class AsyncAssistants:
 
 
 class AsyncMessages:
-    def __init__(self, stub: thread_service_pb2_grpc.ThreadServiceStub) -> None:
+    def __init__(self, stub: thread_service_pb2_grpc.ThreadServiceAsyncStub) -> None:
         self._stub = stub
 
     async def create(self, thread_id: str, **message: Any) -> message_pb2.Message:
-        request = thread_service_pb2.CreateMessageRequest(thread_id=thread_id, message=requests.message_input(**message))
+        request = thread_service_pb2.CreateMessageRequest(
+            thread_id=thread_id, message=requests.message_input(**message)
+        )
         return await _acall(self._stub.CreateMessage, request)
 
     async def retrieve(self, message_id: str, *, thread_id: str) -> message_pb2.Message:

@@ -3,7 +3,7 @@ asyncio clients."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -23,7 +23,9 @@ def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 def _list(value: Iterable[Any]) -> struct_pb2.ListValue:
-    return json_format.ParseDict(list(value), struct_pb2.ListValue())
+    result = struct_pb2.ListValue()
+    result.extend(list(value))
+    return result
 
 
 def _tools(tools: Iterable[Mapping[str, Any]]) -> list[common_pb2.Tool]:
@@ -51,7 +53,13 @@ def create_assistant(
         model=model,
         tools=_tools(tools),
         metadata=dict(metadata or {}),
-        **_given(name=name, description=description, instructions=instructions, temperature=temperature, top_p=top_p),
+        **_given(
+            name=name,
+            description=description,
+            instructions=instructions,
+            temperature=temperature,
+            top_p=top_p,
+        ),
         **_given(
             tool_resources=_struct(tool_resources) if tool_resources is not None else None,
             response_format=_value(response_format) if response_format is not None else None,
@@ -62,8 +70,15 @@ def create_assistant(
 def update_assistant(assistant_id: str, **changes: Any) -> assistant_service_pb2.ModifyAssistantRequest:
     """`changes` takes the SDK's names: model, name, description, instructions, tools, tool_resources,
     metadata, temperature, top_p, response_format."""
-    converters = {"tools": _list, "tool_resources": _struct, "metadata": _struct, "response_format": _value}
-    fields = {name: converters.get(name, lambda value: value)(value) for name, value in _given(**changes).items()}
+    converters: dict[str, Callable[[Any], Any]] = {
+        "tools": _list,
+        "tool_resources": _struct,
+        "metadata": _struct,
+        "response_format": _value,
+    }
+    fields: dict[str, Any] = {
+        name: converters.get(name, lambda value: value)(value) for name, value in _given(**changes).items()
+    }
     return assistant_service_pb2.ModifyAssistantRequest(assistant_id=assistant_id, **fields)
 
 
@@ -96,7 +111,10 @@ def create_thread(
 
 
 def update_thread(
-    thread_id: str, *, tool_resources: Mapping[str, Any] | None = None, metadata: Mapping[str, str] | None = None
+    thread_id: str,
+    *,
+    tool_resources: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> thread_service_pb2.ModifyThreadRequest:
     return thread_service_pb2.ModifyThreadRequest(
         thread_id=thread_id,

@@ -37,7 +37,13 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 class RunningServer:
     """A started server: its bound port, and a graceful `stop`."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer, close: list[object]) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        close: list[object],
+    ) -> None:
         self._server = server
         self._health = health_servicer
         self._closing = close
@@ -76,7 +82,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
     )
 
     port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")

@@ -103,7 +103,11 @@ def assistant_changes(request: assistant_service_pb2.ModifyAssistantRequest) -> 
     present = {field.name for field, _ in request.ListFields()}
     if "model" in present:
         changes["model"] = request.model
-    limits = {"name": validation.MAX_NAME, "description": validation.MAX_DESCRIPTION, "instructions": validation.MAX_INSTRUCTIONS}
+    limits = {
+        "name": validation.MAX_NAME,
+        "description": validation.MAX_DESCRIPTION,
+        "instructions": validation.MAX_INSTRUCTIONS,
+    }
     for field, maximum in limits.items():
         if field in present:
             changes[field] = validation.check_max_length(field, getattr(request, field), maximum)

@@ -28,7 +28,14 @@ class ApiError(Exception):
         self.code = code
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def to_rpc_status(self) -> grpc.Status:
         """The status with its trailing metadata: OpenAI's body for the gateway, `ErrorInfo` for gRPC callers."""
@@ -42,7 +49,11 @@ class ApiError(Exception):
         converted = rpc_status.to_status(status)
         # ensure_ascii keeps the header value within what HTTP/2 metadata allows.
         body = json.dumps(self.body(), ensure_ascii=True, separators=(",", ":"))
-        return _Status(converted.code, converted.details, (*converted.trailing_metadata, (OPENAI_ERROR_METADATA_KEY, body)))
+        return _Status(
+            converted.code,
+            converted.details,
+            (*converted.trailing_metadata, (OPENAI_ERROR_METADATA_KEY, body)),
+        )
 
 
 class InvalidRequestError(ApiError):

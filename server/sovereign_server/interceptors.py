@@ -34,13 +34,13 @@ def as_api_error(error: Exception) -> ApiError:
 class CallInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(method, handler.unary_unary),
@@ -59,7 +59,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> None:
     status = error.to_rpc_status()
-    await context.abort(status.code, status.details, status.trailing_metadata)  # type: ignore[arg-type]
+    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _log(method: str, code: grpc.StatusCode, started: float) -> None:

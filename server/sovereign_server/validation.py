@@ -139,13 +139,19 @@ def _check_tool(tool: Any, param: str, allowed: Sequence[str]) -> dict[str, Any]
         raise invalid_type(param, "an object", tool)
     tool_type = tool.get("type")
     if not isinstance(tool_type, str):
-        raise InvalidRequestError(f"Missing required parameter: '{param}.type'.", param=f"{param}.type", code="missing_required_parameter")
+        raise InvalidRequestError(
+            f"Missing required parameter: '{param}.type'.",
+            param=f"{param}.type",
+            code="missing_required_parameter",
+        )
     check_one_of(f"{param}.type", tool_type, allowed)
     if tool_type == "function":
         function = tool.get("function")
         if not isinstance(function, Mapping):
             raise InvalidRequestError(
-                f"Missing required parameter: '{param}.function'.", param=f"{param}.function", code="missing_required_parameter"
+                f"Missing required parameter: '{param}.function'.",
+                param=f"{param}.function",
+                code="missing_required_parameter",
             )
         name = function.get("name")
         if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
@@ -216,7 +222,9 @@ def check_message_content(value: Any, param: str = "content") -> list[dict[str, 
     if isinstance(value, str):
         return [{"type": "text", "text": {"value": value, "annotations": []}}]
     if value is None:
-        raise InvalidRequestError(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        raise InvalidRequestError(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     if not isinstance(value, list):
         raise invalid_type(param, "a string or an array of content parts", value)
     if not value:
@@ -242,7 +250,9 @@ def _check_content_part(part: Any, param: str) -> dict[str, Any]:
     image = part.get(key)
     if not isinstance(image, Mapping) or not isinstance(image.get(id_key), str):
         raise InvalidRequestError(
-            f"Missing required parameter: '{param}.{key}.{id_key}'.", param=f"{param}.{key}.{id_key}", code="missing_required_parameter"
+            f"Missing required parameter: '{param}.{key}.{id_key}'.",
+            param=f"{param}.{key}.{id_key}",
+            code="missing_required_parameter",
         )
     stored: dict[str, Any] = {id_key: image[id_key]}
     if image.get("detail") is not None:
@@ -252,7 +262,9 @@ def _check_content_part(part: Any, param: str) -> dict[str, Any]:
 
 def check_role(value: str, param: str = "role") -> str:
     if not value:
-        raise InvalidRequestError(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        raise InvalidRequestError(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     return check_one_of(param, value, MESSAGE_ROLES)
 
 

@@ -129,9 +129,7 @@ class _V1Run(_V1Model):
 class _V1RunStep(_V1Model):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
-    run = peewee.ForeignKeyField(
-        _V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", index=False
-    )
+    run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", index=False)
     thread_id = peewee.TextField()
     assistant_id = peewee.TextField()
     created_at = peewee.IntegerField()

@@ -78,9 +78,7 @@ class Message(BaseModel):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
     # The composite indexes below lead with thread_id, so the foreign key needs no index of its own.
-    thread = peewee.ForeignKeyField(
-        Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False
-    )
+    thread = peewee.ForeignKeyField(Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False)
     thread_id: str  # peewee's raw-id accessor of `thread`
     created_at = peewee.IntegerField()
     status = peewee.TextField()
@@ -106,9 +104,7 @@ class Message(BaseModel):
 class Run(BaseModel):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
-    thread = peewee.ForeignKeyField(
-        Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False
-    )
+    thread = peewee.ForeignKeyField(Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False)
     thread_id: str  # peewee's raw-id accessor of `thread`
     assistant_id = peewee.TextField()
     created_at = peewee.IntegerField()

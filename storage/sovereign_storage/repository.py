@@ -113,9 +113,7 @@ class Repository:
 
     def list_assistants(self, page: PageRequest) -> Page[AssistantRecord]:
         with self._reading():
-            rows, has_more = _fetch_page(
-                Assistant, Assistant.id, Assistant.created_at, Assistant.seq, [], page
-            )
+            rows, has_more = _fetch_page(Assistant, Assistant.id, Assistant.created_at, Assistant.seq, [], page)
             return Page([_assistant_record(row) for row in rows], has_more)
 
     def _assistant_row(self, assistant_id: str) -> Assistant:
@@ -135,9 +133,7 @@ class Repository:
         thread_id = new_id(THREAD_PREFIX)
         now = _now()
         with self._writing():
-            Thread.insert(
-                id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata
-            ).execute()
+            Thread.insert(id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata).execute()
             if messages:
                 # Rows are inserted in the given order, so `seq` keeps that order within the second.
                 Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
@@ -206,15 +202,11 @@ class Repository:
     def delete_message(self, thread_id: str, message_id: str) -> None:
         with self._writing():
             self._thread_row(thread_id)
-            deleted: int = (
-                Message.delete().where((Message.thread == thread_id) & (Message.id == message_id)).execute()
-            )
+            deleted: int = Message.delete().where((Message.thread == thread_id) & (Message.id == message_id)).execute()
             if deleted == 0:
                 raise NotFoundError("message", message_id)
 
-    def list_messages(
-        self, thread_id: str, page: PageRequest, run_id: str | None = None
-    ) -> Page[MessageRecord]:
+    def list_messages(self, thread_id: str, page: PageRequest, run_id: str | None = None) -> Page[MessageRecord]:
         scope = [Message.thread == thread_id]
         with self._reading():
             self._thread_row(thread_id)
@@ -334,9 +326,7 @@ def _assistant_record(row: Assistant) -> AssistantRecord:
 
 
 def _thread_record(row: Thread) -> ThreadRecord:
-    return ThreadRecord(
-        id=row.id, created_at=row.created_at, tool_resources=row.tool_resources, metadata=row.metadata
-    )
+    return ThreadRecord(id=row.id, created_at=row.created_at, tool_resources=row.tool_resources, metadata=row.metadata)
 
 
 def _message_record(row: Message) -> MessageRecord:

@@ -103,9 +103,17 @@ async def test_invalid_update_leaves_the_assistant_unchanged(client: AsyncSovere
 
 @pytest.mark.parametrize(
     ("page", "param"),
-    [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"order": "sideways"}, "order"), ({"after": "asst_nope"}, "after"), ({"before": "asst_nope"}, "before")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"order": "sideways"}, "order"),
+        ({"after": "asst_nope"}, "after"),
+        ({"before": "asst_nope"}, "before"),
+    ],
 )
-async def test_bad_list_parameters_are_rejected(client: AsyncSovereignClient, page: dict[str, object], param: str) -> None:
+async def test_bad_list_parameters_are_rejected(
+    client: AsyncSovereignClient, page: dict[str, object], param: str
+) -> None:
     with pytest.raises(BadRequestError) as caught:
         await client.assistants.list(**page)
     assert caught.value.param == param

@@ -20,7 +20,10 @@ async def test_create_thread_with_initial_messages_stores_them_in_order(client: 
     assert thread.object == "thread"
     assert dict(thread.metadata) == {"user": "u1"}
     messages = await client.threads.messages.list(thread.id, order="asc")
-    assert [(m.role, m.content[0].text.value) for m in messages.data] == [("user", "first"), ("assistant", "second")]
+    assert [(m.role, m.content[0].text.value) for m in messages.data] == [
+        ("user", "first"),
+        ("assistant", "second"),
+    ]
 
 
 async def test_thread_update_and_delete(client: AsyncSovereignClient) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import peewee
 import pytest
+
 import sovereign_storage
 import sovereign_storage.repository as repository_module
 from sovereign_storage import (
@@ -162,9 +163,7 @@ def test_assistants_list_newest_first_by_default(repo: Repository, frozen_clock:
 def test_deleting_an_assistant_leaves_its_threads_and_messages(repo: Repository) -> None:
     assistant = repo.create_assistant(NewAssistant(model="m"))
     thread, _ = repo.create_thread({}, {}, [])
-    message = repo.create_message(
-        thread.id, NewMessage(role="assistant", content=[], assistant_id=assistant.id)
-    )
+    message = repo.create_message(thread.id, NewMessage(role="assistant", content=[], assistant_id=assistant.id))
     repo.delete_assistant(assistant.id)
     assert repo.get_thread(thread.id) == thread
     assert repo.get_message(thread.id, message.id).assistant_id == assistant.id
@@ -288,9 +287,7 @@ def test_messages_are_only_found_through_their_own_existing_thread(repo: Reposit
 def test_messages_can_be_listed_for_one_run(repo: Repository) -> None:
     thread, _ = repo.create_thread({}, {}, [user_message("question")])
     for i in range(3):
-        repo.create_message(
-            thread.id, NewMessage(role="assistant", content=[], run_id="run_a", metadata={"i": str(i)})
-        )
+        repo.create_message(thread.id, NewMessage(role="assistant", content=[], run_id="run_a", metadata={"i": str(i)}))
     repo.create_message(thread.id, NewMessage(role="assistant", content=[], run_id="run_b"))
 
     page = repo.list_messages(thread.id, PageRequest(order="asc", limit=2), run_id="run_a")
@@ -345,9 +342,7 @@ def test_walking_pages_visits_every_message_once_even_with_equal_timestamps(
         assert walk(repo, thread.id, "desc", limit, last=expected_asc[0]) == expected_asc[::-1]
 
 
-def test_before_returns_the_closest_items_still_in_the_requested_order(
-    repo: Repository, frozen_clock: Any
-) -> None:
+def test_before_returns_the_closest_items_still_in_the_requested_order(repo: Repository, frozen_clock: Any) -> None:
     frozen_clock([7])
     thread, messages = repo.create_thread({}, {}, [user_message(str(i)) for i in range(10)])
     ids = [m.id for m in messages]
@@ -543,9 +538,7 @@ def test_an_old_database_upgrades_with_its_rows_intact(tmp_path: Path) -> None:
         None,
     )
     assert repo.update_assistant("asst_old", {"reasoning_effort": "high"}).reasoning_effort == "high"
-    assert [m.id for m in repo.list_messages("thread_old", PageRequest(), run_id="run_old").items] == [
-        "msg_old"
-    ]
+    assert [m.id for m in repo.list_messages("thread_old", PageRequest(), run_id="run_old").items] == ["msg_old"]
     index_names = {i.name for i in database.get_indexes("messages")}
     assert "messages_thread_id_run_id_created_at_seq" in index_names
     database.close()
@@ -553,8 +546,7 @@ def test_an_old_database_upgrades_with_its_rows_intact(tmp_path: Path) -> None:
 
 def test_the_package_stays_free_of_grpc_and_protobuf() -> None:
     code = (
-        "import sys, sovereign_storage; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')))"
+        "import sys, sovereign_storage; print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')))"
     )
     storage_root = Path(sovereign_storage.__file__).parent.parent
     result = subprocess.run(

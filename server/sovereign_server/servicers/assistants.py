@@ -5,7 +5,12 @@ from typing import Any
 
 import grpc
 
-from sovereign_assistant.v1 import assistant_pb2, assistant_service_pb2, assistant_service_pb2_grpc, common_pb2
+from sovereign_assistant.v1 import (
+    assistant_pb2,
+    assistant_service_pb2,
+    assistant_service_pb2_grpc,
+    common_pb2,
+)
 from sovereign_server import convert
 from sovereign_server.validation import page_request
 from sovereign_storage import Repository
@@ -28,7 +33,8 @@ class AssistantServicer(assistant_service_pb2_grpc.AssistantServiceServicer):
     ) -> assistant_service_pb2.ListAssistantsResponse:
         limit = request.limit if request.HasField("limit") else None
         page = await to_thread(
-            self._repository.list_assistants, page_request(limit, request.order, request.after, request.before)
+            self._repository.list_assistants,
+            page_request(limit, request.order, request.after, request.before),
         )
         return assistant_service_pb2.ListAssistantsResponse(
             data=[convert.assistant_message(record) for record in page.items],

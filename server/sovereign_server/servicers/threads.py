@@ -5,7 +5,13 @@ from typing import Any
 
 import grpc
 
-from sovereign_assistant.v1 import common_pb2, message_pb2, thread_pb2, thread_service_pb2, thread_service_pb2_grpc
+from sovereign_assistant.v1 import (
+    common_pb2,
+    message_pb2,
+    thread_pb2,
+    thread_service_pb2,
+    thread_service_pb2_grpc,
+)
 from sovereign_server import convert, validation
 from sovereign_server.errors import InvalidRequestError
 from sovereign_storage import Repository
@@ -53,7 +59,9 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
         self, request: thread_service_pb2.CreateMessageRequest, context: Context
     ) -> message_pb2.Message:
         if not request.HasField("message"):
-            raise InvalidRequestError("Missing required parameter: 'role'.", param="role", code="missing_required_parameter")
+            raise InvalidRequestError(
+                "Missing required parameter: 'role'.", param="role", code="missing_required_parameter"
+            )
         message = convert.new_message(request.message)
         record = await to_thread(self._repository.create_message, request.thread_id, message)
         return convert.message_message(record)
@@ -73,9 +81,7 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
             **convert.list_envelope([record.id for record in page.items], page.has_more),
         )
 
-    async def GetMessage(
-        self, request: thread_service_pb2.GetMessageRequest, context: Context
-    ) -> message_pb2.Message:
+    async def GetMessage(self, request: thread_service_pb2.GetMessageRequest, context: Context) -> message_pb2.Message:
         record = await to_thread(self._repository.get_message, request.thread_id, request.message_id)
         return convert.message_message(record)
 
