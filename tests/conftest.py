@@ -10,6 +10,7 @@ import pytest
 
 from sovereign_client import AsyncSovereignClient
 from sovereign_server import RunningServer, ServerConfig, start_server
+from sovereign_server.gateway import Gateway, GatewayConfig
 
 
 class ServerThread:
@@ -53,3 +54,10 @@ def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
 async def client(grpc_server: ServerThread) -> AsyncIterator[AsyncSovereignClient]:
     async with AsyncSovereignClient(f"127.0.0.1:{grpc_server.port}") as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def gateway(grpc_server: ServerThread) -> Iterator[Gateway]:
+    """A real Envoy on a free port in front of this module's real gRPC server."""
+    with Gateway(GatewayConfig(grpc_port=grpc_server.port, http_port=0)) as gateway:
+        yield gateway

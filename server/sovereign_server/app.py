@@ -73,6 +73,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # A busy port must fail loudly instead of being shared with another process.
+            ("grpc.so_reuseport", 0),
         ],
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)

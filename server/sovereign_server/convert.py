@@ -24,6 +24,9 @@ from sovereign_storage import AssistantRecord, MessageRecord, NewAssistant, NewM
 
 _M = TypeVar("_M", bound=ProtoMessage)
 
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
+
 # ---------------------------------------------------------------- well-known types <-> Python
 
 
@@ -142,10 +145,9 @@ def assistant_message(record: AssistantRecord) -> assistant_pb2.Assistant:
         metadata=record.metadata,
         response_format=to_value(record.response_format if record.response_format is not None else "auto"),
     )
-    if record.temperature is not None:
-        message.temperature = record.temperature
-    if record.top_p is not None:
-        message.top_p = record.top_p
+    # OpenAI reports its defaults rather than leaving the sampling fields out.
+    message.temperature = record.temperature if record.temperature is not None else DEFAULT_TEMPERATURE
+    message.top_p = record.top_p if record.top_p is not None else DEFAULT_TOP_P
     return message
 
 
