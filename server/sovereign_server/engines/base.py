@@ -1,0 +1,153 @@
+"""The engine protocol: what a run asks a model for, and the chunks it streams back.
+
+Everything here is a plain frozen dataclass so that engines never see gRPC, protobuf or storage types.
+The shapes follow OpenAI's chat completions (https://platform.openai.com/docs/api-reference/chat),
+which every backend we plan to support can be mapped onto.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+__all__ = [
+    "ChatMessage",
+    "Chunk",
+    "Engine",
+    "EngineError",
+    "EngineErrorCode",
+    "Finish",
+    "FinishReason",
+    "FunctionTool",
+    "GenerationRequest",
+    "Role",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+]
+
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls"]
+EngineErrorCode: TypeAlias = Literal["server_error", "rate_limit_exceeded", "invalid_prompt"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A complete function call the model made; `arguments` is a JSON text, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn of the conversation.
+
+    Assistant turns that called tools carry `tool_calls`; tool results carry the `tool_call_id` they answer."""
+
+    role: Role
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """A function the model may call; `parameters` is its JSON Schema."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything an engine needs for one model turn.
+
+    `tool_choice` is "none", "auto", "required" or `{"type": "function", "function": {"name": ...}}`;
+    None means the engine's default ("auto" when there are tools)."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = None
+    max_completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the reply text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of a tool call, as chat completions stream them.
+
+    The first fragment of call `index` carries its `id` and `name`; later ones only append `arguments`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The last chunk of every stream."""
+
+    reason: FinishReason
+    usage: Usage | None = None
+
+
+Chunk: TypeAlias = TextDelta | ToolCallDelta | Finish
+
+
+class EngineError(Exception):
+    """A generation failure the run reports as its `last_error` (`code` is OpenAI's run error code)."""
+
+    def __init__(self, message: str, code: EngineErrorCode = "server_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code: EngineErrorCode = code
+
+
+class Engine(Protocol):
+    """A model backend.
+
+    `generate` is an async generator whose last chunk is always a `Finish`, unless it raises
+    `EngineError`. Cancelling the consuming task, or `aclose()` on the returned iterator, stops it promptly.
+    """
+
+    name: str
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Stream one model turn."""
+        ...
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """The engine's own prompt token count, used to enforce `max_prompt_tokens` before generating."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections or models; the engine is not used afterwards."""
+        ...
