@@ -4,14 +4,18 @@ Independent of the transport: nothing here imports gRPC or protobuf.
 """
 
 from .database import open_database, write_transaction
-from .errors import InvalidCursorError, NotFoundError, StorageError
+from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
 from .ids import new_id
 from .migrations import LATEST_VERSION, migrate, schema_version
 from .records import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
     AssistantRecord,
     MessageRecord,
     NewAssistant,
     NewMessage,
+    NewRun,
+    NewStep,
     Page,
     PageRequest,
     RunRecord,
@@ -21,12 +25,17 @@ from .records import (
 from .repository import Repository
 
 __all__ = [
+    "ACTIVE_RUN_STATUSES",
     "LATEST_VERSION",
+    "TERMINAL_RUN_STATUSES",
+    "ActiveRunError",
     "AssistantRecord",
     "InvalidCursorError",
     "MessageRecord",
     "NewAssistant",
     "NewMessage",
+    "NewRun",
+    "NewStep",
     "NotFoundError",
     "Page",
     "PageRequest",

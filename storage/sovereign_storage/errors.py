@@ -23,3 +23,12 @@ class InvalidCursorError(StorageError):
         super().__init__(f"Invalid '{param}': no object with id '{value}' in this list.")
         self.param = param
         self.value = value
+
+
+class ActiveRunError(StorageError):
+    """The thread already has a run in an active status, so no run or message may be added."""
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"Thread {thread_id} already has an active run {run_id}.")
+        self.thread_id = thread_id
+        self.run_id = run_id

@@ -166,10 +166,19 @@ def _index_messages_by_run(db: peewee.Database) -> None:
     _schema_migrator(db).add_index("messages", ("thread_id", "run_id", "created_at", "seq"), False).run()
 
 
+def _index_runs_by_status(db: peewee.Database) -> None:
+    # The active run of a thread (checked on every run and message creation), and the runs that
+    # start-up recovery and the expiry sweep look for.
+    migrator = _schema_migrator(db)
+    migrator.add_index("runs", ("thread_id", "status"), False).run()
+    migrator.add_index("runs", ("status", "expires_at"), False).run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
     _index_messages_by_run,  # 3: index messages(thread_id, run_id, created_at, seq)
+    _index_runs_by_status,  # 4: index runs(thread_id, status) and runs(status, expires_at)
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -133,7 +133,13 @@ class Run(BaseModel):
 
     class Meta:
         table_name = "runs"
-        indexes = ((("thread", "created_at", "seq"), False),)
+        indexes = (
+            (("thread", "created_at", "seq"), False),
+            # The active run of a thread, without walking the thread's run history.
+            (("thread", "status"), False),
+            # Runs by status for start-up recovery, and the expiry sweep over expires_at.
+            (("status", "expires_at"), False),
+        )
 
 
 class RunStep(BaseModel):

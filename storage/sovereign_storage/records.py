@@ -7,6 +7,10 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
+# A thread has at most one run in an active status; no message may be added to it meanwhile.
+ACTIVE_RUN_STATUSES: tuple[str, ...] = ("queued", "in_progress", "requires_action", "cancelling")
+TERMINAL_RUN_STATUSES: tuple[str, ...] = ("completed", "failed", "cancelled", "incomplete", "expired")
+
 
 @dataclass(frozen=True)
 class AssistantRecord:
@@ -109,6 +113,25 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class NewRun:
+    """A run to create; it starts "queued" and `instructions` are the effective ones."""
+
+    assistant_id: str
+    model: str
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    truncation_strategy: dict[str, Any] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool = True
+    response_format: Any = None
+
+
+@dataclass(frozen=True)
 class RunStepRecord:
     id: str
     created_at: int
@@ -125,6 +148,18 @@ class RunStepRecord:
     completed_at: int | None
     metadata: dict[str, str]
     usage: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """A run step to create; `completed_at` is set by the repository when `status` is "completed"."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    type: str  # "message_creation" | "tool_calls"
+    step_details: dict[str, Any]
+    status: str = "in_progress"
 
 
 @dataclass(frozen=True)

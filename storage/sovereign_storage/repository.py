@@ -1,4 +1,4 @@
-"""Synchronous data access for assistants, threads and messages.
+"""Synchronous data access for assistants, threads, messages, runs and run steps.
 
 Methods are blocking and safe to call from several threads at once (the server calls them
 through `asyncio.to_thread`): peewee gives each thread its own connection, and every method
@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import peewee
 
 from .database import connection_scope, write_transaction
-from .errors import InvalidCursorError, NotFoundError
-from .ids import ASSISTANT_PREFIX, MESSAGE_PREFIX, THREAD_PREFIX, new_id
+from .errors import ActiveRunError, InvalidCursorError, NotFoundError
+from .ids import ASSISTANT_PREFIX, MESSAGE_PREFIX, RUN_PREFIX, STEP_PREFIX, THREAD_PREFIX, new_id
 from .models import Assistant, BaseModel, Message, Run, RunStep, Thread, bind_models
 from .records import (
+    ACTIVE_RUN_STATUSES,
     AssistantRecord,
     MessageRecord,
     NewAssistant,
     NewMessage,
+    NewRun,
+    NewStep,
     Page,
     PageRequest,
+    RunRecord,
+    RunStepRecord,
     ThreadRecord,
 )
 
@@ -44,6 +49,52 @@ _ASSISTANT_UPDATABLE: dict[str, peewee.Field[Any]] = {
     "response_format": Assistant.response_format,
     "reasoning_effort": Assistant.reasoning_effort,
 }
+
+# Fields update_run may change: every RunRecord field but the identity (id, created_at, thread_id).
+_RUN_UPDATABLE: dict[str, peewee.Field[Any]] = {
+    "assistant_id": Run.assistant_id,
+    "status": Run.status,
+    "model": Run.model,
+    "instructions": Run.instructions,
+    "tools": Run.tools,
+    "metadata": Run.metadata,
+    "required_action": Run.required_action,
+    "last_error": Run.last_error,
+    "expires_at": Run.expires_at,
+    "started_at": Run.started_at,
+    "cancelled_at": Run.cancelled_at,
+    "failed_at": Run.failed_at,
+    "completed_at": Run.completed_at,
+    "incomplete_details": Run.incomplete_details,
+    "usage": Run.usage,
+    "temperature": Run.temperature,
+    "top_p": Run.top_p,
+    "max_prompt_tokens": Run.max_prompt_tokens,
+    "max_completion_tokens": Run.max_completion_tokens,
+    "truncation_strategy": Run.truncation_strategy,
+    "tool_choice": Run.tool_choice,
+    "parallel_tool_calls": Run.parallel_tool_calls,
+    "response_format": Run.response_format,
+}
+
+# Fields update_step may change; the step's identity and owners are fixed at creation.
+_STEP_UPDATABLE: dict[str, peewee.Field[Any]] = {
+    "status": RunStep.status,
+    "step_details": RunStep.step_details,
+    "last_error": RunStep.last_error,
+    "expired_at": RunStep.expired_at,
+    "cancelled_at": RunStep.cancelled_at,
+    "failed_at": RunStep.failed_at,
+    "completed_at": RunStep.completed_at,
+    "metadata": RunStep.metadata,
+    "usage": RunStep.usage,
+}
+
+# Runs a worker was (or would be) busy with: after a crash nothing is working on them any more.
+# A run in requires_action waits for the client, survives a restart and ends by expiry instead.
+_UNFINISHED_RUN_STATUSES: tuple[str, ...] = ("queued", "in_progress", "cancelling")
+# Runs waiting for something other than a worker, which expire at expires_at.
+_EXPIRING_RUN_STATUSES: tuple[str, ...] = ("requires_action", "queued")
 
 
 def _now() -> int:
@@ -141,6 +192,25 @@ class Repository:
             rows = Message.select().where(Message.thread == thread_id).order_by(Message.seq)
             return thread, [_message_record(row) for row in rows]
 
+    def create_thread_and_run(
+        self,
+        tool_resources: dict[str, Any],
+        metadata: dict[str, str],
+        messages: Sequence[NewMessage],
+        new: NewRun,
+        expires_in: int = 600,
+    ) -> tuple[ThreadRecord, RunRecord]:
+        """A new thread with its messages, and a queued run on it, in one transaction."""
+        thread_id = new_id(THREAD_PREFIX)
+        now = _now()
+        with self._writing():
+            Thread.insert(id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata).execute()
+            if messages:
+                Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
+            values = _run_values(thread_id, now, new, expires_in)
+            Run.insert(values).execute()
+            return _thread_record(self._thread_row(thread_id)), _run_record(self._run_row(thread_id, values["id"]))
+
     def get_thread(self, thread_id: str) -> ThreadRecord:
         with self._reading():
             return _thread_record(self._thread_row(thread_id))
@@ -178,11 +248,32 @@ class Repository:
             raise NotFoundError("thread", thread_id)
         return row
 
+    def _claim_idle_thread(self, thread_id: str) -> None:
+        """Inside a write transaction: fail unless the thread exists and has no active run.
+
+        The check holds until the transaction ends: on SQLite the write transaction already holds
+        the database's write lock; elsewhere the thread's row is locked (SELECT ... FOR UPDATE), so
+        concurrent writers adding runs or messages to the same thread queue up behind each other.
+        """
+        query = Thread.select(Thread.id).where(Thread.id == thread_id)
+        if self._db.for_update:
+            query = query.for_update()
+        if query.first() is None:
+            raise NotFoundError("thread", thread_id)
+        active = _active_run_row(thread_id)
+        if active is not None:
+            raise ActiveRunError(thread_id, active.id)
+
     # Messages
 
-    def create_message(self, thread_id: str, new: NewMessage) -> MessageRecord:
+    def create_message(self, thread_id: str, new: NewMessage, *, allow_active_run: bool = False) -> MessageRecord:
+        """Add a message; refused with ActiveRunError while the thread has an active run, unless
+        `allow_active_run` (the run itself writing its reply)."""
         with self._writing():
-            self._thread_row(thread_id)
+            if allow_active_run:
+                self._thread_row(thread_id)
+            else:
+                self._claim_idle_thread(thread_id)
             values = _message_values(thread_id, _now(), new)
             Message.insert(values).execute()
             return _message_record(self._message_row(thread_id, values["id"]))
@@ -221,11 +312,272 @@ class Repository:
             )
             return Page([_message_record(row) for row in rows], has_more)
 
+    def update_message_content(
+        self,
+        message_id: str,
+        content: list[dict[str, Any]],
+        *,
+        status: str | None = None,
+        incomplete_details: dict[str, Any] | None = None,
+    ) -> MessageRecord:
+        """Replace a message's content (a reply being streamed), optionally changing its status.
+
+        "completed" stamps completed_at, "incomplete" incomplete_at; `incomplete_details` is stored
+        when given. One UPDATE by id, then the row read back.
+        """
+        values: dict[peewee.Field[Any], Any] = {Message.content: content}
+        if status is not None:
+            values[Message.status] = status
+            if status == "completed":
+                values[Message.completed_at] = _now()
+            elif status == "incomplete":
+                values[Message.incomplete_at] = _now()
+        if incomplete_details is not None:
+            values[Message.incomplete_details] = incomplete_details
+        with self._writing():
+            updated: int = Message.update(values).where(Message.id == message_id).execute()
+            if updated == 0:
+                raise NotFoundError("message", message_id)
+            return _message_record(Message.get(Message.id == message_id))
+
+    def thread_messages(self, thread_id: str, last: int | None = None) -> list[MessageRecord]:
+        """The thread's messages oldest first: all of them, or only the `last` most recent ones."""
+        if last is not None and last < 0:
+            raise ValueError(f"last must not be negative, got {last}")
+        with self._reading():
+            self._thread_row(thread_id)
+            query = Message.select().where(Message.thread == thread_id)
+            if last is None:
+                rows = list(query.order_by(Message.created_at.asc(), Message.seq.asc()))
+            else:
+                # The newest `last` rows from the end of the index, then back to oldest first.
+                rows = list(query.order_by(Message.created_at.desc(), Message.seq.desc()).limit(last))
+                rows.reverse()
+            return [_message_record(row) for row in rows]
+
     def _message_row(self, thread_id: str, message_id: str) -> Message:
         row = Message.get_or_none((Message.thread == thread_id) & (Message.id == message_id))
         if row is None:
             raise NotFoundError("message", message_id)
         return row
+
+    # Runs
+
+    def create_run(
+        self,
+        thread_id: str,
+        new: NewRun,
+        additional_messages: Sequence[NewMessage] = (),
+        expires_in: int = 600,
+    ) -> tuple[RunRecord, list[MessageRecord]]:
+        """Queue a run on an idle thread, after adding `additional_messages` to it (part of the run's context).
+
+        NotFoundError for an unknown thread; ActiveRunError if the thread already has an active
+        run. The check and the inserts are one write transaction, so of two concurrent creators
+        on one thread exactly one succeeds.
+        """
+        with self._writing():
+            self._claim_idle_thread(thread_id)
+            now = _now()
+            messages = [_message_values(thread_id, now, m) for m in additional_messages]
+            if messages:
+                Message.insert_many(messages).execute()
+            values = _run_values(thread_id, now, new, expires_in)
+            Run.insert(values).execute()
+            run = _run_record(self._run_row(thread_id, values["id"]))
+            if not messages:
+                return run, []
+            rows = Message.select().where(Message.id.in_([m["id"] for m in messages])).order_by(Message.seq)
+            return run, [_message_record(row) for row in rows]
+
+    def get_run(self, thread_id: str, run_id: str) -> RunRecord:
+        with self._reading():
+            self._thread_row(thread_id)
+            return _run_record(self._run_row(thread_id, run_id))
+
+    def list_runs(self, thread_id: str, page: PageRequest) -> Page[RunRecord]:
+        with self._reading():
+            self._thread_row(thread_id)
+            rows, has_more = _fetch_page(Run, Run.id, Run.created_at, Run.seq, [Run.thread == thread_id], page)
+            return Page([_run_record(row) for row in rows], has_more)
+
+    def update_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_statuses: Collection[str] | None = None,
+    ) -> RunRecord | None:
+        """Apply `changes` (RunRecord field names) to a run in one UPDATE.
+
+        With `expected_statuses` it is a compare-and-set: applied only if the run's status is one
+        of them at that moment, else nothing changes and None is returned. NotFoundError if no
+        run has the id.
+        """
+        unknown = set(changes) - set(_RUN_UPDATABLE)
+        if unknown:
+            raise ValueError(f"cannot update run fields: {sorted(unknown)}")
+        condition = Run.id == run_id
+        if expected_statuses is not None:
+            condition &= Run.status.in_(list(expected_statuses))
+        with self._writing():
+            if changes:
+                values = {_RUN_UPDATABLE[name]: value for name, value in changes.items()}
+                applied: int = Run.update(values).where(condition).execute()
+            else:
+                applied = Run.select(Run.seq).where(condition).count()
+            if applied == 0:
+                if Run.get_or_none(Run.id == run_id) is None:
+                    raise NotFoundError("run", run_id)
+                return None
+            return _run_record(Run.get(Run.id == run_id))
+
+    def active_run(self, thread_id: str) -> RunRecord | None:
+        """The thread's run in an active status (queued, in_progress, requires_action, cancelling), if any."""
+        with self._reading():
+            self._thread_row(thread_id)
+            row = _active_run_row(thread_id)
+            return None if row is None else _run_record(row)
+
+    def unfinished_runs(self) -> list[RunRecord]:
+        """Runs queued, in progress or being cancelled, oldest first (to recover at start-up)."""
+        with self._reading():
+            rows = (
+                Run.select()
+                .where(Run.status.in_(_UNFINISHED_RUN_STATUSES))
+                .order_by(Run.created_at.asc(), Run.seq.asc())
+            )
+            return [_run_record(row) for row in rows]
+
+    def fail_interrupted_runs(self, message: str) -> list[str]:
+        """End every unfinished run after a crash, in one transaction; return their ids.
+
+        A run being cancelled becomes "cancelled", any other "failed" with a server_error. Their
+        steps still in progress end the same way, and their messages still in progress become
+        "incomplete" (reason "run_cancelled" or "run_failed").
+        """
+        error = {"code": "server_error", "message": message}
+        with self._writing():
+            now = _now()
+            query = (
+                Run.select(Run.id, Run.thread, Run.status)
+                .where(Run.status.in_(_UNFINISHED_RUN_STATUSES))
+                .order_by(Run.created_at.asc(), Run.seq.asc())
+            )
+            if self._db.for_update:
+                query = query.for_update()
+            runs = [(row.id, row.thread_id, row.status) for row in query]
+            for run_id, thread_id, status in runs:
+                run_values: dict[peewee.Field[Any], Any]
+                step_values: dict[peewee.Field[Any], Any]
+                if status == "cancelling":
+                    run_values = {Run.status: "cancelled", Run.cancelled_at: now}
+                    step_values = {RunStep.status: "cancelled", RunStep.cancelled_at: now}
+                    reason = "run_cancelled"
+                else:
+                    run_values = {Run.status: "failed", Run.failed_at: now, Run.last_error: error}
+                    step_values = {RunStep.status: "failed", RunStep.failed_at: now, RunStep.last_error: error}
+                    reason = "run_failed"
+                Run.update(run_values).where(Run.id == run_id).execute()
+                RunStep.update(step_values).where(RunStep.run == run_id, RunStep.status == "in_progress").execute()
+                _end_run_messages(thread_id, run_id, now, reason)
+            return [run_id for run_id, _, _ in runs]
+
+    def expire_runs(self, now: int) -> list[RunRecord]:
+        """Expire the runs waiting (requires_action or queued) whose expires_at is at or before `now`.
+
+        Their steps in progress become "expired" and their messages in progress "incomplete"
+        (reason "run_expired"). Returns the expired runs, oldest first.
+        """
+        with self._writing():
+            query = Run.select(Run.id, Run.thread).where(Run.status.in_(_EXPIRING_RUN_STATUSES), Run.expires_at <= now)
+            if self._db.for_update:
+                query = query.for_update()
+            runs = [(row.id, row.thread_id) for row in query]
+            if not runs:
+                return []
+            run_ids = [run_id for run_id, _ in runs]
+            Run.update({Run.status: "expired", Run.required_action: None}).where(Run.id.in_(run_ids)).execute()
+            RunStep.update({RunStep.status: "expired", RunStep.expired_at: now}).where(
+                RunStep.run.in_(run_ids), RunStep.status == "in_progress"
+            ).execute()
+            for run_id, thread_id in runs:
+                _end_run_messages(thread_id, run_id, now, "run_expired")
+            rows = Run.select().where(Run.id.in_(run_ids)).order_by(Run.created_at.asc(), Run.seq.asc())
+            return [_run_record(row) for row in rows]
+
+    def _run_row(self, thread_id: str, run_id: str) -> Run:
+        row = Run.get_or_none((Run.thread == thread_id) & (Run.id == run_id))
+        if row is None:
+            raise NotFoundError("run", run_id)
+        return row
+
+    # Run steps
+
+    def create_step(self, new: NewStep) -> RunStepRecord:
+        step_id = new_id(STEP_PREFIX)
+        now = _now()
+        with self._writing():
+            if Run.get_or_none(Run.id == new.run_id) is None:
+                raise NotFoundError("run", new.run_id)
+            RunStep.insert(
+                id=step_id,
+                run=new.run_id,
+                thread_id=new.thread_id,
+                assistant_id=new.assistant_id,
+                created_at=now,
+                type=new.type,
+                status=new.status,
+                step_details=new.step_details,
+                completed_at=now if new.status == "completed" else None,
+                metadata={},
+            ).execute()
+            return _step_record(RunStep.get(RunStep.id == step_id))
+
+    def update_step(self, step_id: str, changes: Mapping[str, Any]) -> RunStepRecord:
+        """Apply `changes` (RunStepRecord field names) to a step; NotFoundError if no step has the id."""
+        unknown = set(changes) - set(_STEP_UPDATABLE)
+        if unknown:
+            raise ValueError(f"cannot update run step fields: {sorted(unknown)}")
+        with self._writing():
+            if changes:
+                values = {_STEP_UPDATABLE[name]: value for name, value in changes.items()}
+                RunStep.update(values).where(RunStep.id == step_id).execute()
+            row = RunStep.get_or_none(RunStep.id == step_id)
+            if row is None:
+                raise NotFoundError("step", step_id)
+            return _step_record(row)
+
+    def get_step(self, thread_id: str, run_id: str, step_id: str) -> RunStepRecord:
+        with self._reading():
+            self._thread_row(thread_id)
+            self._run_row(thread_id, run_id)
+            row = RunStep.get_or_none((RunStep.run == run_id) & (RunStep.id == step_id))
+            if row is None:
+                raise NotFoundError("step", step_id)
+            return _step_record(row)
+
+    def list_steps(self, thread_id: str, run_id: str, page: PageRequest) -> Page[RunStepRecord]:
+        with self._reading():
+            self._thread_row(thread_id)
+            self._run_row(thread_id, run_id)
+            rows, has_more = _fetch_page(
+                RunStep, RunStep.id, RunStep.created_at, RunStep.seq, [RunStep.run == run_id], page
+            )
+            return Page([_step_record(row) for row in rows], has_more)
+
+
+def _active_run_row(thread_id: str) -> Run | None:
+    # At most one run per thread is active; the (thread_id, status) index finds it.
+    row: Run | None = Run.select().where(Run.thread == thread_id, Run.status.in_(ACTIVE_RUN_STATUSES)).first()
+    return row
+
+
+def _end_run_messages(thread_id: str, run_id: str, now: int, reason: str) -> None:
+    """Mark the run's messages still in progress as incomplete for `reason`."""
+    Message.update(
+        {Message.status: "incomplete", Message.incomplete_at: now, Message.incomplete_details: {"reason": reason}}
+    ).where(Message.thread == thread_id, Message.run_id == run_id, Message.status == "in_progress").execute()
 
 
 def _fetch_page(
@@ -307,6 +659,29 @@ def _message_values(thread_id: str, now: int, new: NewMessage) -> dict[str, Any]
     }
 
 
+def _run_values(thread_id: str, now: int, new: NewRun, expires_in: int) -> dict[str, Any]:
+    return {
+        "id": new_id(RUN_PREFIX),
+        "thread": thread_id,
+        "assistant_id": new.assistant_id,
+        "created_at": now,
+        "status": "queued",
+        "model": new.model,
+        "instructions": new.instructions,
+        "tools": new.tools,
+        "metadata": new.metadata,
+        "expires_at": now + expires_in,
+        "temperature": new.temperature,
+        "top_p": new.top_p,
+        "max_prompt_tokens": new.max_prompt_tokens,
+        "max_completion_tokens": new.max_completion_tokens,
+        "truncation_strategy": new.truncation_strategy,
+        "tool_choice": new.tool_choice,
+        "parallel_tool_calls": new.parallel_tool_calls,
+        "response_format": new.response_format,
+    }
+
+
 def _assistant_record(row: Assistant) -> AssistantRecord:
     return AssistantRecord(
         id=row.id,
@@ -344,4 +719,55 @@ def _message_record(row: Message) -> MessageRecord:
         run_id=row.run_id,
         attachments=row.attachments,
         metadata=row.metadata,
+    )
+
+
+def _run_record(row: Run) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        created_at=row.created_at,
+        thread_id=row.thread_id,
+        assistant_id=row.assistant_id,
+        status=row.status,
+        model=row.model,
+        instructions=row.instructions,
+        tools=row.tools,
+        metadata=row.metadata,
+        required_action=row.required_action,
+        last_error=row.last_error,
+        expires_at=row.expires_at,
+        started_at=row.started_at,
+        cancelled_at=row.cancelled_at,
+        failed_at=row.failed_at,
+        completed_at=row.completed_at,
+        incomplete_details=row.incomplete_details,
+        usage=row.usage,
+        temperature=row.temperature,
+        top_p=row.top_p,
+        max_prompt_tokens=row.max_prompt_tokens,
+        max_completion_tokens=row.max_completion_tokens,
+        truncation_strategy=row.truncation_strategy,
+        tool_choice=row.tool_choice,
+        parallel_tool_calls=row.parallel_tool_calls,
+        response_format=row.response_format,
+    )
+
+
+def _step_record(row: RunStep) -> RunStepRecord:
+    return RunStepRecord(
+        id=row.id,
+        created_at=row.created_at,
+        run_id=row.run_id,
+        thread_id=row.thread_id,
+        assistant_id=row.assistant_id,
+        type=row.type,
+        status=row.status,
+        step_details=row.step_details,
+        last_error=row.last_error,
+        expired_at=row.expired_at,
+        cancelled_at=row.cancelled_at,
+        failed_at=row.failed_at,
+        completed_at=row.completed_at,
+        metadata=row.metadata,
+        usage=row.usage,
     )

@@ -9,6 +9,8 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from sovereign_assistant.v1 import common_pb2 as _common_pb2
+from sovereign_assistant.v1 import message_pb2 as _message_pb2
+from sovereign_assistant.v1 import thread_pb2 as _thread_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -292,27 +294,208 @@ Global___RunStep: _TypeAlias = RunStep  # noqa: Y015
 
 @_typing.final
 class RunEvent(_message.Message):
-    """One event of a run's stream, as OpenAI names it (`thread.run.created`, `thread.message.delta`,
-    `done`, ...). `data` is the event's object in OpenAI's JSON shape.
+    """One event of a run's stream, named as OpenAI names it (`thread.run.created`,
+    `thread.message.delta`, `done`, ...). `data` holds the event's object; `done` has none.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
-    DATA_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    STEP_DELTA_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    MESSAGE_DELTA_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     @_builtins.property
-    def data(self) -> _struct_pb2.Value: ...
+    def thread(self) -> _thread_pb2.Thread:
+        """`thread.created` (create-and-run only)."""
+
+    @_builtins.property
+    def run(self) -> Global___Run:
+        """`thread.run.*`."""
+
+    @_builtins.property
+    def step(self) -> Global___RunStep:
+        """`thread.run.step.created`, `.in_progress`, `.completed`, `.failed`, `.cancelled`, `.expired`."""
+
+    @_builtins.property
+    def step_delta(self) -> Global___RunStepDelta:
+        """`thread.run.step.delta`."""
+
+    @_builtins.property
+    def message(self) -> _message_pb2.Message:
+        """`thread.message.created`, `.in_progress`, `.completed`, `.incomplete`."""
+
+    @_builtins.property
+    def message_delta(self) -> Global___MessageDelta:
+        """`thread.message.delta`."""
+
+    @_builtins.property
+    def error(self) -> Global___ErrorObject:
+        """`error`: a failure after the stream started."""
+
     def __init__(
         self,
         *,
         event: _builtins.str = ...,
-        data: _struct_pb2.Value | None = ...,
+        thread: _thread_pb2.Thread | None = ...,
+        run: Global___Run | None = ...,
+        step: Global___RunStep | None = ...,
+        step_delta: Global___RunStepDelta | None = ...,
+        message: _message_pb2.Message | None = ...,
+        message_delta: Global___MessageDelta | None = ...,
+        error: Global___ErrorObject | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "error", b"error", "message", b"message", "message_delta", b"message_delta", "run", b"run", "step", b"step", "step_delta", b"step_delta", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "error", b"error", "event", b"event", "message", b"message", "message_delta", b"message_delta", "run", b"run", "step", b"step", "step_delta", b"step_delta", "thread", b"thread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_data: _TypeAlias = _typing.Literal["thread", "run", "step", "step_delta", "message", "message_delta", "error"]  # noqa: Y015
+    _WhichOneofArgType_data: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_data) -> _WhichOneofReturnType_data | None: ...
+
+Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
+
+@_typing.final
+class MessageDelta(_message.Message):
+    """The part of a message that changed while it streams (`thread.message.delta`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OBJECT_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    object: _builtins.str
+    """Always `thread.message.delta`."""
+    @_builtins.property
+    def delta(self) -> Global___MessageDeltaBody: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        object: _builtins.str = ...,
+        delta: Global___MessageDeltaBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "id", b"id", "object", b"object"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
+Global___MessageDelta: _TypeAlias = MessageDelta  # noqa: Y015
+
+@_typing.final
+class MessageDeltaBody(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageDeltaContent]: ...
+    def __init__(
+        self,
+        *,
+        content: _abc.Iterable[Global___MessageDeltaContent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDeltaBody: _TypeAlias = MessageDeltaBody  # noqa: Y015
+
+@_typing.final
+class MessageDeltaContent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The position of the content part this delta extends."""
+    type: _builtins.str
+    """`text`."""
+    @_builtins.property
+    def text(self) -> _message_pb2.TextContent: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        type: _builtins.str = ...,
+        text: _message_pb2.TextContent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "text", b"text", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDeltaContent: _TypeAlias = MessageDeltaContent  # noqa: Y015
+
+@_typing.final
+class RunStepDelta(_message.Message):
+    """The part of a run step that changed while it streams (`thread.run.step.delta`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OBJECT_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    object: _builtins.str
+    """Always `thread.run.step.delta`."""
+    @_builtins.property
+    def delta(self) -> _struct_pb2.Struct:
+        """`{"step_details": {"type": "tool_calls", "tool_calls": [{"index", "id", "type", "function"}]}}`."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        object: _builtins.str = ...,
+        delta: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "id", b"id", "object", b"object"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunStepDelta: _TypeAlias = RunStepDelta  # noqa: Y015
+
+@_typing.final
+class ErrorObject(_message.Message):
+    """OpenAI's error object: the body of an `error` event, and of every JSON error response."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    PARAM_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    type: _builtins.str
+    """`invalid_request_error` or `server_error`."""
+    @_builtins.property
+    def param(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def code(self) -> _struct_pb2.Value: ...
+    def __init__(
+        self,
+        *,
+        message: _builtins.str = ...,
+        type: _builtins.str = ...,
+        param: _struct_pb2.Value | None = ...,
+        code: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "param", b"param"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "param", b"param", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErrorObject: _TypeAlias = ErrorObject  # noqa: Y015
