@@ -18,7 +18,9 @@ from sovereign_assistant.v1 import (
     thread_service_pb2_grpc,
 )
 from sovereign_server.config import ServerConfig
+from sovereign_server.engines import create_engine
 from sovereign_server.interceptors import CallInterceptor
+from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.servicers import AssistantServicer, RunServicer, ThreadServicer
 from sovereign_storage import Repository, migrate, open_database
 
@@ -42,10 +44,12 @@ class RunningServer:
         server: grpc.aio.Server,
         port: int,
         health_servicer: health.aio.HealthServicer,
+        runs: RunManager,
         close: list[object],
     ) -> None:
         self._server = server
         self._health = health_servicer
+        self._runs = runs
         self._closing = close
         self.port = port
 
@@ -53,6 +57,8 @@ class RunningServer:
         # Tell load balancers first, then let in-flight calls finish.
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Runs first: their streams end when they do, then the server can drain its calls.
+        await self._runs.stop(grace or 0.0)
         await self._server.stop(grace)
         for resource in self._closing:
             close = getattr(resource, "close", None)
@@ -67,6 +73,13 @@ async def start_server(config: ServerConfig) -> RunningServer:
     database = open_database(config.database)
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
+    engine = create_engine(config.engine, **({"token_delay": config.token_delay} if config.engine == "builtin" else {}))
+    runs = RunManager(
+        repository,
+        engine,
+        RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
+    )
+    await runs.start()
 
     server = grpc.aio.server(
         interceptors=[CallInterceptor()],
@@ -79,7 +92,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
     thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -93,4 +106,4 @@ async def start_server(config: ServerConfig) -> RunningServer:
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("gRPC server listening on %s:%d", config.grpc_host, port)
-    return RunningServer(server, port, health_servicer, [database])
+    return RunningServer(server, port, health_servicer, runs, [database])

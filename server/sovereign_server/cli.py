@@ -38,7 +38,7 @@ class _Option:
     env: str
     field: str
     help: str
-    type: type[int] | type[str] = str
+    type: type[int] | type[float] | type[str] = str
 
 
 _OPTIONS = (
@@ -48,6 +48,11 @@ _OPTIONS = (
     _Option("--http-port", "SOVEREIGN_HTTP_PORT", "http_port", "JSON gateway port (0: pick a free one)", int),
     _Option("--db", "SOVEREIGN_DB", "database", "SQLite file, or a database URL"),
     _Option("--engine", "SOVEREIGN_ENGINE", "engine", "generation engine, by name"),
+    _Option("--token-delay", "SOVEREIGN_TOKEN_DELAY", "token_delay", "seconds between built-in engine tokens", float),
+    _Option("--run-expires-in", "SOVEREIGN_RUN_EXPIRES_IN", "run_expires_in", "seconds a run may wait", int),
+    _Option(
+        "--stream-heartbeat", "SOVEREIGN_STREAM_HEARTBEAT", "stream_heartbeat", "seconds between SSE keep-alives", float
+    ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
 )
 

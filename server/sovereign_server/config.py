@@ -15,6 +15,12 @@ class ServerConfig:
     # A SQLite file path, or a database URL (`sqlite:///...`, `postgresql://...`).
     database: str = "data/sovereign.sqlite3"
     engine: str = "builtin"
+    # Seconds the built-in engine waits between tokens: 0 in tests, a human pace in `make run`.
+    token_delay: float = 0.0
+    # Seconds a run may wait (queued, or for tool outputs) before it expires.
+    run_expires_in: int = 600
+    # Seconds of silence on an SSE stream before a `: keep-alive` comment.
+    stream_heartbeat: float = 15.0
     log_level: str = "info"
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = 5.0

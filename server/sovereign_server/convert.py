@@ -16,11 +16,21 @@ from sovereign_assistant.v1 import (
     assistant_service_pb2,
     common_pb2,
     message_pb2,
+    run_pb2,
     thread_pb2,
 )
 from sovereign_server import validation
 from sovereign_server.errors import InvalidRequestError
-from sovereign_storage import AssistantRecord, MessageRecord, NewAssistant, NewMessage, ThreadRecord
+from sovereign_storage import (
+    AssistantRecord,
+    MessageRecord,
+    NewAssistant,
+    NewMessage,
+    NewRun,
+    RunRecord,
+    RunStepRecord,
+    ThreadRecord,
+)
 
 _M = TypeVar("_M", bound=ProtoMessage)
 
@@ -205,3 +215,148 @@ def list_envelope(ids: Sequence[str], has_more: bool) -> dict[str, Any]:
         "last_id": to_value(ids[-1] if ids else None),
         "has_more": has_more,
     }
+
+
+# ---------------------------------------------------------------- runs and steps
+
+
+def new_run(request: Any, assistant: AssistantRecord) -> NewRun:
+    """A run to queue, from a CreateRun or CreateThreadAndRun request and the assistant it runs:
+    what the request leaves out comes from the assistant, as OpenAI does."""
+    instructions = _optional(request, "instructions")
+    if instructions is None:
+        instructions = assistant.instructions
+    validation.check_max_length("instructions", instructions, validation.MAX_INSTRUCTIONS)
+    additional = (
+        _optional(request, "additional_instructions") if "additional_instructions" in _fields(request) else None
+    )
+    if additional:
+        instructions = f"{instructions}\n\n{additional}" if instructions else additional
+    tools = validation.check_tools(from_value(request, "tools")) if request.HasField("tools") else assistant.tools
+    temperature = _optional(request, "temperature")
+    top_p = _optional(request, "top_p")
+    response_format = validation.check_response_format(from_value(request, "response_format"))
+    parallel_tool_calls = _optional(request, "parallel_tool_calls")
+    return NewRun(
+        assistant_id=assistant.id,
+        model=_optional(request, "model") or assistant.model,
+        instructions=instructions,
+        tools=tools,
+        metadata=validation.check_metadata(dict(request.metadata)),
+        temperature=validation.check_temperature(temperature if temperature is not None else assistant.temperature),
+        top_p=validation.check_top_p(top_p if top_p is not None else assistant.top_p),
+        max_prompt_tokens=validation.check_token_limit("max_prompt_tokens", _optional(request, "max_prompt_tokens")),
+        max_completion_tokens=validation.check_token_limit(
+            "max_completion_tokens", _optional(request, "max_completion_tokens")
+        ),
+        truncation_strategy=validation.check_truncation_strategy(from_value(request, "truncation_strategy")),
+        tool_choice=validation.check_tool_choice(from_value(request, "tool_choice")),
+        parallel_tool_calls=True if parallel_tool_calls is None else parallel_tool_calls,
+        response_format=response_format if response_format is not None else assistant.response_format,
+    )
+
+
+def _fields(message: ProtoMessage) -> set[str]:
+    return {field.name for field in message.DESCRIPTOR.fields}
+
+
+def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def run_message(record: RunRecord) -> run_pb2.Run:
+    message = run_pb2.Run(
+        id=record.id,
+        object="thread.run",
+        created_at=record.created_at,
+        thread_id=record.thread_id,
+        assistant_id=record.assistant_id,
+        status=record.status,
+        required_action=to_value(record.required_action),
+        last_error=to_value(record.last_error),
+        expires_at=to_value(record.expires_at),
+        started_at=to_value(record.started_at),
+        cancelled_at=to_value(record.cancelled_at),
+        failed_at=to_value(record.failed_at),
+        completed_at=to_value(record.completed_at),
+        incomplete_details=to_value(record.incomplete_details),
+        model=record.model,
+        instructions=record.instructions or "",
+        tools=_parse_all(record.tools, common_pb2.Tool),
+        metadata=record.metadata,
+        usage=to_value(record.usage),
+        temperature=record.temperature if record.temperature is not None else DEFAULT_TEMPERATURE,
+        top_p=record.top_p if record.top_p is not None else DEFAULT_TOP_P,
+        max_prompt_tokens=to_value(record.max_prompt_tokens),
+        max_completion_tokens=to_value(record.max_completion_tokens),
+        truncation_strategy=to_value(record.truncation_strategy or {"type": "auto", "last_messages": None}),
+        tool_choice=to_value(record.tool_choice if record.tool_choice is not None else "auto"),
+        parallel_tool_calls=record.parallel_tool_calls is not False,
+        response_format=to_value(record.response_format if record.response_format is not None else "auto"),
+    )
+    return message
+
+
+def step_message(record: RunStepRecord) -> run_pb2.RunStep:
+    return run_pb2.RunStep(
+        id=record.id,
+        object="thread.run.step",
+        created_at=record.created_at,
+        assistant_id=record.assistant_id,
+        thread_id=record.thread_id,
+        run_id=record.run_id,
+        type=record.type,
+        status=record.status,
+        step_details=to_struct(record.step_details),
+        last_error=to_value(record.last_error),
+        expired_at=to_value(record.expired_at),
+        cancelled_at=to_value(record.cancelled_at),
+        failed_at=to_value(record.failed_at),
+        completed_at=to_value(record.completed_at),
+        metadata=record.metadata,
+        usage=to_value(record.usage),
+    )
+
+
+def message_delta(message_id: str, text: str, index: int = 0) -> run_pb2.MessageDelta:
+    return run_pb2.MessageDelta(
+        id=message_id,
+        object="thread.message.delta",
+        delta=run_pb2.MessageDeltaBody(
+            content=[run_pb2.MessageDeltaContent(index=index, type="text", text=message_pb2.TextContent(value=text))]
+        ),
+    )
+
+
+def step_delta(step_id: str, delta: dict[str, Any]) -> run_pb2.RunStepDelta:
+    return run_pb2.RunStepDelta(id=step_id, object="thread.run.step.delta", delta=to_struct(delta))
+
+
+def error_object(body: dict[str, Any]) -> run_pb2.ErrorObject:
+    """OpenAI's error object from `ApiError.body()["error"]`."""
+    return run_pb2.ErrorObject(
+        message=body["message"], type=body["type"], param=to_value(body["param"]), code=to_value(body["code"])
+    )
+
+
+def openai_json(message: ProtoMessage) -> Any:
+    """The JSON the gateway would print for `message`: proto field names, every field without
+    presence printed, and integral numbers as integers (protobuf's Python printer gives `Value`
+    numbers as floats; Envoy's prints `1700000000`)."""
+    return _integral(
+        json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    )
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from sovereign_server.errors import ApiError, InvalidRequestError, NotFoundError, ServerError
-from sovereign_storage import InvalidCursorError
+from sovereign_server.errors import ApiError, ConflictError, InvalidRequestError, NotFoundError, ServerError
+from sovereign_storage import ActiveRunError, InvalidCursorError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.calls")
@@ -25,6 +25,8 @@ def as_api_error(error: Exception) -> ApiError:
         return error
     if isinstance(error, StoredNotFoundError):
         return NotFoundError(str(error))
+    if isinstance(error, ActiveRunError):
+        return ConflictError(str(error))
     if isinstance(error, InvalidCursorError):
         return InvalidRequestError(str(error), param=error.param, code="invalid_cursor")
     logger.exception("unexpected error", exc_info=error)

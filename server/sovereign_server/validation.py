@@ -281,3 +281,85 @@ def check_attachments(value: Sequence[Mapping[str, Any]], param: str = "attachme
         tools = check_tools(list(attachment.get("tools", [])), f"{param}[{index}].tools", ATTACHMENT_TOOL_TYPES)
         checked.append({"file_id": file_id, "tools": tools})
     return checked
+
+
+MIN_RUN_TOKEN_LIMIT = 256
+TOOL_CHOICE_MODES = ("none", "auto", "required")
+
+
+def check_token_limit(param: str, value: int | None) -> int | None:
+    """`max_prompt_tokens` / `max_completion_tokens`: at least 256, as OpenAI requires."""
+    if value is not None and value < MIN_RUN_TOKEN_LIMIT:
+        raise InvalidRequestError(
+            f"Invalid '{param}': integer below minimum value. Expected a value >= {MIN_RUN_TOKEN_LIMIT}, "
+            f"but got {value} instead.",
+            param=param,
+            code="integer_below_min_value",
+        )
+    return value
+
+
+def check_tool_choice(value: Any) -> Any:
+    """`"none"`, `"auto"`, `"required"`, or `{"type": "function", "function": {"name": ...}}`."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        return check_one_of("tool_choice", value, TOOL_CHOICE_MODES)
+    if isinstance(value, Mapping) and value.get("type") in ("function", "file_search", "code_interpreter"):
+        if value["type"] == "function":
+            function = value.get("function")
+            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+                raise InvalidRequestError(
+                    "Missing required parameter: 'tool_choice.function.name'.",
+                    param="tool_choice.function.name",
+                    code="missing_required_parameter",
+                )
+            return {"type": "function", "function": {"name": function["name"]}}
+        return {"type": value["type"]}
+    raise invalid_type("tool_choice", "'none', 'auto', 'required' or a tool object", value)
+
+
+def check_truncation_strategy(value: Any) -> dict[str, Any]:
+    """`{"type": "auto"}` (the default) or `{"type": "last_messages", "last_messages": n >= 1}`."""
+    if value is None:
+        return {"type": "auto", "last_messages": None}
+    if not isinstance(value, Mapping):
+        raise invalid_type("truncation_strategy", "an object", value)
+    strategy = check_one_of("truncation_strategy.type", str(value.get("type", "")), ("auto", "last_messages"))
+    last = value.get("last_messages")
+    if strategy == "last_messages":
+        if not isinstance(last, int | float) or isinstance(last, bool) or int(last) != last or last < 1:
+            raise InvalidRequestError(
+                "Invalid 'truncation_strategy.last_messages': expected an integer >= 1.",
+                param="truncation_strategy.last_messages",
+                code="invalid_value",
+            )
+        return {"type": "last_messages", "last_messages": int(last)}
+    return {"type": "auto", "last_messages": None}
+
+
+def check_tool_outputs(outputs: Sequence[tuple[str, str]], expected_ids: Sequence[str]) -> dict[str, str]:
+    """Every tool call the run asked for must get exactly one output, and no other call may."""
+    given: dict[str, str] = {}
+    for index, (call_id, output) in enumerate(outputs):
+        if not call_id:
+            raise InvalidRequestError(
+                f"Missing required parameter: 'tool_outputs[{index}].tool_call_id'.",
+                param=f"tool_outputs[{index}].tool_call_id",
+                code="missing_required_parameter",
+            )
+        if call_id not in expected_ids:
+            raise InvalidRequestError(
+                f"Invalid 'tool_outputs[{index}].tool_call_id': no tool call with id '{call_id}' is awaiting output.",
+                param=f"tool_outputs[{index}].tool_call_id",
+                code="invalid_value",
+            )
+        given[call_id] = output
+    missing = [call_id for call_id in expected_ids if call_id not in given]
+    if missing:
+        raise InvalidRequestError(
+            f"Expected tool outputs for call_ids {list(expected_ids)}, got {list(given)}.",
+            param="tool_outputs",
+            code="invalid_value",
+        )
+    return given

@@ -1,65 +1,143 @@
 from __future__ import annotations
 
+import json
+from asyncio import to_thread
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
+from google.api import httpbody_pb2
 
-from sovereign_assistant.v1 import run_service_pb2_grpc
-from sovereign_server.errors import ApiError
+from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
+from sovereign_server import convert, validation
+from sovereign_server.runs import RunManager
+from sovereign_server.runs.events import SSE_HEARTBEAT, EventChannel
+from sovereign_storage import Repository, RunRecord
 
+Context = grpc.aio.ServicerContext[Any, Any]
 
-class NotServedError(ApiError):
-    status = grpc.StatusCode.UNIMPLEMENTED
-    error_type = "server_error"
-
-
-def _not_served() -> NoReturn:
-    raise NotServedError("Runs are not served by this version of the server.")
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
 
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
-    """Runs are declared in the contract so that the JSON model is settled; every method answers
-    UNIMPLEMENTED until runs are served."""
+    """The run-creating routes answer JSON callers with `HttpBody` (one JSON run, or OpenAI's
+    Server-Sent Events when `stream` is set) and gRPC callers with typed `RunEvent`s; both render
+    the same events from `RunManager`."""
 
-    async def CreateRun(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        _not_served()
-        yield
+    def __init__(self, repository: Repository, runs: RunManager) -> None:
+        self._repository = repository
+        self._runs = runs
 
-    async def CreateThreadAndRun(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        _not_served()
-        yield
+    # ------------------------------------------------------------------ creating and resuming runs
 
-    async def SubmitToolOutputs(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        _not_served()
-        yield
+    async def CreateRun(
+        self, request: run_service_pb2.CreateRunRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        run, channel = await self._runs.create_run(request)
+        async for body in self._http(run, channel, request.stream):
+            yield body
 
-    async def CreateRunEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        _not_served()
-        yield
+    async def CreateThreadAndRun(
+        self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        run, channel = await self._runs.create_thread_and_run(request)
+        async for body in self._http(run, channel, request.stream):
+            yield body
 
-    async def CreateThreadAndRunEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        _not_served()
-        yield
+    async def SubmitToolOutputs(
+        self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        run, channel = await self._runs.submit_tool_outputs(request.thread_id, request.run_id, _outputs(request))
+        async for body in self._http(run, channel, request.stream):
+            yield body
 
-    async def SubmitToolOutputsEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        _not_served()
-        yield
+    async def CreateRunEvents(
+        self, request: run_service_pb2.CreateRunRequest, context: Context
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        _, channel = await self._runs.create_run(request)
+        async for event in _typed(channel):
+            yield event
 
-    async def ListRuns(self, request: Any, context: Any) -> Any:
-        _not_served()
+    async def CreateThreadAndRunEvents(
+        self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        _, channel = await self._runs.create_thread_and_run(request)
+        async for event in _typed(channel):
+            yield event
 
-    async def GetRun(self, request: Any, context: Any) -> Any:
-        _not_served()
+    async def SubmitToolOutputsEvents(
+        self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        _, channel = await self._runs.submit_tool_outputs(request.thread_id, request.run_id, _outputs(request))
+        async for event in _typed(channel):
+            yield event
 
-    async def ModifyRun(self, request: Any, context: Any) -> Any:
-        _not_served()
+    async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        if not stream:
+            data = json.dumps(convert.openai_json(convert.run_message(run)), separators=(",", ":")).encode()
+            yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
+            return
+        async for batch in channel.follow(self._runs.settings.heartbeat):
+            data = b"".join(event.to_sse() for event in batch) if batch else SSE_HEARTBEAT
+            yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
 
-    async def CancelRun(self, request: Any, context: Any) -> Any:
-        _not_served()
+    # ------------------------------------------------------------------ reading and changing runs
 
-    async def ListRunSteps(self, request: Any, context: Any) -> Any:
-        _not_served()
+    async def ListRuns(
+        self, request: run_service_pb2.ListRunsRequest, context: Context
+    ) -> run_service_pb2.ListRunsResponse:
+        limit = request.limit if request.HasField("limit") else None
+        page = await to_thread(
+            self._repository.list_runs,
+            request.thread_id,
+            validation.page_request(limit, request.order, request.after, request.before),
+        )
+        return run_service_pb2.ListRunsResponse(
+            data=[convert.run_message(run) for run in page.items],
+            **convert.list_envelope([run.id for run in page.items], page.has_more),
+        )
 
-    async def GetRunStep(self, request: Any, context: Any) -> Any:
-        _not_served()
+    async def GetRun(self, request: run_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
+        return convert.run_message(await to_thread(self._repository.get_run, request.thread_id, request.run_id))
+
+    async def ModifyRun(self, request: run_service_pb2.ModifyRunRequest, context: Context) -> run_pb2.Run:
+        run = await to_thread(self._repository.get_run, request.thread_id, request.run_id)
+        if request.HasField("metadata"):
+            metadata = validation.check_metadata(convert.from_value(request, "metadata"))
+            updated = await to_thread(self._repository.update_run, run.id, {"metadata": metadata})
+            run = updated or run
+        return convert.run_message(run)
+
+    async def CancelRun(self, request: run_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
+        return convert.run_message(await self._runs.cancel_run(request.thread_id, request.run_id))
+
+    async def ListRunSteps(
+        self, request: run_service_pb2.ListRunStepsRequest, context: Context
+    ) -> run_service_pb2.ListRunStepsResponse:
+        limit = request.limit if request.HasField("limit") else None
+        page = await to_thread(
+            self._repository.list_steps,
+            request.thread_id,
+            request.run_id,
+            validation.page_request(limit, request.order, request.after, request.before),
+        )
+        return run_service_pb2.ListRunStepsResponse(
+            data=[convert.step_message(step) for step in page.items],
+            **convert.list_envelope([step.id for step in page.items], page.has_more),
+        )
+
+    async def GetRunStep(self, request: run_service_pb2.GetRunStepRequest, context: Context) -> run_pb2.RunStep:
+        step = await to_thread(self._repository.get_step, request.thread_id, request.run_id, request.step_id)
+        return convert.step_message(step)
+
+
+def _outputs(request: run_service_pb2.SubmitToolOutputsRequest) -> list[tuple[str, str]]:
+    return [(output.tool_call_id, output.output) for output in request.tool_outputs]
+
+
+async def _typed(channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
+    # gRPC keeps idle streams alive itself: no heartbeats here.
+    async for batch in channel.follow():
+        for event in batch:
+            yield event.to_proto()
