@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,11 +46,55 @@ class ServerThread:
         self._loop.close()
 
 
+class ServiceProcess:
+    """`sovereign serve` as users run it, in a child process on free ports."""
+
+    def __init__(self, database: Path, *options: str) -> None:
+        command = [str(Path(sys.executable).parent / "sovereign"), "serve", "--grpc-port", "0", "--http-port", "0"]
+        self.process = subprocess.Popen(
+            [*command, "--db", str(database), "--log-level", "warning", *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        printed = []
+        for line in self.process.stdout:
+            printed.append(line)
+            if line.strip().startswith("API docs"):
+                break
+        text = "".join(printed)
+        base_url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", text)
+        grpc_address = re.search(r"gRPC:\s+(127\.0\.0\.1:\d+)", text)
+        if base_url is None or grpc_address is None:
+            self.stop()
+            raise RuntimeError(f"sovereign serve did not start: {text!r}")
+        self.base_url = base_url.group(1)
+        self.grpc_address = grpc_address.group(1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
 @pytest.fixture(scope="module")
-def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+def server_options() -> dict[str, Any]:
+    """`ServerConfig` fields a test module sets for its server (override the fixture in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def grpc_server(tmp_path_factory: pytest.TempPathFactory, server_options: dict[str, Any]) -> Iterator[ServerThread]:
     """A real gRPC server on a free port, with its own SQLite file, for one test module."""
     database = tmp_path_factory.mktemp("grpc") / "sovereign.sqlite3"
-    server = ServerThread(ServerConfig(grpc_port=0, database=str(database))).start()
+    server = ServerThread(ServerConfig(grpc_port=0, database=str(database), **server_options)).start()
     yield server
     server.stop()
 

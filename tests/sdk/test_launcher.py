@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +13,9 @@ import pytest
 from openai import OpenAI
 
 from sovereign_client import SovereignClient
+from tests.conftest import ServiceProcess
 
 pytestmark = pytest.mark.sdk
-
-SOVEREIGN = str(Path(sys.executable).parent / "sovereign")
 
 
 def child_pids(pid: int) -> set[int]:
@@ -39,35 +35,14 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    process = subprocess.Popen(
-        [SOVEREIGN, "serve", "--grpc-port", "0", "--http-port", "0", "--db", str(tmp_path / "data" / "db.sqlite3")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.strip().startswith("API docs"):
-            break
-    text = "".join(lines)
-    base_url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", text)
-    grpc_address = re.search(r"gRPC:\s+(127\.0\.0\.1:\d+)", text)
-    assert base_url, text
-    assert grpc_address, text
-    yield process, base_url.group(1), grpc_address.group(1)
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    process.stdout.close()
+def served(tmp_path: Path) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(tmp_path / "data" / "db.sqlite3")
+    yield service
+    service.stop()
 
 
-def test_serve_answers_json_and_grpc_then_stops_cleanly_on_sigterm(
-    served: tuple[subprocess.Popen[str], str, str],
-) -> None:
-    process, base_url, grpc_address = served
+def test_serve_answers_json_and_grpc_then_stops_cleanly_on_sigterm(served: ServiceProcess) -> None:
+    process, base_url, grpc_address = served.process, served.base_url, served.grpc_address
     with OpenAI(base_url=base_url, api_key="sk-local", max_retries=0) as sdk:
         assistant = sdk.beta.assistants.create(model="builtin", name="launched")
     with SovereignClient(grpc_address) as client:
@@ -81,8 +56,8 @@ def test_serve_answers_json_and_grpc_then_stops_cleanly_on_sigterm(
     assert not any(pid_alive(pid) for pid in children)
 
 
-def test_envoy_dies_with_a_killed_launcher(served: tuple[subprocess.Popen[str], str, str]) -> None:
-    process, _, _ = served
+def test_envoy_dies_with_a_killed_launcher(served: ServiceProcess) -> None:
+    process = served.process
     children = child_pids(process.pid)
     process.kill()
     process.wait(timeout=10)

@@ -1,0 +1,78 @@
+"""Restart safety: `sovereign serve` killed with SIGKILL mid-stream, then started again on the same
+database. The interrupted run is ended, its partial reply kept as `incomplete`, nothing committed is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.conftest import ServiceProcess
+
+pytestmark = pytest.mark.sdk
+
+
+def test_a_run_cut_by_sigkill_is_failed_at_the_next_start(tmp_path: Path) -> None:
+    database = tmp_path / "sovereign.sqlite3"
+    first = ServiceProcess(database, "--token-delay", "0.1")
+    try:
+        with OpenAI(base_url=first.base_url, api_key="sk-local", max_retries=0) as sdk:
+            assistant = sdk.beta.assistants.create(model="builtin", name="survivor")
+            thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "before"}])
+            finished = sdk.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+            )
+            sdk.beta.threads.messages.create(thread.id, role="user", content=" ".join(f"w{i}" for i in range(60)))
+            run_id = ""
+            deltas = 0
+            stream = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
+            for event in stream:
+                if event.event == "thread.run.created":
+                    run_id = event.data.id
+                if event.event == "thread.message.delta":
+                    deltas += 1
+                    if deltas == 8:
+                        # Mid-stream, after the growing reply has been written at least once.
+                        first.process.kill()
+                        first.process.wait()
+                        break
+    finally:
+        first.stop()
+
+    second = ServiceProcess(database)
+    try:
+        with OpenAI(base_url=second.base_url, api_key="sk-local", max_retries=0) as sdk:
+            run = sdk.beta.threads.runs.retrieve(run_id, thread_id=thread.id)
+            assert run.status == "failed"
+            assert run.failed_at is not None
+            assert run.last_error is not None
+            assert run.last_error.code == "server_error"
+            assert run.last_error.message == "The server stopped while the run was in progress."
+
+            messages = sdk.beta.threads.messages.list(thread.id, order="asc").data
+            assert [(m.role, m.status) for m in messages] == [
+                ("user", "completed"),
+                ("assistant", "completed"),
+                ("user", "completed"),
+                ("assistant", "incomplete"),
+            ]
+            partial = messages[-1]
+            assert partial.incomplete_details is not None
+            assert partial.incomplete_details.reason == "run_failed"
+            text = partial.content[0].text.value  # type: ignore[union-attr]
+            assert text.startswith("You said: w0")
+            assert len(text.split()) < 62
+
+            assert sdk.beta.assistants.retrieve(assistant.id).name == "survivor"
+            assert sdk.beta.threads.runs.retrieve(finished.id, thread_id=thread.id).status == "completed"
+            steps = sdk.beta.threads.runs.steps.list(run_id, thread_id=thread.id).data
+            assert [step.status for step in steps] == ["failed"]
+
+            sdk.beta.threads.messages.create(thread.id, role="user", content="again")
+            again = sdk.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+            )
+            assert again.status == "completed"
+    finally:
+        second.stop()
