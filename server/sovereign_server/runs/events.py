@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from google.protobuf.message import Message as ProtoMessage
@@ -68,7 +68,7 @@ class EventChannel:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def follow(self, heartbeat: float | None = None) -> AsyncIterator[list[RunEvent]]:
+    async def follow(self, heartbeat: float | None = None) -> AsyncGenerator[list[RunEvent]]:
         """Every event from the first, in batches of those published since the last batch (so a
         fast engine's tokens travel together); an empty batch after `heartbeat` silent seconds."""
         position = 0
