@@ -1,12 +1,17 @@
 """Typed gRPC clients with the `openai` SDK's resource names: `assistants`, `threads`,
-`threads.messages`. `SovereignClient` is synchronous, `AsyncSovereignClient` uses grpc.aio.
+`threads.messages`, `threads.runs`, `threads.runs.steps`. `SovereignClient` is synchronous,
+`AsyncSovereignClient` uses grpc.aio.
 
 Methods return the generated protobuf messages; failures raise `sovereign_client.errors.APIError`
-subclasses."""
+subclasses. Run streams yield `run_pb2.RunEvent`s; they start the call on first iteration and raise
+on iteration, and leaving one early cancels only the stream: the run goes on in the server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -17,14 +22,20 @@ from sovereign_assistant.v1 import (
     assistant_service_pb2_grpc,
     common_pb2,
     message_pb2,
+    run_pb2,
+    run_service_pb2,
+    run_service_pb2_grpc,
     thread_pb2,
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
 from sovereign_client import requests
-from sovereign_client.errors import from_rpc_error
+from sovereign_client.errors import InternalServerError, from_rpc_error
 
 _T = TypeVar("_T")
+
+# Where `*_and_poll` stops, as the SDK's `runs.poll` does: the run has ended, or waits for the caller.
+POLL_STOP_STATUSES = frozenset({"requires_action", "cancelled", "completed", "failed", "expired", "incomplete"})
 
 
 def _call(method: Callable[[Any], _T], request: Any) -> _T:
@@ -39,6 +50,56 @@ async def _acall(method: Callable[[Any], Awaitable[_T]], request: Any) -> _T:
         return await method(request)
     except grpc.RpcError as error:
         raise from_rpc_error(error) from None
+
+
+def _events(
+    method: grpc.UnaryStreamMultiCallable[Any, run_pb2.RunEvent], request: Any
+) -> Generator[run_pb2.RunEvent, None, None]:
+    call = method(request)
+    try:
+        yield from call
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from None
+    finally:
+        # A caller that stops reading early should not keep the stream open; the run is unaffected.
+        call.cancel()
+
+
+async def _aevents(
+    method: grpc.aio.UnaryStreamMultiCallable[Any, run_pb2.RunEvent], request: Any
+) -> AsyncGenerator[run_pb2.RunEvent, None]:
+    call = method(request)
+    try:
+        async for event in call:
+            yield event
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from None
+    finally:
+        call.cancel()
+
+
+def _no_run() -> InternalServerError:
+    return InternalServerError(
+        grpc.StatusCode.UNKNOWN, "The run stream ended before it sent a run.", type=None, param=None, code=None
+    )
+
+
+def _first_run(events: Generator[run_pb2.RunEvent, None, None]) -> run_pb2.Run:
+    """The run from the first event that carries one; then the stream is cancelled, since the run
+    executes in the server whether anyone listens or not."""
+    with contextlib.closing(events):
+        for event in events:
+            if event.WhichOneof("data") == "run":
+                return event.run
+    raise _no_run()
+
+
+async def _afirst_run(events: AsyncGenerator[run_pb2.RunEvent, None]) -> run_pb2.Run:
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if event.WhichOneof("data") == "run":
+                return event.run
+    raise _no_run()
 
 
 class Assistants:
@@ -107,10 +168,97 @@ class Messages:
         return _call(self._stub.DeleteMessage, request)
 
 
+class Steps:
+    def __init__(self, stub: run_service_pb2_grpc.RunServiceStub) -> None:
+        self._stub = stub
+
+    def list(
+        self, run_id: str, *, thread_id: str, include: Iterable[str] = (), **page: Any
+    ) -> run_service_pb2.ListRunStepsResponse:
+        request = run_service_pb2.ListRunStepsRequest(
+            thread_id=thread_id, run_id=run_id, include=list(include), **requests.list_page(**page)
+        )
+        return _call(self._stub.ListRunSteps, request)
+
+    def retrieve(self, step_id: str, *, thread_id: str, run_id: str, include: Iterable[str] = ()) -> run_pb2.RunStep:
+        request = run_service_pb2.GetRunStepRequest(
+            thread_id=thread_id, run_id=run_id, step_id=step_id, include=list(include)
+        )
+        return _call(self._stub.GetRunStep, request)
+
+
+class Runs:
+    def __init__(self, stub: run_service_pb2_grpc.RunServiceStub) -> None:
+        self._stub = stub
+        self.steps = Steps(stub)
+
+    def stream(self, thread_id: str, *, assistant_id: str, **options: Any) -> Iterator[run_pb2.RunEvent]:
+        """The run's events as it executes; `options` are the SDK's `runs.create` arguments."""
+        return _events(self._stub.CreateRunEvents, requests.create_run(thread_id, assistant_id=assistant_id, **options))
+
+    def create(self, thread_id: str, *, assistant_id: str, **options: Any) -> run_pb2.Run:
+        """The queued run, returned as soon as the server has stored it."""
+        request = requests.create_run(thread_id, assistant_id=assistant_id, **options)
+        return _first_run(_events(self._stub.CreateRunEvents, request))
+
+    def create_and_poll(
+        self, thread_id: str, *, assistant_id: str, poll_interval: float = 0.05, **options: Any
+    ) -> run_pb2.Run:
+        run = self.create(thread_id, assistant_id=assistant_id, **options)
+        return self.poll(run.id, thread_id=thread_id, poll_interval=poll_interval)
+
+    def poll(self, run_id: str, *, thread_id: str, poll_interval: float = 0.05) -> run_pb2.Run:
+        """Retrieves the run until it has ended or requires action."""
+        while True:
+            run = self.retrieve(run_id, thread_id=thread_id)
+            if run.status in POLL_STOP_STATUSES:
+                return run
+            time.sleep(poll_interval)
+
+    def retrieve(self, run_id: str, *, thread_id: str) -> run_pb2.Run:
+        return _call(self._stub.GetRun, run_service_pb2.GetRunRequest(thread_id=thread_id, run_id=run_id))
+
+    def list(self, thread_id: str, **page: Any) -> run_service_pb2.ListRunsResponse:
+        request = run_service_pb2.ListRunsRequest(thread_id=thread_id, **requests.list_page(**page))
+        return _call(self._stub.ListRuns, request)
+
+    def update(self, run_id: str, *, thread_id: str, metadata: Mapping[str, str]) -> run_pb2.Run:
+        return _call(self._stub.ModifyRun, requests.update_run(run_id, thread_id=thread_id, metadata=metadata))
+
+    def cancel(self, run_id: str, *, thread_id: str) -> run_pb2.Run:
+        return _call(self._stub.CancelRun, run_service_pb2.CancelRunRequest(thread_id=thread_id, run_id=run_id))
+
+    def submit_tool_outputs_stream(
+        self, run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]
+    ) -> Iterator[run_pb2.RunEvent]:
+        request = requests.submit_tool_outputs(run_id, thread_id=thread_id, tool_outputs=tool_outputs)
+        return _events(self._stub.SubmitToolOutputsEvents, request)
+
+    def submit_tool_outputs(
+        self, run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]
+    ) -> run_pb2.Run:
+        """The run as it was queued again (the stream opens with the completed tool step, then the run)."""
+        request = requests.submit_tool_outputs(run_id, thread_id=thread_id, tool_outputs=tool_outputs)
+        return _first_run(_events(self._stub.SubmitToolOutputsEvents, request))
+
+    def submit_tool_outputs_and_poll(
+        self,
+        run_id: str,
+        *,
+        thread_id: str,
+        tool_outputs: Iterable[Mapping[str, str]],
+        poll_interval: float = 0.05,
+    ) -> run_pb2.Run:
+        self.submit_tool_outputs(run_id, thread_id=thread_id, tool_outputs=tool_outputs)
+        return self.poll(run_id, thread_id=thread_id, poll_interval=poll_interval)
+
+
 class Threads:
     def __init__(self, channel: grpc.Channel) -> None:
         self._stub = thread_service_pb2_grpc.ThreadServiceStub(channel)
+        self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
         self.messages = Messages(self._stub)
+        self.runs = Runs(self._run_stub)
 
     def create(self, **fields: Any) -> thread_pb2.Thread:
         return _call(self._stub.CreateThread, requests.create_thread(**fields))
@@ -123,6 +271,30 @@ class Threads:
 
     def delete(self, thread_id: str) -> common_pb2.DeletionStatus:
         return _call(self._stub.DeleteThread, thread_service_pb2.DeleteThreadRequest(thread_id=thread_id))
+
+    def create_and_run_stream(
+        self, *, assistant_id: str, thread: Mapping[str, Any] | None = None, **options: Any
+    ) -> Iterator[run_pb2.RunEvent]:
+        """`thread.created`, then the run's events; `thread` takes `threads.create`'s arguments."""
+        request = requests.create_thread_and_run(assistant_id=assistant_id, thread=thread, **options)
+        return _events(self._run_stub.CreateThreadAndRunEvents, request)
+
+    def create_and_run(
+        self, *, assistant_id: str, thread: Mapping[str, Any] | None = None, **options: Any
+    ) -> run_pb2.Run:
+        request = requests.create_thread_and_run(assistant_id=assistant_id, thread=thread, **options)
+        return _first_run(_events(self._run_stub.CreateThreadAndRunEvents, request))
+
+    def create_and_run_poll(
+        self,
+        *,
+        assistant_id: str,
+        thread: Mapping[str, Any] | None = None,
+        poll_interval: float = 0.05,
+        **options: Any,
+    ) -> run_pb2.Run:
+        run = self.create_and_run(assistant_id=assistant_id, thread=thread, **options)
+        return self.runs.poll(run.id, thread_id=run.thread_id, poll_interval=poll_interval)
 
 
 class SovereignClient:
@@ -208,10 +380,97 @@ class AsyncMessages:
         return await _acall(self._stub.DeleteMessage, request)
 
 
+class AsyncSteps:
+    def __init__(self, stub: run_service_pb2_grpc.RunServiceAsyncStub) -> None:
+        self._stub = stub
+
+    async def list(
+        self, run_id: str, *, thread_id: str, include: Iterable[str] = (), **page: Any
+    ) -> run_service_pb2.ListRunStepsResponse:
+        request = run_service_pb2.ListRunStepsRequest(
+            thread_id=thread_id, run_id=run_id, include=list(include), **requests.list_page(**page)
+        )
+        return await _acall(self._stub.ListRunSteps, request)
+
+    async def retrieve(
+        self, step_id: str, *, thread_id: str, run_id: str, include: Iterable[str] = ()
+    ) -> run_pb2.RunStep:
+        request = run_service_pb2.GetRunStepRequest(
+            thread_id=thread_id, run_id=run_id, step_id=step_id, include=list(include)
+        )
+        return await _acall(self._stub.GetRunStep, request)
+
+
+class AsyncRuns:
+    def __init__(self, stub: run_service_pb2_grpc.RunServiceAsyncStub) -> None:
+        self._stub = stub
+        self.steps = AsyncSteps(stub)
+
+    def stream(self, thread_id: str, *, assistant_id: str, **options: Any) -> AsyncIterator[run_pb2.RunEvent]:
+        request = requests.create_run(thread_id, assistant_id=assistant_id, **options)
+        return _aevents(self._stub.CreateRunEvents, request)
+
+    async def create(self, thread_id: str, *, assistant_id: str, **options: Any) -> run_pb2.Run:
+        request = requests.create_run(thread_id, assistant_id=assistant_id, **options)
+        return await _afirst_run(_aevents(self._stub.CreateRunEvents, request))
+
+    async def create_and_poll(
+        self, thread_id: str, *, assistant_id: str, poll_interval: float = 0.05, **options: Any
+    ) -> run_pb2.Run:
+        run = await self.create(thread_id, assistant_id=assistant_id, **options)
+        return await self.poll(run.id, thread_id=thread_id, poll_interval=poll_interval)
+
+    async def poll(self, run_id: str, *, thread_id: str, poll_interval: float = 0.05) -> run_pb2.Run:
+        while True:
+            run = await self.retrieve(run_id, thread_id=thread_id)
+            if run.status in POLL_STOP_STATUSES:
+                return run
+            await asyncio.sleep(poll_interval)
+
+    async def retrieve(self, run_id: str, *, thread_id: str) -> run_pb2.Run:
+        return await _acall(self._stub.GetRun, run_service_pb2.GetRunRequest(thread_id=thread_id, run_id=run_id))
+
+    async def list(self, thread_id: str, **page: Any) -> run_service_pb2.ListRunsResponse:
+        request = run_service_pb2.ListRunsRequest(thread_id=thread_id, **requests.list_page(**page))
+        return await _acall(self._stub.ListRuns, request)
+
+    async def update(self, run_id: str, *, thread_id: str, metadata: Mapping[str, str]) -> run_pb2.Run:
+        return await _acall(self._stub.ModifyRun, requests.update_run(run_id, thread_id=thread_id, metadata=metadata))
+
+    async def cancel(self, run_id: str, *, thread_id: str) -> run_pb2.Run:
+        request = run_service_pb2.CancelRunRequest(thread_id=thread_id, run_id=run_id)
+        return await _acall(self._stub.CancelRun, request)
+
+    def submit_tool_outputs_stream(
+        self, run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        request = requests.submit_tool_outputs(run_id, thread_id=thread_id, tool_outputs=tool_outputs)
+        return _aevents(self._stub.SubmitToolOutputsEvents, request)
+
+    async def submit_tool_outputs(
+        self, run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]
+    ) -> run_pb2.Run:
+        request = requests.submit_tool_outputs(run_id, thread_id=thread_id, tool_outputs=tool_outputs)
+        return await _afirst_run(_aevents(self._stub.SubmitToolOutputsEvents, request))
+
+    async def submit_tool_outputs_and_poll(
+        self,
+        run_id: str,
+        *,
+        thread_id: str,
+        tool_outputs: Iterable[Mapping[str, str]],
+        poll_interval: float = 0.05,
+    ) -> run_pb2.Run:
+        await self.submit_tool_outputs(run_id, thread_id=thread_id, tool_outputs=tool_outputs)
+        return await self.poll(run_id, thread_id=thread_id, poll_interval=poll_interval)
+
+
 class AsyncThreads:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = thread_service_pb2_grpc.ThreadServiceStub(channel)
+        self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
         self.messages = AsyncMessages(self._stub)
+        self.runs = AsyncRuns(self._run_stub)
 
     async def create(self, **fields: Any) -> thread_pb2.Thread:
         return await _acall(self._stub.CreateThread, requests.create_thread(**fields))
@@ -224,6 +483,29 @@ class AsyncThreads:
 
     async def delete(self, thread_id: str) -> common_pb2.DeletionStatus:
         return await _acall(self._stub.DeleteThread, thread_service_pb2.DeleteThreadRequest(thread_id=thread_id))
+
+    def create_and_run_stream(
+        self, *, assistant_id: str, thread: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        request = requests.create_thread_and_run(assistant_id=assistant_id, thread=thread, **options)
+        return _aevents(self._run_stub.CreateThreadAndRunEvents, request)
+
+    async def create_and_run(
+        self, *, assistant_id: str, thread: Mapping[str, Any] | None = None, **options: Any
+    ) -> run_pb2.Run:
+        request = requests.create_thread_and_run(assistant_id=assistant_id, thread=thread, **options)
+        return await _afirst_run(_aevents(self._run_stub.CreateThreadAndRunEvents, request))
+
+    async def create_and_run_poll(
+        self,
+        *,
+        assistant_id: str,
+        thread: Mapping[str, Any] | None = None,
+        poll_interval: float = 0.05,
+        **options: Any,
+    ) -> run_pb2.Run:
+        run = await self.create_and_run(assistant_id=assistant_id, thread=thread, **options)
+        return await self.runs.poll(run.id, thread_id=run.thread_id, poll_interval=poll_interval)
 
 
 class AsyncSovereignClient:

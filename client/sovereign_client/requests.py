@@ -8,7 +8,13 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from sovereign_assistant.v1 import assistant_service_pb2, common_pb2, message_pb2, thread_service_pb2
+from sovereign_assistant.v1 import (
+    assistant_service_pb2,
+    common_pb2,
+    message_pb2,
+    run_service_pb2,
+    thread_service_pb2,
+)
 
 # Arguments left out are not sent, so the server keeps or defaults them.
 NOT_GIVEN: Any = object()
@@ -129,3 +135,96 @@ def list_page(
     *, limit: int | None = None, order: str | None = None, after: str | None = None, before: str | None = None
 ) -> dict[str, Any]:
     return _given(limit=limit, order=order, after=after, before=before)
+
+
+def _run_options(
+    *,
+    model: str | None = None,
+    instructions: str | None = None,
+    tools: Iterable[Mapping[str, Any]] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_prompt_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    truncation_strategy: Mapping[str, Any] | None = None,
+    tool_choice: Any = None,
+    parallel_tool_calls: bool | None = None,
+    response_format: Any = None,
+) -> dict[str, Any]:
+    """The fields CreateRunRequest and CreateThreadAndRunRequest share. An explicit empty `tools`
+    list is still sent, since it means "no tools" rather than "the assistant's tools"."""
+    return {
+        "metadata": dict(metadata or {}),
+        **_given(
+            model=model,
+            instructions=instructions,
+            temperature=temperature,
+            top_p=top_p,
+            max_prompt_tokens=max_prompt_tokens,
+            max_completion_tokens=max_completion_tokens,
+            parallel_tool_calls=parallel_tool_calls,
+            tools=_list(dict(tool) for tool in tools) if tools is not None else None,
+            truncation_strategy=_struct(truncation_strategy) if truncation_strategy is not None else None,
+            tool_choice=_value(tool_choice) if tool_choice is not None else None,
+            response_format=_value(response_format) if response_format is not None else None,
+        ),
+    }
+
+
+def create_run(
+    thread_id: str,
+    *,
+    assistant_id: str,
+    additional_instructions: str | None = None,
+    additional_messages: Iterable[Mapping[str, Any]] | None = None,
+    include: Iterable[str] = (),
+    reasoning_effort: str | None = None,
+    **options: Any,
+) -> run_service_pb2.CreateRunRequest:
+    """`options` takes the rest of the SDK's `runs.create` arguments: model, instructions, tools,
+    metadata, temperature, top_p, max_prompt_tokens, max_completion_tokens, truncation_strategy,
+    tool_choice, parallel_tool_calls, response_format."""
+    return run_service_pb2.CreateRunRequest(
+        thread_id=thread_id,
+        assistant_id=assistant_id,
+        additional_messages=[message_input(**message) for message in additional_messages or ()],
+        include=list(include),
+        **_given(additional_instructions=additional_instructions, reasoning_effort=reasoning_effort),
+        **_run_options(**options),
+    )
+
+
+def create_thread_and_run(
+    *,
+    assistant_id: str,
+    thread: Mapping[str, Any] | None = None,
+    tool_resources: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> run_service_pb2.CreateThreadAndRunRequest:
+    """`thread` takes `threads.create`'s arguments (messages, tool_resources, metadata); `options`
+    the run options `create_run` lists, less additional_instructions and additional_messages."""
+    return run_service_pb2.CreateThreadAndRunRequest(
+        assistant_id=assistant_id,
+        thread=create_thread(**(thread or {})),
+        **_given(tool_resources=_struct(tool_resources) if tool_resources is not None else None),
+        **_run_options(**options),
+    )
+
+
+def submit_tool_outputs(
+    run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]
+) -> run_service_pb2.SubmitToolOutputsRequest:
+    """`tool_outputs` as the SDK takes them: `[{"tool_call_id": ..., "output": ...}]`."""
+    return run_service_pb2.SubmitToolOutputsRequest(
+        thread_id=thread_id,
+        run_id=run_id,
+        tool_outputs=[
+            run_service_pb2.ToolOutput(tool_call_id=item.get("tool_call_id", ""), output=item.get("output", ""))
+            for item in tool_outputs
+        ],
+    )
+
+
+def update_run(run_id: str, *, thread_id: str, metadata: Mapping[str, str]) -> run_service_pb2.ModifyRunRequest:
+    return run_service_pb2.ModifyRunRequest(thread_id=thread_id, run_id=run_id, metadata=_struct(metadata))

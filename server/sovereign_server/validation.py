@@ -348,6 +348,12 @@ def check_tool_outputs(outputs: Sequence[tuple[str, str]], expected_ids: Sequenc
                 param=f"tool_outputs[{index}].tool_call_id",
                 code="missing_required_parameter",
             )
+        if call_id in given:
+            raise InvalidRequestError(
+                f"Invalid 'tool_outputs[{index}].tool_call_id': duplicate output for tool call '{call_id}'.",
+                param=f"tool_outputs[{index}].tool_call_id",
+                code="invalid_value",
+            )
         if call_id not in expected_ids:
             raise InvalidRequestError(
                 f"Invalid 'tool_outputs[{index}].tool_call_id': no tool call with id '{call_id}' is awaiting output.",

@@ -60,3 +60,37 @@ def test_a_call_creates_and_returns_an_assistant(grpc_server: ServerThread) -> N
 
 def test_health_check_says_serving(grpc_server: ServerThread) -> None:
     assert json.loads(grpcurl(grpc_server, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+
+
+def json_messages(output: str) -> list[dict[str, object]]:
+    """The JSON objects grpcurl prints one after another for a streaming call."""
+    decoder = json.JSONDecoder()
+    messages = []
+    rest = output.strip()
+    while rest:
+        message, end = decoder.raw_decode(rest)
+        messages.append(message)
+        rest = rest[end:].lstrip()
+    return messages
+
+
+def test_a_server_streaming_call_prints_each_run_event(grpc_server: ServerThread) -> None:
+    assistant = json.loads(
+        grpcurl(grpc_server, "sovereign_assistant.v1.AssistantService/CreateAssistant", data={"model": "builtin"})
+    )
+    thread = json.loads(
+        grpcurl(
+            grpc_server,
+            "sovereign_assistant.v1.ThreadService/CreateThread",
+            data={"messages": [{"role": "user", "content": "Hello grpcurl"}]},
+        )
+    )
+    output = grpcurl(
+        grpc_server,
+        "sovereign_assistant.v1.RunService/CreateRunEvents",
+        data={"thread_id": thread["id"], "assistant_id": assistant["id"]},
+    )
+    events = [message["event"] for message in json_messages(output)]
+    assert events[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+    assert events.count("thread.message.delta") == 4
+    assert events[-2:] == ["thread.run.completed", "done"]

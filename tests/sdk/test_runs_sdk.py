@@ -100,7 +100,11 @@ def test_stream_yields_typed_events_in_openai_order(openai_client: OpenAI, assis
     thread = openai_client.beta.threads.create(messages=[{"role": "user", "content": "stream"}])
     events = list(openai_client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True))
     assert [event.event for event in events] == STREAM_ORDER
-    deltas = [event.data.delta.content[0].text.value for event in events if event.event == "thread.message.delta"]  # type: ignore[union-attr]
+    deltas = [
+        event.data.delta.content[0].text.value  # type: ignore[union-attr,index]
+        for event in events
+        if event.event == "thread.message.delta"
+    ]
     assert deltas == ["You ", "said: ", "stream"]
     completed = events[-1].data
     assert isinstance(completed, Run)
@@ -313,6 +317,9 @@ def test_engine_failure_fails_the_run_with_last_error(openai_client: OpenAI, ass
     assert run.failed_at is not None
     assert run.last_error is not None
     assert (run.last_error.code, run.last_error.message) == ("server_error", "The built-in engine was asked to fail.")
+    # A failed run still reports what it consumed: the prompt, and the one token before the failure.
+    assert run.usage is not None
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (4, 1)
     reply = openai_client.beta.threads.messages.list(thread.id).data[0]
     assert (reply.status, reply.content[0].text.value) == ("incomplete", "You ")  # type: ignore[union-attr]
     assert reply.incomplete_details is not None

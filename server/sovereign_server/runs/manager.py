@@ -97,6 +97,14 @@ class _Reply:
     tool_step: RunStepRecord | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     flushed_at: float = 0.0
+    # Usage of the run's earlier generations (from its steps) and of this one so far, so that a run
+    # ended early (failed, cancelled) still reports what it consumed.
+    earlier_usage: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def usage(self) -> dict[str, int]:
+        return _usage_sum([*self.earlier_usage, convert.usage_dict(self.prompt_tokens, self.completion_tokens)])
 
     def open_steps(self) -> list[RunStepRecord]:
         return [step for step in (self.message_step, self.tool_step) if step is not None]
@@ -151,7 +159,7 @@ class RunManager:
         await to_thread(self._repository.get_thread, request.thread_id)
         assistant = await self._assistant(request.assistant_id)
         new_run = convert.new_run(request, assistant)
-        additional = convert.new_messages(request.additional_messages, "additional_messages.")
+        additional = convert.new_messages(request.additional_messages, "additional_messages")
         run, _ = await to_thread(
             self._repository.create_run, request.thread_id, new_run, additional, self.settings.expires_in
         )
@@ -307,7 +315,7 @@ class RunManager:
             to_thread(self._repository.list_steps, run.thread_id, run.id, ALL_STEPS),
         )
         request = generation_request(run, messages, steps.items)
-        earlier_usage = [step.usage for step in steps.items if step.usage]
+        reply.earlier_usage = [step.usage for step in steps.items if step.usage]
         prompt_tokens = self._engine.count_prompt_tokens(request)
         if run.max_prompt_tokens is not None and prompt_tokens > run.max_prompt_tokens:
             await self._end_run(
@@ -315,9 +323,10 @@ class RunManager:
                 channel,
                 "incomplete",
                 incomplete_details={"reason": "max_prompt_tokens"},
-                usage=_usage_sum(earlier_usage),
+                usage=reply.usage(),
             )
             return
+        reply.prompt_tokens = prompt_tokens
 
         finish: Finish | None = None
         stream = self._engine.generate(request)
@@ -326,8 +335,10 @@ class RunManager:
                 if execution.cancel_requested:
                     break
                 if isinstance(chunk, TextDelta):
+                    reply.completion_tokens += 1
                     await self._on_text(run, reply, channel, chunk.text)
                 elif isinstance(chunk, ToolCallDelta):
+                    reply.completion_tokens += 1
                     await self._on_tool_call(run, reply, channel, chunk)
                 else:
                     finish = chunk
@@ -341,11 +352,11 @@ class RunManager:
             return
         if finish is None:
             raise EngineError("The engine ended without finishing its reply.")
-        usage = convert.usage_dict(
-            finish.usage.prompt_tokens if finish.usage else prompt_tokens,
-            finish.usage.completion_tokens if finish.usage else 0,
-        )
-        total = _usage_sum([*earlier_usage, usage])
+        if finish.usage is not None:
+            # The engine's own count wins over ours.
+            reply.prompt_tokens, reply.completion_tokens = finish.usage.prompt_tokens, finish.usage.completion_tokens
+        usage = convert.usage_dict(reply.prompt_tokens, reply.completion_tokens)
+        total = reply.usage()
         if finish.reason == "tool_calls" and reply.tool_calls:
             await self._finish_message(reply, channel, "completed", None, usage=None)
             await self._require_action(run, reply, channel, usage)
@@ -540,12 +551,26 @@ class RunManager:
             if channel is not None:
                 channel.publish(step_event(f"thread.run.step.{step_status}", ended))
 
+    async def _usage_so_far(self, run: RunRecord, reply: _Reply) -> dict[str, int]:
+        """What a run ended early consumed: its earlier generations, and the current one so far."""
+        if not reply.earlier_usage and not reply.prompt_tokens:
+            steps = (await to_thread(self._repository.list_steps, run.thread_id, run.id, ALL_STEPS)).items
+            reply.earlier_usage = [step.usage for step in steps if step.usage]
+        return reply.usage()
+
     async def _end_cancelled(self, run: RunRecord, reply: _Reply, channel: EventChannel | None = None) -> None:
         await self._close_open_parts(run, reply, channel, "cancelled", "run_cancelled", None)
+        usage = await self._usage_so_far(run, reply)
         cancelled = await to_thread(
             self._repository.update_run,
             run.id,
-            {"status": "cancelled", "cancelled_at": _now(), "required_action": None, "expires_at": None},
+            {
+                "status": "cancelled",
+                "cancelled_at": _now(),
+                "required_action": None,
+                "expires_at": None,
+                "usage": usage,
+            },
             expected_statuses=("cancelling",),
         )
         if cancelled is not None and channel is not None:
@@ -554,10 +579,11 @@ class RunManager:
     async def _end_failed(self, run: RunRecord, reply: _Reply, channel: EventChannel, code: str, message: str) -> None:
         error = {"code": code, "message": message}
         await self._close_open_parts(run, reply, channel, "failed", "run_failed", error)
+        usage = await self._usage_so_far(run, reply)
         failed = await to_thread(
             self._repository.update_run,
             run.id,
-            {"status": "failed", "failed_at": _now(), "last_error": error, "expires_at": None},
+            {"status": "failed", "failed_at": _now(), "last_error": error, "expires_at": None, "usage": usage},
             expected_statuses=("queued", "in_progress"),
         )
         if failed is not None:
