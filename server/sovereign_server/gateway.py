@@ -27,12 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from sovereign_server.children import http_get, with_parent_death_signal
 
 __all__ = [
     "DEFAULT_ENVOY_DIR",
@@ -143,37 +143,6 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     out = run_dir / "envoy.yaml"
     out.write_text(template.substitute(values))
     return out
-
-
-# Run by a fresh interpreter between our fork and Envoy's exec: asks Linux to SIGKILL the process
-# when its parent dies (the setting survives exec), then becomes Envoy. A `preexec_fn` would do the
-# same inside our own forked child, but forking a process that runs gRPC's threads makes gRPC log
-# warnings and is unsafe for Python code; without `preexec_fn`, subprocess uses vfork+exec.
-_PDEATHSIG_LAUNCHER = """
-import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-if os.getppid() != int(sys.argv[1]):  # the parent died before prctl: nobody would signal us
-    os._exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def _with_parent_death_signal(argv: list[str]) -> list[str]:
-    """`argv`, wrapped so that the kernel kills the program if this process dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return argv
-    # -I -S: no user site, no environment-driven imports; only ctypes and os are needed.
-    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_LAUNCHER, str(os.getpid()), *argv]
-
-
-def _http_get(url: str, timeout: float) -> tuple[int, bytes]:
-    # No proxies: the gateway is on loopback and an `http_proxy` variable must not reroute it.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), bytes(error.read())
 
 
 class Gateway:
@@ -309,7 +278,7 @@ class Gateway:
             if not self.config.inherit_output:
                 self._log_file = (run_dir / "envoy.log").open("wb")
             self._process = subprocess.Popen(
-                _with_parent_death_signal(argv),
+                with_parent_death_signal(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT if self._log_file else None,
@@ -344,7 +313,7 @@ class Gateway:
             time.sleep(0.05)
 
     def _read_listener_port(self) -> int | None:
-        status, body = _http_get(f"http://127.0.0.1:{self.admin_port}/listeners?format=json", 2.0)
+        status, body = http_get(f"http://127.0.0.1:{self.admin_port}/listeners?format=json", 2.0)
         if status != 200:
             return None
         for listener in json.loads(body).get("listener_statuses", []):
@@ -354,12 +323,12 @@ class Gateway:
         return None
 
     def _ready(self, wait_for_upstream: bool) -> bool:
-        status, _ = _http_get(f"http://127.0.0.1:{self.admin_port}/ready", 2.0)
+        status, _ = http_get(f"http://127.0.0.1:{self.admin_port}/ready", 2.0)
         if status != 200:
             return False
         if not wait_for_upstream:
             return True
-        status, _ = _http_get(self.url("/health"), 2.0)
+        status, _ = http_get(self.url("/health"), 2.0)
         return status == 200
 
     def _log_tail(self, lines: int = 30) -> str:

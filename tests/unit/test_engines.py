@@ -337,8 +337,8 @@ async def test_create_engine_chooses_by_name() -> None:
 
 
 def test_create_engine_rejects_unknown_names_and_options() -> None:
-    assert engine_names() == ("builtin",)
-    with pytest.raises(ValueError, match=r"Unknown engine 'nope'; known engines: builtin\."):
+    assert engine_names() == ("builtin", "local", "openai")
+    with pytest.raises(ValueError, match=r"Unknown engine 'nope'; known engines: builtin, local, openai\."):
         create_engine("nope")
     with pytest.raises(TypeError):
         create_engine("builtin", temperature=1)

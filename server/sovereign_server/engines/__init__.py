@@ -48,6 +48,8 @@ __all__ = [
 # Engine name -> "module:Class"; the class is called with the engine's options as keyword arguments.
 _ENGINES: dict[str, str] = {
     "builtin": "sovereign_server.engines.builtin:BuiltinEngine",
+    "openai": "sovereign_server.engines.openai_compat:engine_from_options",
+    "local": "sovereign_server.engines.local:LocalEngine",
 }
 
 

@@ -140,6 +140,10 @@ class Engine(Protocol):
 
     name: str
 
+    async def start(self) -> None:
+        """Acquire what the engine needs (a model server, connections) before the first request."""
+        ...
+
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Stream one model turn."""
         ...

@@ -101,6 +101,9 @@ class BuiltinEngine:
             raise ValueError(f"token_delay must be >= 0, got {token_delay}.")
         self.token_delay = float(token_delay)
 
+    async def start(self) -> None:
+        pass
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         count = 0
         for message in request.messages:
