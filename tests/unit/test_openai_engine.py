@@ -293,7 +293,7 @@ async def test_silence_before_the_first_token_times_out() -> None:
 
     async with ScriptedServer(silent) as server:
         engine = engine_for(server, first_token_timeout=0.2)
-        with pytest.raises(EngineError, match="sent nothing for 0.2 seconds"):
+        with pytest.raises(EngineError, match=r"sent nothing for 0\.2 seconds"):
             await collect(engine)
         await engine.aclose()
 
@@ -301,7 +301,7 @@ async def test_silence_before_the_first_token_times_out() -> None:
 async def test_silence_between_tokens_times_out() -> None:
     async with ScriptedServer(replying(chunk({"content": "a"}), pause=5)) as server:
         engine = engine_for(server, token_timeout=0.2)
-        with pytest.raises(EngineError, match="sent nothing for 0.2 seconds"):
+        with pytest.raises(EngineError, match=r"sent nothing for 0\.2 seconds"):
             await collect(engine)
         await engine.aclose()
 
@@ -309,7 +309,7 @@ async def test_silence_between_tokens_times_out() -> None:
 async def test_a_stream_cut_before_finishing_is_an_engine_error() -> None:
     async with ScriptedServer(replying(chunk({"content": "a"}))) as server:
         engine = engine_for(server)
-        with pytest.raises(EngineError, match="without finishing|broke off"):
+        with pytest.raises(EngineError, match=r"without finishing|broke off"):
             await collect(engine)
         await engine.aclose()
 
