@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import peewee
@@ -682,92 +683,29 @@ def _run_values(thread_id: str, now: int, new: NewRun, expires_in: int) -> dict[
     }
 
 
+_R = TypeVar("_R")
+
+
+def _record(row: BaseModel, record_type: type[_R]) -> _R:
+    """A row as its frozen record: records name their fields as the models name their columns."""
+    return record_type(**{field.name: getattr(row, field.name) for field in fields(record_type)})  # type: ignore[arg-type]
+
+
 def _assistant_record(row: Assistant) -> AssistantRecord:
-    return AssistantRecord(
-        id=row.id,
-        created_at=row.created_at,
-        model=row.model,
-        name=row.name,
-        description=row.description,
-        instructions=row.instructions,
-        tools=row.tools,
-        tool_resources=row.tool_resources,
-        metadata=row.metadata,
-        temperature=row.temperature,
-        top_p=row.top_p,
-        response_format=row.response_format,
-        reasoning_effort=row.reasoning_effort,
-    )
+    return _record(row, AssistantRecord)
 
 
 def _thread_record(row: Thread) -> ThreadRecord:
-    return ThreadRecord(id=row.id, created_at=row.created_at, tool_resources=row.tool_resources, metadata=row.metadata)
+    return _record(row, ThreadRecord)
 
 
 def _message_record(row: Message) -> MessageRecord:
-    return MessageRecord(
-        id=row.id,
-        created_at=row.created_at,
-        thread_id=row.thread_id,
-        status=row.status,
-        incomplete_details=row.incomplete_details,
-        completed_at=row.completed_at,
-        incomplete_at=row.incomplete_at,
-        role=row.role,
-        content=row.content,
-        assistant_id=row.assistant_id,
-        run_id=row.run_id,
-        attachments=row.attachments,
-        metadata=row.metadata,
-    )
+    return _record(row, MessageRecord)
 
 
 def _run_record(row: Run) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        created_at=row.created_at,
-        thread_id=row.thread_id,
-        assistant_id=row.assistant_id,
-        status=row.status,
-        model=row.model,
-        instructions=row.instructions,
-        tools=row.tools,
-        metadata=row.metadata,
-        required_action=row.required_action,
-        last_error=row.last_error,
-        expires_at=row.expires_at,
-        started_at=row.started_at,
-        cancelled_at=row.cancelled_at,
-        failed_at=row.failed_at,
-        completed_at=row.completed_at,
-        incomplete_details=row.incomplete_details,
-        usage=row.usage,
-        temperature=row.temperature,
-        top_p=row.top_p,
-        max_prompt_tokens=row.max_prompt_tokens,
-        max_completion_tokens=row.max_completion_tokens,
-        truncation_strategy=row.truncation_strategy,
-        tool_choice=row.tool_choice,
-        parallel_tool_calls=row.parallel_tool_calls,
-        response_format=row.response_format,
-    )
+    return _record(row, RunRecord)
 
 
 def _step_record(row: RunStep) -> RunStepRecord:
-    return RunStepRecord(
-        id=row.id,
-        created_at=row.created_at,
-        run_id=row.run_id,
-        thread_id=row.thread_id,
-        assistant_id=row.assistant_id,
-        type=row.type,
-        status=row.status,
-        step_details=row.step_details,
-        last_error=row.last_error,
-        expired_at=row.expired_at,
-        cancelled_at=row.cancelled_at,
-        failed_at=row.failed_at,
-        completed_at=row.completed_at,
-        metadata=row.metadata,
-        usage=row.usage,
-    )
+    return _record(row, RunStepRecord)

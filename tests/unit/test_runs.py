@@ -221,6 +221,9 @@ class ScriptedEngine:
         finally:
             self.closed = True
 
+    async def start(self) -> None:
+        pass
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return self._prompt_tokens
 

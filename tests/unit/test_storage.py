@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ import peewee
 import pytest
 
 import sovereign_storage
-import sovereign_storage.repository as repository_module
 from sovereign_storage import (
     LATEST_VERSION,
     InvalidCursorError,
@@ -31,41 +28,9 @@ from sovereign_storage import (
     schema_version,
 )
 from sovereign_storage.models import MODELS, Run, RunStep
+from tests.unit.conftest import sql, user_message
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[peewee.Database]:
-    database = open_database(str(tmp_path / "db.sqlite3"))
-    migrate(database)
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def repo(db: peewee.Database) -> Repository:
-    return Repository(db)
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[int]], None]:
-    """Make the repository's clock return the given times, in turn, then repeat the last."""
-
-    def set_times(times: list[int]) -> None:
-        values = itertools.chain(times, itertools.repeat(times[-1]))
-        monkeypatch.setattr(repository_module, "_now", lambda: next(values))
-
-    return set_times
-
-
-def sql(database: peewee.Database, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    execute: Callable[..., Any] = database.execute_sql  # untyped in peewee's stubs
-    return list(execute(query, params))
-
-
-def user_message(text: str, **kwargs: Any) -> NewMessage:
-    return NewMessage(role="user", content=[{"type": "text", "text": {"value": text}}], **kwargs)
 
 
 def text_of(message: MessageRecord) -> str:
