@@ -338,8 +338,8 @@ async def test_cancel_between_tokens_stops_the_engine_and_ends_cancelled(reposit
     manager, run, channel = await _start(repository, engine)
     follower = channel.follow()
     seen: list[str] = []
+    engine.step.set()  # lets exactly one token out
     while "thread.message.delta" not in seen:
-        engine.step.set()
         seen += [event.name for event in await anext(follower)]
     cancelling = await manager.cancel_run(run.thread_id, run.id)
     assert cancelling.status == "cancelling"

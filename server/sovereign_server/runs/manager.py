@@ -24,6 +24,7 @@ from sovereign_server.runs.context import generation_request, last_messages
 from sovereign_server.runs.events import DONE_EVENT, EventChannel, RunEvent
 from sovereign_storage import (
     ACTIVE_RUN_STATUSES,
+    AssistantRecord,
     MessageRecord,
     NewMessage,
     NewStep,
@@ -156,18 +157,20 @@ class RunManager:
 
     async def create_run(self, request: Any) -> tuple[RunRecord, EventChannel]:
         """Queues a run from a CreateRunRequest and starts executing it."""
-        await to_thread(self._repository.get_thread, request.thread_id)
-        assistant = await self._assistant(request.assistant_id)
-        new_run = convert.new_run(request, assistant)
-        additional = convert.new_messages(request.additional_messages, "additional_messages")
-        run, _ = await to_thread(
-            self._repository.create_run, request.thread_id, new_run, additional, self.settings.expires_in
-        )
+
+        def queue() -> RunRecord:
+            # One trip to the database thread: the time to the first token is mostly such trips.
+            self._repository.get_thread(request.thread_id)
+            new_run = convert.new_run(request, self._assistant(request.assistant_id))
+            additional = convert.new_messages(request.additional_messages, "additional_messages")
+            return self._repository.create_run(request.thread_id, new_run, additional, self.settings.expires_in)[0]
+
+        run = await to_thread(queue)
         return run, self._launch(run, [run_event("thread.run.created", run), run_event("thread.run.queued", run)])
 
     async def create_thread_and_run(self, request: Any) -> tuple[RunRecord, EventChannel]:
         """Creates a thread from a CreateThreadAndRunRequest, queues a run on it and starts it."""
-        assistant = await self._assistant(request.assistant_id)
+        assistant = await to_thread(self._assistant, request.assistant_id)
         new_run = convert.new_run(request, assistant)
         thread_request = request.thread
         messages = convert.new_messages(thread_request.messages, "thread.messages")
@@ -245,12 +248,12 @@ class RunManager:
             self._keep(asyncio.create_task(self._end_cancelled(cancelling, _Reply())))
         return cancelling
 
-    async def _assistant(self, assistant_id: str) -> Any:
+    def _assistant(self, assistant_id: str) -> AssistantRecord:
         if not assistant_id:
             raise InvalidRequestError(
                 "Missing required parameter: 'assistant_id'.", param="assistant_id", code="missing_required_parameter"
             )
-        return await to_thread(self._repository.get_assistant, assistant_id)
+        return self._repository.get_assistant(assistant_id)
 
     async def _waiting_tool_step(self, thread_id: str, run_id: str) -> RunStepRecord | None:
         steps = (await to_thread(self._repository.list_steps, thread_id, run_id, ALL_STEPS)).items
@@ -277,19 +280,14 @@ class RunManager:
         channel = execution.channel
         reply = _Reply()
         try:
-            started = await to_thread(
-                self._repository.update_run,
-                run.id,
-                {"status": "in_progress", "started_at": run.started_at or _now()},
-                expected_statuses=("queued",),
-            )
+            started, messages, steps = await to_thread(self._begin, run)
             if started is None:
                 current = await to_thread(self._repository.get_run, run.thread_id, run.id)
                 if current.status == "cancelling":
                     await self._end_cancelled(current, reply, channel)
                 return
             channel.publish(run_event("thread.run.in_progress", started))
-            await self._generate(started, execution, reply)
+            await self._generate(started, execution, reply, messages, steps)
         except EngineError as error:
             await self._end_failed(run, reply, channel, error.code, error.message)
         except asyncio.CancelledError:
@@ -308,14 +306,27 @@ class RunManager:
             channel.close()
             self._executions.pop(run.id, None)
 
-    async def _generate(self, run: RunRecord, execution: _Execution, reply: _Reply) -> None:
-        channel = execution.channel
-        messages, steps = await asyncio.gather(
-            to_thread(self._repository.thread_messages, run.thread_id, last_messages(run)),
-            to_thread(self._repository.list_steps, run.thread_id, run.id, ALL_STEPS),
+    def _begin(self, run: RunRecord) -> tuple[RunRecord | None, list[MessageRecord], list[RunStepRecord]]:
+        """Marks a queued run `in_progress` and reads its context, in one trip to the database thread."""
+        started = self._repository.update_run(
+            run.id, {"status": "in_progress", "started_at": run.started_at or _now()}, expected_statuses=("queued",)
         )
-        request = generation_request(run, messages, steps.items)
-        reply.earlier_usage = [step.usage for step in steps.items if step.usage]
+        if started is None:
+            return None, [], []
+        messages = self._repository.thread_messages(run.thread_id, last_messages(run))
+        return started, messages, self._repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
+
+    async def _generate(
+        self,
+        run: RunRecord,
+        execution: _Execution,
+        reply: _Reply,
+        messages: list[MessageRecord],
+        steps: list[RunStepRecord],
+    ) -> None:
+        channel = execution.channel
+        request = generation_request(run, messages, steps)
+        reply.earlier_usage = [step.usage for step in steps if step.usage]
         prompt_tokens = self._engine.count_prompt_tokens(request)
         if run.max_prompt_tokens is not None and prompt_tokens > run.max_prompt_tokens:
             await self._end_run(
@@ -372,24 +383,26 @@ class RunManager:
             await self._end_run(run, channel, "completed", usage=total)
 
     async def _open_message(self, run: RunRecord, reply: _Reply, channel: EventChannel) -> None:
-        message = await to_thread(
-            self._repository.create_message,
-            run.thread_id,
-            NewMessage(
-                role="assistant", content=[], status="in_progress", assistant_id=run.assistant_id, run_id=run.id
-            ),
-            allow_active_run=True,
-        )
-        step = await to_thread(
-            self._repository.create_step,
-            NewStep(
-                run_id=run.id,
-                thread_id=run.thread_id,
-                assistant_id=run.assistant_id,
-                type="message_creation",
-                step_details={"type": "message_creation", "message_creation": {"message_id": message.id}},
-            ),
-        )
+        def create() -> tuple[MessageRecord, RunStepRecord]:
+            message = self._repository.create_message(
+                run.thread_id,
+                NewMessage(
+                    role="assistant", content=[], status="in_progress", assistant_id=run.assistant_id, run_id=run.id
+                ),
+                allow_active_run=True,
+            )
+            step = self._repository.create_step(
+                NewStep(
+                    run_id=run.id,
+                    thread_id=run.thread_id,
+                    assistant_id=run.assistant_id,
+                    type="message_creation",
+                    step_details={"type": "message_creation", "message_creation": {"message_id": message.id}},
+                )
+            )
+            return message, step
+
+        message, step = await to_thread(create)
         reply.message, reply.message_step = message, step
         reply.flushed_at = asyncio.get_running_loop().time()
         channel.publish(step_event("thread.run.step.created", step))
@@ -458,18 +471,18 @@ class RunManager:
     ) -> None:
         if reply.message is None or reply.message_step is None:
             return
-        message = await to_thread(
-            self._repository.update_message_content,
-            reply.message.id,
-            _text_content("".join(reply.text)),
-            status=status,
-            incomplete_details=incomplete_details,
-        )
-        step = await to_thread(
-            self._repository.update_step,
-            reply.message_step.id,
-            {"status": "completed", "completed_at": _now(), "usage": usage},
-        )
+        message_id, step_id, content = reply.message.id, reply.message_step.id, _text_content("".join(reply.text))
+
+        def finish() -> tuple[MessageRecord, RunStepRecord]:
+            message = self._repository.update_message_content(
+                message_id, content, status=status, incomplete_details=incomplete_details
+            )
+            step = self._repository.update_step(
+                step_id, {"status": "completed", "completed_at": _now(), "usage": usage}
+            )
+            return message, step
+
+        message, step = await to_thread(finish)
         reply.message, reply.message_step = message, None
         channel.publish(message_event(f"thread.message.{status}", message))
         channel.publish(step_event("thread.run.step.completed", step))
