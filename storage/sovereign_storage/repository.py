@@ -391,6 +391,37 @@ class Repository:
             rows = Message.select().where(Message.id.in_([m["id"] for m in messages])).order_by(Message.seq)
             return run, [_message_record(row) for row in rows]
 
+    def open_reply(self, run: RunRecord) -> tuple[MessageRecord, RunStepRecord]:
+        """The run's reply as it starts: an `in_progress` assistant message and the
+        `message_creation` step that makes it, in one write transaction."""
+        now = _now()
+        message = _message_values(
+            run.thread_id,
+            now,
+            NewMessage(
+                role="assistant", content=[], status="in_progress", assistant_id=run.assistant_id, run_id=run.id
+            ),
+        )
+        step = {
+            "id": new_id(STEP_PREFIX),
+            "run": run.id,
+            "thread_id": run.thread_id,
+            "assistant_id": run.assistant_id,
+            "created_at": now,
+            "type": "message_creation",
+            "status": "in_progress",
+            "step_details": {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
+            "metadata": {},
+        }
+        with self._writing():
+            Message.insert(message).execute()
+            RunStep.insert(step).execute()
+            # Built from what was written: reading the rows back would only cost time.
+            return (
+                _record_from_values({**message, "thread_id": run.thread_id}, MessageRecord),
+                _record_from_values({**step, "run_id": run.id}, RunStepRecord),
+            )
+
     def get_run(self, thread_id: str, run_id: str) -> RunRecord:
         with self._reading():
             self._thread_row(thread_id)
@@ -689,6 +720,11 @@ _R = TypeVar("_R")
 def _record(row: BaseModel, record_type: type[_R]) -> _R:
     """A row as its frozen record: records name their fields as the models name their columns."""
     return record_type(**{field.name: getattr(row, field.name) for field in fields(record_type)})  # type: ignore[arg-type]
+
+
+def _record_from_values(values: Mapping[str, Any], record_type: type[_R]) -> _R:
+    """A record from the values of an insert; fields the insert left out are None."""
+    return record_type(**{field.name: values.get(field.name) for field in fields(record_type)})  # type: ignore[arg-type]
 
 
 def _assistant_record(row: Assistant) -> AssistantRecord:

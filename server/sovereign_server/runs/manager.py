@@ -26,7 +26,6 @@ from sovereign_storage import (
     ACTIVE_RUN_STATUSES,
     AssistantRecord,
     MessageRecord,
-    NewMessage,
     NewStep,
     PageRequest,
     Repository,
@@ -77,6 +76,10 @@ def thread_event(thread: ThreadRecord) -> RunEvent:
 
 def _text_content(text: str) -> list[dict[str, Any]]:
     return [{"type": "text", "text": {"value": text, "annotations": []}}]
+
+
+# A run marked in progress (None if it was no longer queued), with its thread's messages and its steps.
+_Begun = tuple[RunRecord | None, list[MessageRecord], list[RunStepRecord]]
 
 
 @dataclass
@@ -158,15 +161,18 @@ class RunManager:
     async def create_run(self, request: Any) -> tuple[RunRecord, EventChannel]:
         """Queues a run from a CreateRunRequest and starts executing it."""
 
-        def queue() -> RunRecord:
-            # One trip to the database thread: the time to the first token is mostly such trips.
+        def queue_and_begin() -> tuple[RunRecord, _Begun]:
+            # One trip to the database thread, from the request to a run in progress with its
+            # context read: the time to the first token is mostly such trips.
             self._repository.get_thread(request.thread_id)
             new_run = convert.new_run(request, self._assistant(request.assistant_id))
             additional = convert.new_messages(request.additional_messages, "additional_messages")
-            return self._repository.create_run(request.thread_id, new_run, additional, self.settings.expires_in)[0]
+            run = self._repository.create_run(request.thread_id, new_run, additional, self.settings.expires_in)[0]
+            return run, self._begin(run, fresh=True)
 
-        run = await to_thread(queue)
-        return run, self._launch(run, [run_event("thread.run.created", run), run_event("thread.run.queued", run)])
+        run, begun = await to_thread(queue_and_begin)
+        events = [run_event("thread.run.created", run), run_event("thread.run.queued", run)]
+        return run, self._launch(run, events, begun)
 
     async def create_thread_and_run(self, request: Any) -> tuple[RunRecord, EventChannel]:
         """Creates a thread from a CreateThreadAndRunRequest, queues a run on it and starts it."""
@@ -265,22 +271,22 @@ class RunManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _launch(self, run: RunRecord, events: list[RunEvent]) -> EventChannel:
+    def _launch(self, run: RunRecord, events: list[RunEvent], begun: _Begun | None = None) -> EventChannel:
         channel = EventChannel()
         for event in events:
             channel.publish(event)
         execution = _Execution(channel)
         self._executions[run.id] = execution
-        execution.task = asyncio.create_task(self._execute(run, execution), name=f"run-{run.id}")
+        execution.task = asyncio.create_task(self._execute(run, execution, begun), name=f"run-{run.id}")
         return channel
 
     # ------------------------------------------------------------------ execution
 
-    async def _execute(self, run: RunRecord, execution: _Execution) -> None:
+    async def _execute(self, run: RunRecord, execution: _Execution, begun: _Begun | None) -> None:
         channel = execution.channel
         reply = _Reply()
         try:
-            started, messages, steps = await to_thread(self._begin, run)
+            started, messages, steps = begun if begun is not None else await to_thread(self._begin, run)
             if started is None:
                 current = await to_thread(self._repository.get_run, run.thread_id, run.id)
                 if current.status == "cancelling":
@@ -306,15 +312,16 @@ class RunManager:
             channel.close()
             self._executions.pop(run.id, None)
 
-    def _begin(self, run: RunRecord) -> tuple[RunRecord | None, list[MessageRecord], list[RunStepRecord]]:
-        """Marks a queued run `in_progress` and reads its context, in one trip to the database thread."""
+    def _begin(self, run: RunRecord, *, fresh: bool = False) -> _Begun:
+        """Marks a queued run `in_progress` and reads its context (a `fresh` run has no steps yet)."""
         started = self._repository.update_run(
             run.id, {"status": "in_progress", "started_at": run.started_at or _now()}, expected_statuses=("queued",)
         )
         if started is None:
             return None, [], []
         messages = self._repository.thread_messages(run.thread_id, last_messages(run))
-        return started, messages, self._repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
+        steps = [] if fresh else self._repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
+        return started, messages, steps
 
     async def _generate(
         self,
@@ -383,26 +390,7 @@ class RunManager:
             await self._end_run(run, channel, "completed", usage=total)
 
     async def _open_message(self, run: RunRecord, reply: _Reply, channel: EventChannel) -> None:
-        def create() -> tuple[MessageRecord, RunStepRecord]:
-            message = self._repository.create_message(
-                run.thread_id,
-                NewMessage(
-                    role="assistant", content=[], status="in_progress", assistant_id=run.assistant_id, run_id=run.id
-                ),
-                allow_active_run=True,
-            )
-            step = self._repository.create_step(
-                NewStep(
-                    run_id=run.id,
-                    thread_id=run.thread_id,
-                    assistant_id=run.assistant_id,
-                    type="message_creation",
-                    step_details={"type": "message_creation", "message_creation": {"message_id": message.id}},
-                )
-            )
-            return message, step
-
-        message, step = await to_thread(create)
+        message, step = await to_thread(self._repository.open_reply, run)
         reply.message, reply.message_step = message, step
         reply.flushed_at = asyncio.get_running_loop().time()
         channel.publish(step_event("thread.run.step.created", step))
