@@ -385,7 +385,7 @@ class Repository:
                 Message.insert_many(messages).execute()
             values = _run_values(thread_id, now, new, expires_in)
             Run.insert(values).execute()
-            run = _run_record(self._run_row(thread_id, values["id"]))
+            run = _record_from_values({**values, "thread_id": thread_id}, RunRecord)
             if not messages:
                 return run, []
             rows = Message.select().where(Message.id.in_([m["id"] for m in messages])).order_by(Message.seq)
