@@ -227,9 +227,8 @@ def new_run(request: Any, assistant: AssistantRecord) -> NewRun:
     if instructions is None:
         instructions = assistant.instructions
     validation.check_max_length("instructions", instructions, validation.MAX_INSTRUCTIONS)
-    additional = (
-        _optional(request, "additional_instructions") if "additional_instructions" in _fields(request) else None
-    )
+    # Only CreateRunRequest has it; unset, it is "".
+    additional = getattr(request, "additional_instructions", "")
     if additional:
         instructions = f"{instructions}\n\n{additional}" if instructions else additional
     tools = validation.check_tools(from_value(request, "tools")) if request.HasField("tools") else assistant.tools
@@ -254,10 +253,6 @@ def new_run(request: Any, assistant: AssistantRecord) -> NewRun:
         parallel_tool_calls=True if parallel_tool_calls is None else parallel_tool_calls,
         response_format=response_format if response_format is not None else assistant.response_format,
     )
-
-
-def _fields(message: ProtoMessage) -> set[str]:
-    return {field.name for field in message.DESCRIPTOR.fields}
 
 
 def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
