@@ -19,6 +19,24 @@ from sovereign_server import RunningServer, ServerConfig, start_server
 from sovereign_server.gateway import Gateway, GatewayConfig
 
 
+def reply_events(deltas: int, *, done: bool = True) -> list[str]:
+    """OpenAI's event order for a run that answers with text in `deltas` tokens."""
+    return [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.message.created",
+        "thread.message.in_progress",
+        *["thread.message.delta"] * deltas,
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+        *(["done"] if done else []),
+    ]
+
+
 class ServerThread:
     """A real gRPC server running on its own event loop in a background thread, so that blocking
     callers (the synchronous client, the `openai` SDK through Envoy) never stall it."""

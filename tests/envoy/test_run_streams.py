@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from sovereign_server.gateway import Gateway
+from tests.conftest import reply_events
 
 pytestmark = pytest.mark.envoy
 
@@ -56,23 +57,7 @@ def test_streamed_run_is_openai_sse_byte_for_byte(http: httpx.Client, assistant_
     assert response.headers["content-type"] == "text/event-stream"
     assert "grpc-status" not in response.headers
     events = frames(body)
-    assert [name for name, _ in events] == [
-        "thread.run.created",
-        "thread.run.queued",
-        "thread.run.in_progress",
-        "thread.run.step.created",
-        "thread.run.step.in_progress",
-        "thread.message.created",
-        "thread.message.in_progress",
-        "thread.message.delta",
-        "thread.message.delta",
-        "thread.message.delta",
-        "thread.message.delta",
-        "thread.message.completed",
-        "thread.run.step.completed",
-        "thread.run.completed",
-        "done",
-    ]
+    assert [name for name, _ in events] == reply_events(4)
     assert body.endswith(b"event: done\ndata: [DONE]\n\n")
     deltas = [data for name, data in events if name == "thread.message.delta"]
     message_id = events[5][1]["id"]

@@ -11,24 +11,12 @@ from openai import AssistantEventHandler, OpenAI
 from openai.types.beta import Assistant
 from openai.types.beta.threads import Run, TextDelta
 
+from tests.conftest import reply_events
+
 pytestmark = pytest.mark.sdk
 
 PRICE_TOOL: Any = {"type": "function", "function": {"name": "get_price", "parameters": {"type": "object"}}}
-STREAM_ORDER = [
-    "thread.run.created",
-    "thread.run.queued",
-    "thread.run.in_progress",
-    "thread.run.step.created",
-    "thread.run.step.in_progress",
-    "thread.message.created",
-    "thread.message.in_progress",
-    "thread.message.delta",
-    "thread.message.delta",
-    "thread.message.delta",
-    "thread.message.completed",
-    "thread.run.step.completed",
-    "thread.run.completed",
-]
+STREAM_ORDER = reply_events(3, done=False)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from sovereign_storage import (
     migrate,
     open_database,
 )
+from tests.conftest import reply_events
 
 pytestmark = pytest.mark.unit
 
@@ -256,21 +257,7 @@ async def test_a_reply_goes_queued_in_progress_completed(repository: Repository)
     engine = ScriptedEngine([TextDelta("Hi "), TextDelta("there"), Finish("stop", Usage(7, 2))])
     _, run, channel = await _start(repository, engine)
     assert run.status == "queued"
-    assert await _names(channel) == [
-        "thread.run.created",
-        "thread.run.queued",
-        "thread.run.in_progress",
-        "thread.run.step.created",
-        "thread.run.step.in_progress",
-        "thread.message.created",
-        "thread.message.in_progress",
-        "thread.message.delta",
-        "thread.message.delta",
-        "thread.message.completed",
-        "thread.run.step.completed",
-        "thread.run.completed",
-        "done",
-    ]
+    assert await _names(channel) == reply_events(2)
     ended = repository.get_run(run.thread_id, run.id)
     assert ended.status == "completed"
     assert ended.usage == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
