@@ -27,6 +27,7 @@ from sovereign_storage import (
     NewAssistant,
     NewMessage,
     NewRun,
+    PageRequest,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
@@ -205,6 +206,12 @@ def message_message(record: MessageRecord) -> message_pb2.Message:
         attachments=_parse_all(record.attachments, common_pb2.Attachment),
         metadata=record.metadata,
     )
+
+
+def page_request(request: Any) -> PageRequest:
+    """The validated `limit`, `order`, `after`, `before` of any List request."""
+    limit = request.limit if request.HasField("limit") else None
+    return validation.page_request(limit, request.order, request.after, request.before)
 
 
 def list_envelope(ids: Sequence[str], has_more: bool) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from sovereign_assistant.v1 import (
     common_pb2,
 )
 from sovereign_server import convert
-from sovereign_server.validation import page_request
 from sovereign_storage import Repository
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -31,10 +30,9 @@ class AssistantServicer(assistant_service_pb2_grpc.AssistantServiceServicer):
     async def ListAssistants(
         self, request: assistant_service_pb2.ListAssistantsRequest, context: Context
     ) -> assistant_service_pb2.ListAssistantsResponse:
-        limit = request.limit if request.HasField("limit") else None
         page = await to_thread(
             self._repository.list_assistants,
-            page_request(limit, request.order, request.after, request.before),
+            convert.page_request(request),
         )
         return assistant_service_pb2.ListAssistantsResponse(
             data=[convert.assistant_message(record) for record in page.items],

@@ -87,11 +87,10 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def ListRuns(
         self, request: run_service_pb2.ListRunsRequest, context: Context
     ) -> run_service_pb2.ListRunsResponse:
-        limit = request.limit if request.HasField("limit") else None
         page = await to_thread(
             self._repository.list_runs,
             request.thread_id,
-            validation.page_request(limit, request.order, request.after, request.before),
+            convert.page_request(request),
         )
         return run_service_pb2.ListRunsResponse(
             data=[convert.run_message(run) for run in page.items],
@@ -115,12 +114,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def ListRunSteps(
         self, request: run_service_pb2.ListRunStepsRequest, context: Context
     ) -> run_service_pb2.ListRunStepsResponse:
-        limit = request.limit if request.HasField("limit") else None
         page = await to_thread(
             self._repository.list_steps,
             request.thread_id,
             request.run_id,
-            validation.page_request(limit, request.order, request.after, request.before),
+            convert.page_request(request),
         )
         return run_service_pb2.ListRunStepsResponse(
             data=[convert.step_message(step) for step in page.items],

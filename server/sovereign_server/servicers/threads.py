@@ -69,11 +69,10 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
     async def ListMessages(
         self, request: thread_service_pb2.ListMessagesRequest, context: Context
     ) -> thread_service_pb2.ListMessagesResponse:
-        limit = request.limit if request.HasField("limit") else None
         page = await to_thread(
             self._repository.list_messages,
             request.thread_id,
-            validation.page_request(limit, request.order, request.after, request.before),
+            convert.page_request(request),
             request.run_id or None,
         )
         return thread_service_pb2.ListMessagesResponse(
