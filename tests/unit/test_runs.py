@@ -355,3 +355,20 @@ async def test_stop_ends_unfinished_runs_as_interrupted(repository: Repository) 
         "code": "server_error",
         "message": "The server stopped while the run was in progress.",
     }
+
+
+async def test_cancel_interrupts_an_engine_that_sends_nothing(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("a"), TextDelta("b"), Finish("stop")], paced=True)
+    manager, run, channel = await _start(repository, engine)
+    follower = channel.follow()
+    seen: list[str] = []
+    engine.step.set()  # one token, then the engine stalls
+    while "thread.message.delta" not in seen:
+        seen += [event.name for event in await anext(follower)]
+    await manager.cancel_run(run.thread_id, run.id)
+    # No further step: the cancel alone must end the wait for the engine.
+    seen += [event.name async for batch in follower for event in batch]
+    assert seen.count("thread.message.delta") == 1
+    assert seen[-2:] == ["thread.run.cancelled", "done"]
+    assert engine.closed
+    assert repository.get_run(run.thread_id, run.id).status == "cancelled"

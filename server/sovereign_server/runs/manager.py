@@ -13,12 +13,12 @@ import asyncio
 import logging
 import time
 from asyncio import to_thread
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sovereign_server import convert, validation
-from sovereign_server.engines import Engine, EngineError, Finish, TextDelta, ToolCallDelta
+from sovereign_server.engines import Chunk, Engine, EngineError, Finish, TextDelta, ToolCallDelta
 from sovereign_server.errors import ConflictError, InvalidRequestError, ServerError
 from sovereign_server.runs.context import generation_request, last_messages
 from sovereign_server.runs.events import DONE_EVENT, EventChannel, RunEvent
@@ -89,6 +89,15 @@ class _Execution:
     channel: EventChannel
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
+    # True while the task waits for the engine's next chunk: only then may a cancel interrupt it
+    # (elsewhere it may be mid-write, and a write cut off would leave records half-updated).
+    waiting_for_engine: bool = False
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+        if self.waiting_for_engine and self.task is not None:
+            # The engine stops at once, closing its upstream request, even if no token comes.
+            self.task.cancel()
 
 
 @dataclass
@@ -247,7 +256,7 @@ class RunManager:
             raise ConflictError(f"Cannot cancel run with status '{current.status}'.", code="invalid_state")
         execution = self._executions.get(run_id)
         if execution is not None:
-            execution.cancel_requested = True
+            execution.request_cancel()
             execution.channel.publish(run_event("thread.run.cancelling", cancelling))
         else:
             # Nothing is executing (the run waits for tool outputs): end it here.
@@ -349,8 +358,9 @@ class RunManager:
         finish: Finish | None = None
         stream = self._engine.generate(request)
         try:
-            async for chunk in stream:
-                if execution.cancel_requested:
+            while not execution.cancel_requested:
+                chunk = await self._next_chunk(stream, execution)
+                if chunk is None:
                     break
                 if isinstance(chunk, TextDelta):
                     reply.completion_tokens += 1
@@ -388,6 +398,23 @@ class RunManager:
                 await self._open_message(run, reply, channel)
             await self._finish_message(reply, channel, "completed", None, usage)
             await self._end_run(run, channel, "completed", usage=total)
+
+    @staticmethod
+    async def _next_chunk(stream: AsyncIterator[Chunk], execution: _Execution) -> Chunk | None:
+        """The engine's next chunk; None at its end, or when a cancel interrupted the wait."""
+        execution.waiting_for_engine = True
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not execution.cancel_requested or task is None:
+                raise  # the server is stopping
+            task.uncancel()
+            return None
+        finally:
+            execution.waiting_for_engine = False
 
     async def _open_message(self, run: RunRecord, reply: _Reply, channel: EventChannel) -> None:
         message, step = await to_thread(self._repository.open_reply, run)
