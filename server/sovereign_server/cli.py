@@ -138,6 +138,7 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
             "Sovereign Assistant is ready.\n"
             f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
             f"  gRPC:                           {grpc_address}\n"
+            f"  engine:                         {config.engine}\n"
             f"  API docs:                       {gateway.url('/docs')}",
             flush=True,
         )
