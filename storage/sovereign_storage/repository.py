@@ -629,33 +629,61 @@ def _fetch_page(
     if page.order not in ("asc", "desc"):
         raise ValueError(f"order must be 'asc' or 'desc', got {page.order!r}")
     ascending = page.order == "asc"
-    # A row-value comparison is portable and seeks the (scope..., created_at, seq) index directly on
-    # PostgreSQL. SQLite seeks on created_at only (seq is its rowid) and then skips the rows of the
-    # cursor's own second: still no sort and no full scan.
-    key = peewee.Tuple(created_at, seq)
     conditions = list(scope)
     if extra_filter is not None:
         conditions.append(extra_filter)
-    if page.after is not None:
-        position = _cursor_position(model, id_field, created_at, seq, scope, "after", page.after)
-        conditions.append(key > position if ascending else key < position)
-    if page.before is not None:
-        position = _cursor_position(model, id_field, created_at, seq, scope, "before", page.before)
-        conditions.append(key < position if ascending else key > position)
     # With only `before`, the page is the `limit` rows closest to the cursor: scan away from it,
     # then restore the requested order.
     backwards = page.before is not None and page.after is None
     forward = ascending != backwards
     ordering = [created_at.asc(), seq.asc()] if forward else [created_at.desc(), seq.desc()]
-    query = model.select()
-    if conditions:
-        query = query.where(*conditions)
-    rows = list(query.order_by(*ordering).limit(page.limit + 1))
+    cursors = [(param, value) for param, value in (("after", page.after), ("before", page.before)) if value]
+    if len(cursors) == 1:
+        param, value = cursors[0]
+        position = _cursor_position(model, id_field, created_at, seq, scope, param, value)
+        rows = _seek(model, created_at, seq, conditions, ordering, position, forward, page.limit + 1)
+    else:
+        # Both cursors bound a range; a row-value comparison is portable (and rare enough here).
+        key = peewee.Tuple(created_at, seq)
+        if page.after is not None:
+            position = peewee.Tuple(*_cursor_position(model, id_field, created_at, seq, scope, "after", page.after))
+            conditions.append(key > position if ascending else key < position)
+        if page.before is not None:
+            position = peewee.Tuple(*_cursor_position(model, id_field, created_at, seq, scope, "before", page.before))
+            conditions.append(key < position if ascending else key > position)
+        query = model.select()
+        if conditions:
+            query = query.where(*conditions)
+        rows = list(query.order_by(*ordering).limit(page.limit + 1))
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
     if backwards:
         rows.reverse()
     return rows, has_more
+
+
+def _seek(
+    model: type[_Row],
+    created_at: peewee.Field[int],
+    seq: peewee.Field[int],
+    conditions: list[peewee.Expression],
+    ordering: list[Any],
+    position: tuple[int, int],
+    forward: bool,
+    limit: int,
+) -> list[_Row]:
+    """Up to `limit` rows past the cursor at `position`, scanning `forward` (or back).
+
+    Two index seeks, the rest of the cursor's own second and then the seconds past it, so that a
+    page costs O(limit) even when thousands of rows share one timestamp (one row-value comparison
+    would make SQLite walk that whole second)."""
+    second, cursor_seq = position
+    same_second = [*conditions, created_at == second, seq > cursor_seq if forward else seq < cursor_seq]
+    rows = list(model.select().where(*same_second).order_by(*ordering).limit(limit))
+    if len(rows) < limit:
+        later = [*conditions, created_at > second if forward else created_at < second]
+        rows += list(model.select().where(*later).order_by(*ordering).limit(limit - len(rows)))
+    return rows
 
 
 def _cursor_position(
@@ -666,11 +694,11 @@ def _cursor_position(
     scope: list[peewee.Expression],
     param: str,
     value: str,
-) -> Any:
+) -> tuple[int, int]:
     found = model.select(created_at, seq).where(id_field == value, *scope).tuples().first()
     if found is None:
         raise InvalidCursorError(param, value)
-    return peewee.Tuple(*found)
+    return int(found[0]), int(found[1])
 
 
 def _message_values(thread_id: str, now: int, new: NewMessage) -> dict[str, Any]:
