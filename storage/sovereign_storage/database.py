@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -46,15 +46,30 @@ def _create_parent(path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
+_WRITE_LOCKS: dict[int, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(db: peewee.Database) -> threading.RLock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(id(db), threading.RLock())
+
+
+@contextlib.contextmanager
+def write_transaction(db: peewee.Database) -> Iterator[Any]:
     """A transaction meant to write.
 
     On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
     reads and then writes cannot wait for the lock under WAL and fails with SQLITE_BUSY at once.
+    Writers of this process also queue on a lock of their own first: SQLite's busy handler waits
+    by sleeping (up to 100 ms a time), which turned contention between our threads into latency.
     """
-    if isinstance(db, peewee.SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+    if not isinstance(db, peewee.SqliteDatabase):
+        with db.atomic() as transaction:
+            yield transaction
+        return
+    with _write_lock(db), db.atomic("IMMEDIATE") as transaction:
+        yield transaction
 
 
 @contextlib.contextmanager

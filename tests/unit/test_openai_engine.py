@@ -363,3 +363,21 @@ async def test_concurrency_per_backend_is_bounded() -> None:
         await asyncio.gather(*(collect(engine) for _ in range(6)))
         await engine.aclose()
     assert peak == 2
+
+
+async def test_a_connection_closed_before_any_response_is_retried() -> None:
+    attempts = 0
+
+    async def flaky(body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            return  # closes the connection without answering, as a server dropping a kept-alive one
+        writer.write(sse_head() + chunk({"content": "ok"}) + chunk(finish="stop") + b"data: [DONE]\n\n")
+        await writer.drain()
+
+    async with ScriptedServer(flaky) as server:
+        engine = engine_for(server)
+        assert (await collect(engine))[0] == TextDelta("ok")
+        await engine.aclose()
+    assert attempts == 2

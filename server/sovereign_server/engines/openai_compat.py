@@ -35,6 +35,8 @@ from sovereign_server.engines.base import (
     Usage,
 )
 
+# Attempts to send a request whose connection fails before any response.
+CONNECT_ATTEMPTS = 3
 _WORDS_AND_MARKS = re.compile(r"\w+|[^\w\s]")
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -204,20 +206,32 @@ class OpenAICompatibleEngine:
         connection = self._connection(name, backend)
         parameters = completion_parameters(request, backend.model or request.model)
         async with connection.slots:
-            try:
-                stream = await connection.client.chat.completions.create(**parameters)
-            except openai.APIStatusError as error:
-                raise _status_error(name, error) from error
-            except openai.APITimeoutError as error:
-                raise EngineError(f"The model server '{name}' did not answer within the time allowed.") from error
-            except openai.APIConnectionError as error:
-                raise EngineError(f"Could not connect to the model server '{name}' at {backend.base_url}.") from error
+            stream = await self._open_stream(name, backend, connection, parameters)
             try:
                 async for chunk in self._chunks(name, backend, stream, request):
                     yield chunk
             finally:
                 # Closing the response closes the upstream request: a cancelled run stops the model.
                 await stream.close()
+
+    async def _open_stream(
+        self, name: str, backend: Backend, connection: _Connection, parameters: dict[str, Any]
+    ) -> Any:
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return await connection.client.chat.completions.create(**parameters)
+            except openai.APIStatusError as error:
+                raise _status_error(name, error) from error
+            except openai.APITimeoutError as error:
+                raise EngineError(f"The model server '{name}' did not answer within the time allowed.") from error
+            except openai.APIConnectionError as error:
+                # No response came, so the request was not served: sending it again is safe. Servers
+                # such as llama-server close kept-alive connections after a streamed reply, which the
+                # next request on that connection only learns by failing.
+                if attempt == CONNECT_ATTEMPTS:
+                    message = f"Could not connect to the model server '{name}' at {backend.base_url}."
+                    raise EngineError(message) from error
+        raise AssertionError("unreachable")
 
     async def _chunks(
         self, name: str, backend: Backend, stream: Any, request: GenerationRequest
