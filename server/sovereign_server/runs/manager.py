@@ -237,7 +237,7 @@ class RunManager:
         return queued, self._launch(queued, events)
 
     async def cancel_run(self, thread_id: str, run_id: str) -> RunRecord:
-        """Moves an active run to `cancelling`; its execution ends it `cancelled` at the next token."""
+        """Moves an active run to `cancelling`; its execution stops the engine and ends it `cancelled`."""
         run = await to_thread(self._repository.get_run, thread_id, run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise ConflictError(f"Cannot cancel run with status '{run.status}'.", code="invalid_state")
