@@ -120,6 +120,13 @@ class Repository:
         with connection_scope(self._db), write_transaction(self._db):
             yield
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several calls of this repository, from one thread, as one write transaction: one commit
+        instead of one each (SQLite has a single writer, so commits are what a busy server waits on)."""
+        with self._writing():
+            yield
+
     # Assistants
 
     def create_assistant(self, new: NewAssistant) -> AssistantRecord:
@@ -340,6 +347,17 @@ class Repository:
             if updated == 0:
                 raise NotFoundError("message", message_id)
             return _message_record(Message.get(Message.id == message_id))
+
+    def update_growing_messages(self, contents: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Replace the content of replies still being generated, all in one write transaction.
+
+        A message that is no longer `in_progress` keeps its content: its final text was written
+        when it ended, and an earlier snapshot must not overwrite it."""
+        with self._writing():
+            for message_id, content in contents.items():
+                Message.update({Message.content: content}).where(
+                    (Message.id == message_id) & (Message.status == "in_progress")
+                ).execute()
 
     def thread_messages(self, thread_id: str, last: int | None = None) -> list[MessageRecord]:
         """The thread's messages oldest first: all of them, or only the `last` most recent ones."""

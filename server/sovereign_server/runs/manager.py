@@ -48,7 +48,8 @@ class RunSettings:
     expires_in: int = 600
     # Seconds of silence on a stream before a `: keep-alive` comment.
     heartbeat: float = 15.0
-    # Seconds between writes of a growing reply, so `messages.retrieve` shows the text so far.
+    # Seconds between writes of the replies being generated, so `messages.retrieve` shows the text
+    # so far. One transaction writes them all: per-reply writes made SQLite's one writer the limit.
     flush_interval: float = 0.25
     # Seconds between sweeps for runs past `expires_at`.
     expiry_sweep_interval: float = 1.0
@@ -109,7 +110,6 @@ class _Reply:
     text: list[str] = field(default_factory=list)
     tool_step: RunStepRecord | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    flushed_at: float = 0.0
     # Usage of the run's earlier generations (from its steps) and of this one so far, so that a run
     # ended early (failed, cancelled) still reports what it consumed.
     earlier_usage: list[dict[str, Any]] = field(default_factory=list)
@@ -130,6 +130,9 @@ class RunManager:
         self.settings = settings or RunSettings()
         self._executions: dict[str, _Execution] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        # Replies with text not yet written, by message id.
+        self._growing: dict[str, _Reply] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ life of the manager
@@ -140,11 +143,13 @@ class RunManager:
         if ended:
             logger.warning("ended %d run(s) interrupted by the previous shutdown: %s", len(ended), ", ".join(ended))
         self._sweeper = asyncio.create_task(self._sweep_expired(), name="run-expiry")
+        self._flusher = asyncio.create_task(self._flush_growing(), name="reply-flusher")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Lets running executions finish for `grace` seconds, then ends the rest as interrupted."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for background in (self._sweeper, self._flusher):
+            if background is not None:
+                background.cancel()
         tasks = [execution.task for execution in self._executions.values() if execution.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
@@ -165,6 +170,18 @@ class RunManager:
             for run in expired:
                 logger.info("run %s expired", run.id)
 
+    async def _flush_growing(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            if not self._growing:
+                continue
+            texts = {message_id: _text_content("".join(reply.text)) for message_id, reply in self._growing.items()}
+            self._growing.clear()
+            try:
+                await to_thread(self._repository.update_growing_messages, texts)
+            except Exception:
+                logger.exception("writing replies in progress failed")
+
     # ------------------------------------------------------------------ what callers ask for
 
     async def create_run(self, request: Any) -> tuple[RunRecord, EventChannel]:
@@ -176,8 +193,9 @@ class RunManager:
             self._repository.get_thread(request.thread_id)
             new_run = convert.new_run(request, self._assistant(request.assistant_id))
             additional = convert.new_messages(request.additional_messages, "additional_messages")
-            run = self._repository.create_run(request.thread_id, new_run, additional, self.settings.expires_in)[0]
-            return run, self._begin(run, fresh=True)
+            with self._repository.batch():
+                run = self._repository.create_run(request.thread_id, new_run, additional, self.settings.expires_in)[0]
+                return run, self._begin(run, fresh=True)
 
         run, begun = await to_thread(queue_and_begin)
         events = [run_event("thread.run.created", run), run_event("thread.run.queued", run)]
@@ -389,15 +407,18 @@ class RunManager:
             await self._finish_message(reply, channel, "completed", None, usage=None)
             await self._require_action(run, reply, channel, usage)
         elif finish.reason == "length":
-            await self._finish_message(reply, channel, "incomplete", {"reason": "max_tokens"}, usage)
             await self._end_run(
-                run, channel, "incomplete", incomplete_details={"reason": "max_completion_tokens"}, usage=total
+                run,
+                channel,
+                "incomplete",
+                incomplete_details={"reason": "max_completion_tokens"},
+                usage=total,
+                reply=(reply, "incomplete", {"reason": "max_tokens"}, usage),
             )
         else:
             if reply.message is None:
                 await self._open_message(run, reply, channel)
-            await self._finish_message(reply, channel, "completed", None, usage)
-            await self._end_run(run, channel, "completed", usage=total)
+            await self._end_run(run, channel, "completed", usage=total, reply=(reply, "completed", None, usage))
 
     @staticmethod
     async def _next_chunk(stream: AsyncIterator[Chunk], execution: _Execution) -> Chunk | None:
@@ -419,7 +440,6 @@ class RunManager:
     async def _open_message(self, run: RunRecord, reply: _Reply, channel: EventChannel) -> None:
         message, step = await to_thread(self._repository.open_reply, run)
         reply.message, reply.message_step = message, step
-        reply.flushed_at = asyncio.get_running_loop().time()
         channel.publish(step_event("thread.run.step.created", step))
         channel.publish(step_event("thread.run.step.in_progress", step))
         channel.publish(message_event("thread.message.created", message))
@@ -433,12 +453,8 @@ class RunManager:
         channel.publish(
             RunEvent("thread.message.delta", "message_delta", convert.message_delta(reply.message.id, text))
         )
-        now = asyncio.get_running_loop().time()
-        if now - reply.flushed_at >= self.settings.flush_interval:
-            reply.flushed_at = now
-            await to_thread(
-                self._repository.update_message_content, reply.message.id, _text_content("".join(reply.text))
-            )
+        # Written by the flusher with every other growing reply, in one transaction.
+        self._growing[reply.message.id] = reply
 
     async def _on_tool_call(self, run: RunRecord, reply: _Reply, channel: EventChannel, delta: ToolCallDelta) -> None:
         if reply.tool_step is None:
@@ -476,6 +492,26 @@ class RunManager:
             )
         )
 
+    def _write_reply_end(
+        self, reply: _Reply, status: str, incomplete_details: dict[str, Any] | None, usage: dict[str, int] | None
+    ) -> tuple[MessageRecord, RunStepRecord] | None:
+        """Writes a reply's final text and status and completes its step (in the caller's thread)."""
+        if reply.message is None or reply.message_step is None:
+            return None
+        message = self._repository.update_message_content(
+            reply.message.id, _text_content("".join(reply.text)), status=status, incomplete_details=incomplete_details
+        )
+        changes = {"status": "completed", "completed_at": _now(), "usage": usage}
+        return message, self._repository.update_step(reply.message_step.id, changes)
+
+    def _publish_reply_end(
+        self, reply: _Reply, channel: EventChannel, ended: tuple[MessageRecord, RunStepRecord]
+    ) -> None:
+        message, step = ended
+        reply.message, reply.message_step = message, None
+        channel.publish(message_event(f"thread.message.{message.status}", message))
+        channel.publish(step_event("thread.run.step.completed", step))
+
     async def _finish_message(
         self,
         reply: _Reply,
@@ -484,23 +520,11 @@ class RunManager:
         incomplete_details: dict[str, Any] | None,
         usage: dict[str, int] | None,
     ) -> None:
-        if reply.message is None or reply.message_step is None:
-            return
-        message_id, step_id, content = reply.message.id, reply.message_step.id, _text_content("".join(reply.text))
-
-        def finish() -> tuple[MessageRecord, RunStepRecord]:
-            message = self._repository.update_message_content(
-                message_id, content, status=status, incomplete_details=incomplete_details
-            )
-            step = self._repository.update_step(
-                step_id, {"status": "completed", "completed_at": _now(), "usage": usage}
-            )
-            return message, step
-
-        message, step = await to_thread(finish)
-        reply.message, reply.message_step = message, None
-        channel.publish(message_event(f"thread.message.{status}", message))
-        channel.publish(step_event("thread.run.step.completed", step))
+        if reply.message is not None:
+            self._growing.pop(reply.message.id, None)
+        ended = await to_thread(self._write_reply_end, reply, status, incomplete_details, usage)
+        if ended is not None:
+            self._publish_reply_end(reply, channel, ended)
 
     async def _require_action(
         self, run: RunRecord, reply: _Reply, channel: EventChannel, usage: dict[str, int]
@@ -537,13 +561,26 @@ class RunManager:
         *,
         usage: dict[str, int] | None,
         incomplete_details: dict[str, Any] | None = None,
+        reply: tuple[_Reply, str, dict[str, Any] | None, dict[str, int] | None] | None = None,
     ) -> None:
+        """Ends the run `status`; with `reply` (the reply, its status, details and usage), the reply
+        ends in the same write, so a poller never sees the run ended with its reply unfinished."""
         changes: dict[str, Any] = {"status": status, "usage": usage, "expires_at": None}
         if status == "completed":
             changes["completed_at"] = _now()
         else:
             changes["incomplete_details"] = incomplete_details
-        ended = await to_thread(self._repository.update_run, run.id, changes, expected_statuses=("in_progress",))
+        if reply is not None and reply[0].message is not None:
+            self._growing.pop(reply[0].message.id, None)
+
+        def write() -> tuple[tuple[MessageRecord, RunStepRecord] | None, RunRecord | None]:
+            with self._repository.batch():
+                reply_end = self._write_reply_end(*reply) if reply is not None else None
+                return reply_end, self._repository.update_run(run.id, changes, expected_statuses=("in_progress",))
+
+        reply_end, ended = await to_thread(write)
+        if reply is not None and reply_end is not None:
+            self._publish_reply_end(reply[0], channel, reply_end)
         if ended is None:
             # A cancel arrived after the last token: the run still ends cancelled.
             current = await to_thread(self._repository.get_run, run.thread_id, run.id)
@@ -558,6 +595,7 @@ class RunManager:
         """Marks what the run left half-written: its reply `incomplete`, its open steps ended."""
         now = _now()
         if reply.message is not None and reply.message.status == "in_progress":
+            self._growing.pop(reply.message.id, None)
             message = await to_thread(
                 self._repository.update_message_content,
                 reply.message.id,
