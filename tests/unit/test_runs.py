@@ -372,3 +372,19 @@ async def test_cancel_interrupts_an_engine_that_sends_nothing(repository: Reposi
     assert seen[-2:] == ["thread.run.cancelled", "done"]
     assert engine.closed
     assert repository.get_run(run.thread_id, run.id).status == "cancelled"
+
+
+async def test_an_unexpected_failure_mid_stream_is_an_error_event_and_a_failed_run(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("a"), RuntimeError("disk on fire")])
+    _, run, channel = await _start(repository, engine)
+    events = [event async for batch in channel.follow() for event in batch]
+    names = [event.name for event in events]
+    assert names[-5:] == ["error", "thread.message.incomplete", "thread.run.step.failed", "thread.run.failed", "done"]
+    error = next(event for event in events if event.name == "error")
+    frame = error.to_sse()
+    assert frame.startswith(b"event: error\ndata: ")
+    assert b'"type":"server_error"' in frame
+    assert b"disk on fire" not in frame  # internals stay in the server's log
+    failed = repository.get_run(run.thread_id, run.id)
+    assert failed.status == "failed"
+    assert failed.last_error == {"code": "server_error", "message": "The server had an error while processing the run."}
