@@ -149,30 +149,43 @@ def slots_busy(llama_server: LlamaServer) -> int:
     return sum(1 for slot in slots if slot.get("is_processing"))
 
 
+def endless_run(
+    client: SovereignClient, server: LlamaServer, at_first_token: Callable[[str, str], None]
+) -> tuple[str, str]:
+    """Starts a run whose answer never ends by itself, calls `at_first_token(thread_id, run_id)` when
+    its first token arrives, and returns (thread_id, run_id)."""
+    assistant = client.assistants.create(model="tiny")
+    thread = client.threads.create(messages=[{"role": "user", "content": f"go {server.answers.forever_marker}"}])
+    run_id = ""
+    for event in client.threads.runs.stream(thread.id, assistant_id=assistant.id):
+        if event.event == "thread.run.created":
+            run_id = event.run.id
+        if event.event == "thread.message.delta":
+            at_first_token(thread.id, run_id)
+            break
+    return thread.id, run_id
+
+
 def test_cancelling_mid_stream_stops_the_model(
     stack: Callable[..., SovereignClient], llama_server_factory: Callable[..., LlamaServer]
 ) -> None:
     # With context shifting the endless answer never stops by itself: only the cancel can end it.
     endless = llama_server_factory("--context-shift")
     client = stack(engine="openai", engine_url=endless.base_url)
-    assistant = client.assistants.create(model="tiny")
-    thread = client.threads.create(messages=[{"role": "user", "content": f"go {endless.answers.forever_marker}"}])
-    run_id = ""
-    for event in client.threads.runs.stream(thread.id, assistant_id=assistant.id):
-        if event.event == "thread.run.created":
-            run_id = event.run.id
-        if event.event == "thread.message.delta":
-            assert slots_busy(endless) == 1
-            assert client.threads.runs.cancel(run_id, thread_id=thread.id).status == "cancelling"
-            break
-    run = client.threads.runs.poll(run_id, thread_id=thread.id)
+
+    def cancel(thread_id: str, run_id: str) -> None:
+        assert slots_busy(endless) == 1
+        assert client.threads.runs.cancel(run_id, thread_id=thread_id).status == "cancelling"
+
+    thread_id, run_id = endless_run(client, endless, cancel)
+    run = client.threads.runs.poll(run_id, thread_id=thread_id)
     assert run.status == "cancelled"
     # The upstream request was closed: the model server is idle again.
     deadline = time.monotonic() + 5
     while slots_busy(endless) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert slots_busy(endless) == 0
-    reply = client.threads.messages.list(thread.id).data[0]
+    reply = client.threads.messages.list(thread_id).data[0]
     assert reply.status == "incomplete"
     assert reply.content[0].text.value.startswith("tick")
 
@@ -182,20 +195,12 @@ def test_a_model_server_killed_mid_stream_fails_the_run(
 ) -> None:
     doomed = llama_server_factory("--context-shift")
     client = stack(engine="openai", engine_url=doomed.base_url)
-    assistant = client.assistants.create(model="tiny")
-    thread = client.threads.create(messages=[{"role": "user", "content": f"go {doomed.answers.forever_marker}"}])
-    run_id = ""
-    for event in client.threads.runs.stream(thread.id, assistant_id=assistant.id):
-        if event.event == "thread.run.created":
-            run_id = event.run.id
-        if event.event == "thread.message.delta":
-            doomed.kill()
-            break
-    run = client.threads.runs.poll(run_id, thread_id=thread.id)
+    thread_id, run_id = endless_run(client, doomed, lambda thread_id, run_id: doomed.kill())
+    run = client.threads.runs.poll(run_id, thread_id=thread_id)
     assert run.status == "failed"
     assert run.last_error.struct_value["code"] == "server_error"
     assert "broke off" in str(run.last_error.struct_value["message"])
-    reply = client.threads.messages.list(thread.id).data[0]
+    reply = client.threads.messages.list(thread_id).data[0]
     assert reply.status == "incomplete"
 
 
