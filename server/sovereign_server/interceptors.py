@@ -1,5 +1,5 @@
 """Cross-cutting concerns of every call, in one interceptor: a structured log line per call, and
-the mapping of domain errors to gRPC status."""
+the one map of domain errors to gRPC status."""
 
 from __future__ import annotations
 
@@ -11,12 +11,55 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from sovereign_server.errors import ApiError, ConflictError, InvalidRequestError, NotFoundError, ServerError
 from sovereign_storage import ActiveRunError, InvalidCursorError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.calls")
+
+# Trailing metadata key carrying OpenAI's JSON error body; the gateway turns it into the HTTP body.
+OPENAI_ERROR_METADATA_KEY = "x-openai-error"
+
+# Each error class's status; the gateway maps these to OpenAI's HTTP statuses (400, 404, 500).
+_STATUS: dict[type[ApiError], grpc.StatusCode] = {
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
+    ServerError: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_code(error: ApiError) -> grpc.StatusCode:
+    for error_class in type(error).__mro__:
+        if error_class in _STATUS:
+            return _STATUS[error_class]
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def rpc_status_of(error: ApiError) -> grpc.Status:
+    """The status with its trailing metadata: OpenAI's body for the gateway, `ErrorInfo` for gRPC callers."""
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code or error.error_type,
+        domain=error.error_type,
+        metadata={"param": error.param} if error.param else {},
+    )
+    # StatusCode values are (number, name): the number is google.rpc's code.
+    status = status_pb2.Status(code=status_code(error).value[0], message=error.message)
+    status.details.add().Pack(info)
+    converted = rpc_status.to_status(status)
+    # ensure_ascii keeps the header value within what HTTP/2 metadata allows.
+    body = json.dumps(error.body(), ensure_ascii=True, separators=(",", ":"))
+    return _Status(converted.code, converted.details, (*converted.trailing_metadata, (OPENAI_ERROR_METADATA_KEY, body)))
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, str | bytes], ...]):
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
 
 
 def as_api_error(error: Exception) -> ApiError:
@@ -60,7 +103,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> None:
-    status = error.to_rpc_status()
+    status = rpc_status_of(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
@@ -86,7 +129,7 @@ def _unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Awaitabl
             raise
         except Exception as error:
             api_error = as_api_error(error)
-            code = api_error.status
+            code = status_code(api_error)
             await _abort(context, api_error)
         finally:
             _log(method, code, started)
@@ -111,7 +154,7 @@ def _streaming(method: str, behaviour: Callable[..., Any]) -> Callable[..., Asyn
             raise
         except Exception as error:
             api_error = as_api_error(error)
-            code = api_error.status
+            code = status_code(api_error)
             await _abort(context, api_error)
         finally:
             _log(method, code, started)

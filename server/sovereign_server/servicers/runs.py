@@ -9,9 +9,8 @@ import grpc
 from google.api import httpbody_pb2
 
 from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
-from sovereign_server import convert, validation
-from sovereign_server.runs import RunManager
-from sovereign_server.runs.events import SSE_HEARTBEAT, EventChannel
+from sovereign_server import convert, sse, validation
+from sovereign_server.runs import EventChannel, RunManager
 from sovereign_storage import Repository, RunRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -34,44 +33,54 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def CreateRun(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.create_run(request)
+        run, channel = await self._runs.create_run(request.thread_id, convert.run_options(request))
         async for body in self._http(run, channel, request.stream):
             yield body
 
     async def CreateThreadAndRun(
         self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.create_thread_and_run(request)
+        run, channel = await self._create_thread_and_run(request)
         async for body in self._http(run, channel, request.stream):
             yield body
 
     async def SubmitToolOutputs(
         self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.submit_tool_outputs(request.thread_id, request.run_id, _outputs(request))
+        run, channel = await self._submit_tool_outputs(request)
         async for body in self._http(run, channel, request.stream):
             yield body
 
     async def CreateRunEvents(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.create_run(request)
+        _, channel = await self._runs.create_run(request.thread_id, convert.run_options(request))
         async for event in _typed(channel):
             yield event
 
     async def CreateThreadAndRunEvents(
         self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.create_thread_and_run(request)
+        _, channel = await self._create_thread_and_run(request)
         async for event in _typed(channel):
             yield event
 
     async def SubmitToolOutputsEvents(
         self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.submit_tool_outputs(request.thread_id, request.run_id, _outputs(request))
+        _, channel = await self._submit_tool_outputs(request)
         async for event in _typed(channel):
             yield event
+
+    async def _create_thread_and_run(
+        self, request: run_service_pb2.CreateThreadAndRunRequest
+    ) -> tuple[RunRecord, EventChannel]:
+        return await self._runs.create_thread_and_run(convert.new_thread(request.thread), convert.run_options(request))
+
+    async def _submit_tool_outputs(
+        self, request: run_service_pb2.SubmitToolOutputsRequest
+    ) -> tuple[RunRecord, EventChannel]:
+        return await self._runs.submit_tool_outputs(request.thread_id, request.run_id, convert.tool_outputs(request))
 
     async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
@@ -79,7 +88,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
             return
         async for batch in channel.follow(self._runs.settings.heartbeat):
-            data = b"".join(event.to_sse() for event in batch) if batch else SSE_HEARTBEAT
+            data = b"".join(sse.frame(event) for event in batch) if batch else sse.SSE_HEARTBEAT
             yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
 
     # ------------------------------------------------------------------ reading and changing runs
@@ -104,8 +113,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         run = await to_thread(self._repository.get_run, request.thread_id, request.run_id)
         if request.HasField("metadata"):
             metadata = validation.check_metadata(convert.from_value(request, "metadata"))
-            updated = await to_thread(self._repository.update_run, run.id, {"metadata": metadata})
-            run = updated or run
+            run = await to_thread(self._repository.update_run, run.id, {"metadata": metadata})
         return convert.run_message(run)
 
     async def CancelRun(self, request: run_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
@@ -130,12 +138,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return convert.step_message(step)
 
 
-def _outputs(request: run_service_pb2.SubmitToolOutputsRequest) -> list[tuple[str, str]]:
-    return [(output.tool_call_id, output.output) for output in request.tool_outputs]
-
-
 async def _typed(channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
     # gRPC keeps idle streams alive itself: no heartbeats here.
     async for batch in channel.follow():
         for event in batch:
-            yield event.to_proto()
+            yield convert.event_message(event)
