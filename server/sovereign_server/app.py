@@ -11,6 +11,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sovereign_assistant.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     assistant_service_pb2,
     assistant_service_pb2_grpc,
     run_service_pb2,
@@ -18,12 +20,13 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
+from sovereign_server.auth import Gate
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.runs import RunManager, RunSettings
-from sovereign_server.servicers import AssistantServicer, RunServicer, ThreadServicer
-from sovereign_storage import Repository, migrate, open_database
+from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
+from sovereign_storage import KeyStore, Repository, migrate, open_database
 
 logger = logging.getLogger("sovereign.server")
 
@@ -31,6 +34,7 @@ SERVICE_NAMES = (
     assistant_service_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
     thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 # Bodies up to the gateway's limit, with room for protobuf framing.
@@ -46,11 +50,13 @@ class RunningServer:
         port: int,
         health_servicer: health.aio.HealthServicer,
         runs: RunManager,
+        background: list[asyncio.Task[None]],
         close: list[object],
     ) -> None:
         self._server = server
         self._health = health_servicer
         self._runs = runs
+        self._background = background
         self._closing = close
         self.port = port
 
@@ -60,6 +66,8 @@ class RunningServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Runs first: their streams end when they do, then the server can drain its calls.
         await self._runs.stop(grace or 0.0)
+        for task in self._background:
+            task.cancel()
         await self._server.stop(grace)
         for resource in self._closing:
             close = getattr(resource, "close", None)
@@ -90,17 +98,20 @@ async def start_server(config: ServerConfig) -> RunningServer:
     database = open_database(config.database)
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
+    keys = KeyStore(database)
+    gate = Gate(keys)
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
     runs = RunManager(
         repository,
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
+        on_usage=lambda caller, usage: gate.limiter.spend_tokens(caller, usage.total_tokens),
     )
     await runs.start()
 
     server = grpc.aio.server(
-        interceptors=[CallInterceptor()],
+        interceptors=[CallInterceptor(gate)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -111,6 +122,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
     thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -124,4 +136,5 @@ async def start_server(config: ServerConfig) -> RunningServer:
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("gRPC server listening on %s:%d", config.grpc_host, port)
-    return RunningServer(server, port, health_servicer, runs, [database])
+    background = [asyncio.create_task(gate.record_use(), name="key-use")]
+    return RunningServer(server, port, health_servicer, runs, background, [database])

@@ -29,5 +29,7 @@ class ServerConfig:
     # Seconds of silence on an SSE stream before a `: keep-alive` comment.
     stream_heartbeat: float = 15.0
     log_level: str = "info"
+    # Serve beyond loopback with no API key in the database (anyone who can connect sees everything).
+    insecure_no_auth: bool = False
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = 5.0

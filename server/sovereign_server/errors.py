@@ -42,5 +42,30 @@ class ConflictError(ApiError):
     """The request is valid but the resource's state forbids it (OpenAI answers 400)."""
 
 
+class AuthenticationError(ApiError):
+    """The call has no valid key, or names another project than its key's (401)."""
+
+    def __init__(self, message: str, *, code: str | None = "invalid_api_key") -> None:
+        super().__init__(message, code=code)
+
+
+class PermissionDeniedError(ApiError):
+    """The key is valid but may not do this (403)."""
+
+
+class RateLimitError(ApiError):
+    """The key is over its requests or tokens per minute (429); `retry_after` is in seconds."""
+
+    def __init__(
+        self, message: str, *, kind: str, retry_after: float, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        # OpenAI's type names the limit: "requests" or "tokens".
+        self.error_type = kind
+        self.retry_after = retry_after
+        # The key's `x-ratelimit-*` headers at the time of the refusal.
+        self.headers = headers
+
+
 class ServerError(ApiError):
     error_type = "server_error"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,8 +15,19 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from sovereign_server.errors import ApiError, ConflictError, InvalidRequestError, NotFoundError, ServerError
-from sovereign_storage import ActiveRunError, InvalidCursorError
+from sovereign_server.auth import Gate
+from sovereign_server.caller import Caller, set_current_caller
+from sovereign_server.errors import (
+    ApiError,
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.calls")
@@ -28,6 +40,9 @@ _STATUS: dict[type[ApiError], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
+    AuthenticationError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    RateLimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ServerError: grpc.StatusCode.INTERNAL,
 }
 
@@ -77,6 +92,11 @@ def as_api_error(error: Exception) -> ApiError:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Admits each call through the gate (when the server has one), maps its errors, logs it."""
+
+    def __init__(self, gate: Gate | None = None) -> None:
+        self._gate = gate
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
@@ -86,15 +106,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method
+        gate = None if self._gate is None or Gate.is_open(method) else self._gate
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(method, handler.unary_unary),
+                _unary(method, gate, handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(method, handler.unary_stream),
+                _streaming(method, gate, handler.unary_stream),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -102,15 +123,66 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> None:
-    status = rpc_status_of(error)
-    await context.abort(status.code, status.details, status.trailing_metadata)
+class _Call:
+    """One call's admission, response headers, error mapping and log line."""
 
+    def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any], gate: Gate | None) -> None:
+        self._method = method
+        self._context = context
+        self._gate = gate
+        self._started = time.perf_counter()
+        self._metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        self._caller: Caller | None = None
+        self._headers: tuple[tuple[str, str], ...] = ()
+        self.code = grpc.StatusCode.OK
 
-def _log(method: str, code: grpc.StatusCode, started: float) -> None:
-    if logger.isEnabledFor(logging.INFO):
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        logger.info(json.dumps({"method": method, "status": code.name, "duration_ms": elapsed_ms}))
+    async def admit(self) -> None:
+        if self._gate is None:
+            set_current_caller(Caller(DEFAULT_PROJECT_ID))
+            return
+        admission = await self._gate.admit(self._method, self._metadata)
+        self._caller = admission.caller
+        self._headers = admission.allowance.headers()
+        set_current_caller(admission.caller)
+
+    async def send_headers(self) -> None:
+        """Sends the rate-limit headers ahead of the first response (they become HTTP headers)."""
+        if self._headers:
+            headers, self._headers = self._headers, ()
+            await self._context.send_initial_metadata(headers)
+
+    async def fail(self, error: Exception) -> None:
+        if isinstance(error, grpc.aio.AbortError):
+            self.code = _code_of(self._context, grpc.StatusCode.UNKNOWN)
+            raise error
+        api_error = as_api_error(error)
+        self.code = status_code(api_error)
+        extra: tuple[tuple[str, str], ...] = self._headers
+        if isinstance(api_error, RateLimitError):
+            retry_after = api_error.retry_after
+            extra += api_error.headers
+            extra += (
+                ("retry-after", str(math.ceil(retry_after))),
+                ("retry-after-ms", str(math.ceil(retry_after * 1000))),
+            )
+        status = rpc_status_of(api_error)
+        await self._context.abort(status.code, status.details, (*status.trailing_metadata, *extra))
+
+    def log(self) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            line: dict[str, Any] = {
+                "method": self._method,
+                "status": self.code.name,
+                "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
+            }
+            request_id = self._metadata.get("x-request-id")
+            if request_id:
+                line["request_id"] = request_id
+            if self._caller is not None:
+                line["project"] = self._caller.project_id
+                if self._caller.key_id:
+                    line["key"] = self._caller.key_id
+            logger.info(json.dumps(line))
 
 
 def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode) -> grpc.StatusCode:
@@ -118,45 +190,39 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCo
     return code if isinstance(code, grpc.StatusCode) else default
 
 
-def _unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _unary(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
+        call = _Call(method, context, gate)
         try:
-            return await behaviour(request, context)
-        except grpc.aio.AbortError:
-            code = _code_of(context, grpc.StatusCode.UNKNOWN)
-            raise
+            await call.admit()
+            response = await behaviour(request, context)
+            await call.send_headers()
+            return response
         except Exception as error:
-            api_error = as_api_error(error)
-            code = status_code(api_error)
-            await _abort(context, api_error)
+            await call.fail(error)
         finally:
-            _log(method, code, started)
+            call.log()
 
     return handle
 
 
-def _streaming(method: str, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
+        call = _Call(method, context, gate)
         try:
+            await call.admit()
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:
+                    await call.send_headers()
                     yield item
             else:
                 # Handlers that write with `context.write` return a coroutine instead.
+                await call.send_headers()
                 await result
-        except grpc.aio.AbortError:
-            code = _code_of(context, grpc.StatusCode.UNKNOWN)
-            raise
         except Exception as error:
-            api_error = as_api_error(error)
-            code = status_code(api_error)
-            await _abort(context, api_error)
+            await call.fail(error)
         finally:
-            _log(method, code, started)
+            call.log()
 
     return handle

@@ -7,7 +7,9 @@ from .database import open_database, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
 from .ids import new_id
 from .migrations import LATEST_VERSION, migrate, schema_version
+from .models import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME
 from .records import (
+    ApiKeyRecord,
     AssistantRecord,
     MessageRecord,
     NewAssistant,
@@ -16,12 +18,13 @@ from .records import (
     NewStep,
     Page,
     PageRequest,
+    ProjectRecord,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
     Transition,
 )
-from .repository import Repository
+from .repository import KeyStore, Repository
 from .values import (
     ACTIVE_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -45,9 +48,12 @@ from .values import (
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "DEFAULT_PROJECT_ID",
+    "DEFAULT_PROJECT_NAME",
     "LATEST_VERSION",
     "TERMINAL_RUN_STATUSES",
     "ActiveRunError",
+    "ApiKeyRecord",
     "AssistantRecord",
     "ContentPart",
     "FunctionCall",
@@ -55,6 +61,7 @@ __all__ = [
     "ImageUrlContent",
     "IncompleteDetails",
     "InvalidCursorError",
+    "KeyStore",
     "LastError",
     "MessageCreation",
     "MessageRecord",
@@ -66,6 +73,7 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PageRequest",
+    "ProjectRecord",
     "Repository",
     "RunRecord",
     "RunStatus",

@@ -95,9 +95,46 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
+# Rows created before projects existed belong to this one, as do all rows of a service without keys.
+DEFAULT_PROJECT_ID = "proj_default"
+DEFAULT_PROJECT_NAME = "default"
+
+
+class Project(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    name = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+
+    class Meta:
+        table_name = "projects"
+
+
+class ApiKey(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project = peewee.ForeignKeyField(Project, field=Project.id, column_name="project_id")
+    project_id: str  # peewee's raw-id accessor of `project`
+    name = peewee.TextField(null=True)
+    # The first characters of the secret, to recognise a key in a list; the secret itself is never stored.
+    prefix = peewee.TextField()
+    secret_hash = peewee.TextField(unique=True)
+    admin = peewee.BooleanField()
+    rpm = peewee.IntegerField(null=True)
+    tpm = peewee.IntegerField(null=True)
+    created_at = peewee.IntegerField()
+    last_used_at = peewee.IntegerField(null=True)
+    revoked_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
+
+
 class Assistant(BaseModel):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
+    # Plain ids: every query of the repository is scoped by project.
+    project_id = peewee.TextField(default=DEFAULT_PROJECT_ID)
     created_at = peewee.IntegerField()
     model = peewee.TextField()
     name = peewee.TextField(null=True)
@@ -113,12 +150,13 @@ class Assistant(BaseModel):
 
     class Meta:
         table_name = "assistants"
-        indexes = ((("created_at", "seq"), False),)
+        indexes = ((("created_at", "seq"), False), (("project_id", "created_at", "seq"), False))
 
 
 class Thread(BaseModel):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default=DEFAULT_PROJECT_ID)
     created_at = peewee.IntegerField()
     tool_resources = JSONField()
     metadata = JSONField()
@@ -219,7 +257,7 @@ class RunStep(BaseModel):
         indexes = ((("run", "created_at", "seq"), False),)
 
 
-MODELS: tuple[type[BaseModel], ...] = (Assistant, Thread, Message, Run, RunStep)
+MODELS: tuple[type[BaseModel], ...] = (Project, ApiKey, Assistant, Thread, Message, Run, RunStep)
 
 
 def bind_models(db: peewee.Database) -> None:

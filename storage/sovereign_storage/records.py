@@ -196,3 +196,27 @@ class Transition(Generic[T]):
 
     record: T
     applied: bool
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A key as listed: its secret is never stored, only a hash and the first characters."""
+
+    id: str
+    project_id: str
+    project_name: str
+    name: str | None
+    prefix: str
+    admin: bool
+    rpm: int | None
+    tpm: int | None
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None

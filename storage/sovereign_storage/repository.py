@@ -17,9 +17,30 @@ import peewee
 
 from .database import connection_scope, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
-from .ids import ASSISTANT_PREFIX, MESSAGE_PREFIX, RUN_PREFIX, STEP_PREFIX, THREAD_PREFIX, new_id
-from .models import Assistant, BaseModel, Message, Run, RunStep, Thread, bind_models
+from .ids import (
+    ASSISTANT_PREFIX,
+    KEY_PREFIX,
+    MESSAGE_PREFIX,
+    PROJECT_PREFIX,
+    RUN_PREFIX,
+    STEP_PREFIX,
+    THREAD_PREFIX,
+    new_id,
+)
+from .models import (
+    DEFAULT_PROJECT_ID,
+    ApiKey,
+    Assistant,
+    BaseModel,
+    Message,
+    Project,
+    Run,
+    RunStep,
+    Thread,
+    bind_models,
+)
 from .records import (
+    ApiKeyRecord,
     AssistantRecord,
     MessageRecord,
     NewAssistant,
@@ -28,6 +49,7 @@ from .records import (
     NewStep,
     Page,
     PageRequest,
+    ProjectRecord,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
@@ -126,11 +148,23 @@ def _now() -> int:
 
 
 class Repository:
-    """Storage of the Assistants API objects in one database (bound process-wide)."""
+    """Storage of the Assistants API objects in one database (bound process-wide), seen from one
+    project: every assistant and thread it creates is that project's, and every lookup or list
+    sees that project's objects only (another project's ids are as if they did not exist). Messages,
+    runs and steps belong to their thread's project and are only ever reached through it.
 
-    def __init__(self, database: peewee.Database) -> None:
+    `scoped(project_id)` gives the same storage seen from another project. Methods that take a
+    run, step or message by id alone serve the run layer, which reached them through a scoped lookup.
+    """
+
+    def __init__(self, database: peewee.Database, project_id: str = DEFAULT_PROJECT_ID) -> None:
         self._db = database
+        self.project_id = project_id
         bind_models(database)
+
+    def scoped(self, project_id: str) -> Repository:
+        """This storage, seen from `project_id`."""
+        return self if project_id == self.project_id else Repository(self._db, project_id)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
@@ -157,6 +191,7 @@ class Repository:
         with self._writing():
             Assistant.insert(
                 id=assistant_id,
+                project_id=self.project_id,
                 created_at=_now(),
                 model=new.model,
                 name=new.name,
@@ -183,23 +218,29 @@ class Repository:
         with self._writing():
             if changes:
                 values = {_ASSISTANT_UPDATABLE[name]: value for name, value in changes.items()}
+                self._assistant_row(assistant_id)
                 Assistant.update(values).where(Assistant.id == assistant_id).execute()
             return _assistant_record(self._assistant_row(assistant_id))
 
     def delete_assistant(self, assistant_id: str) -> None:
         # Threads, messages and runs keep their plain assistant_id, as in OpenAI's API.
         with self._writing():
-            deleted: int = Assistant.delete().where(Assistant.id == assistant_id).execute()
+            deleted: int = (
+                Assistant.delete()
+                .where(Assistant.id == assistant_id, Assistant.project_id == self.project_id)
+                .execute()
+            )
             if deleted == 0:
                 raise NotFoundError("assistant", assistant_id)
 
     def list_assistants(self, page: PageRequest) -> Page[AssistantRecord]:
         with self._reading():
-            rows, has_more = _fetch_page(Assistant, Assistant.id, Assistant.created_at, Assistant.seq, [], page)
+            scope = [Assistant.project_id == self.project_id]
+            rows, has_more = _fetch_page(Assistant, Assistant.id, Assistant.created_at, Assistant.seq, scope, page)
             return Page([_assistant_record(row) for row in rows], has_more)
 
     def _assistant_row(self, assistant_id: str) -> Assistant:
-        row = Assistant.get_or_none(Assistant.id == assistant_id)
+        row = Assistant.get_or_none(Assistant.id == assistant_id, Assistant.project_id == self.project_id)
         if row is None:
             raise NotFoundError("assistant", assistant_id)
         return row
@@ -215,7 +256,7 @@ class Repository:
         thread_id = new_id(THREAD_PREFIX)
         now = _now()
         with self._writing():
-            Thread.insert(id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata).execute()
+            self._insert_thread(thread_id, now, tool_resources, metadata)
             if messages:
                 # Rows are inserted in the given order, so `seq` keeps that order within the second.
                 Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
@@ -235,12 +276,19 @@ class Repository:
         thread_id = new_id(THREAD_PREFIX)
         now = _now()
         with self._writing():
-            Thread.insert(id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata).execute()
+            self._insert_thread(thread_id, now, tool_resources, metadata)
             if messages:
                 Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
             values = _run_values(thread_id, now, new, expires_in)
             Run.insert(values).execute()
             return _thread_record(self._thread_row(thread_id)), _run_record(self._run_row(thread_id, values["id"]))
+
+    def _insert_thread(
+        self, thread_id: str, now: int, tool_resources: dict[str, Any], metadata: dict[str, str]
+    ) -> None:
+        Thread.insert(
+            id=thread_id, project_id=self.project_id, created_at=now, tool_resources=tool_resources, metadata=metadata
+        ).execute()
 
     def get_thread(self, thread_id: str) -> ThreadRecord:
         with self._reading():
@@ -259,6 +307,7 @@ class Repository:
         if metadata is not None:
             values[Thread.metadata] = metadata
         with self._writing():
+            self._thread_row(thread_id)
             if values:
                 Thread.update(values).where(Thread.id == thread_id).execute()
             return _thread_record(self._thread_row(thread_id))
@@ -274,7 +323,7 @@ class Repository:
             Thread.delete().where(Thread.id == thread_id).execute()
 
     def _thread_row(self, thread_id: str) -> Thread:
-        row = Thread.get_or_none(Thread.id == thread_id)
+        row = Thread.get_or_none(Thread.id == thread_id, Thread.project_id == self.project_id)
         if row is None:
             raise NotFoundError("thread", thread_id)
         return row
@@ -286,7 +335,7 @@ class Repository:
         the database's write lock; elsewhere the thread's row is locked (SELECT ... FOR UPDATE), so
         concurrent writers adding runs or messages to the same thread queue up behind each other.
         """
-        query = Thread.select(Thread.id).where(Thread.id == thread_id)
+        query = Thread.select(Thread.id).where(Thread.id == thread_id, Thread.project_id == self.project_id)
         if self._db.for_update:
             query = query.for_update()
         if query.first() is None:
@@ -486,16 +535,15 @@ class Repository:
             row, applied = _transition(Run, _RUN_STAMPS, "run", run_id, to, sources, values)
             return Transition(_run_record(row), applied)
 
-    def update_run(self, run_id: str, changes: Mapping[str, Any]) -> RunRecord:
-        """Apply `changes` (RunRecord field names other than the status) to a run."""
+    def update_run(self, thread_id: str, run_id: str, changes: Mapping[str, Any]) -> RunRecord:
+        """Apply `changes` (RunRecord field names other than the status) to a run of the thread."""
         values = _field_values(_RUN_UPDATABLE, changes, "run")
         with self._writing():
+            self._thread_row(thread_id)
+            self._run_row(thread_id, run_id)
             if values:
                 Run.update(values).where(Run.id == run_id).execute()
-            row = Run.get_or_none(Run.id == run_id)
-            if row is None:
-                raise NotFoundError("run", run_id)
-            return _run_record(row)
+            return _run_record(self._run_row(thread_id, run_id))
 
     def active_run(self, thread_id: str) -> RunRecord | None:
         """The thread's run in an active status (queued, in_progress, requires_action, cancelling), if any."""
@@ -634,6 +682,106 @@ class Repository:
                 RunStep, RunStep.id, RunStep.created_at, RunStep.seq, [RunStep.run == run_id], page
             )
             return Page([_step_record(row) for row in rows], has_more)
+
+
+class KeyStore:
+    """Projects and API keys, seen from the whole service (the `keys` command, the admin service and
+    authentication): keys are looked up by the hash of their secret, which is all that is stored."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self._db = database
+        bind_models(database)
+
+    def ensure_project(self, name: str) -> ProjectRecord:
+        """The project called `name`, created on first use."""
+        with connection_scope(self._db), write_transaction(self._db):
+            row = Project.get_or_none(Project.name == name)
+            if row is None:
+                project_id = DEFAULT_PROJECT_ID if name == "default" else new_id(PROJECT_PREFIX)
+                Project.insert(id=project_id, name=name, created_at=_now()).execute()
+                row = Project.get(Project.name == name)
+            return _record(row, ProjectRecord)
+
+    def list_projects(self) -> list[ProjectRecord]:
+        with connection_scope(self._db), self._db.atomic():
+            return [_record(row, ProjectRecord) for row in Project.select().order_by(Project.seq)]
+
+    def create_key(
+        self,
+        project_name: str,
+        secret_hash: str,
+        prefix: str,
+        *,
+        name: str | None = None,
+        admin: bool = False,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> ApiKeyRecord:
+        project = self.ensure_project(project_name)
+        key_id = new_id(KEY_PREFIX)
+        with connection_scope(self._db), write_transaction(self._db):
+            ApiKey.insert(
+                id=key_id,
+                project=project.id,
+                name=name,
+                prefix=prefix,
+                secret_hash=secret_hash,
+                admin=admin,
+                rpm=rpm,
+                tpm=tpm,
+                created_at=_now(),
+            ).execute()
+            return self._key_record(ApiKey.get(ApiKey.id == key_id))
+
+    def list_keys(self) -> list[ApiKeyRecord]:
+        with connection_scope(self._db), self._db.atomic():
+            return [self._key_record(row) for row in self._keys().order_by(ApiKey.seq)]
+
+    def revoke_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke a key (idempotent); NotFoundError for an unknown id."""
+        with connection_scope(self._db), write_transaction(self._db):
+            ApiKey.update(revoked_at=_now()).where(ApiKey.id == key_id, ApiKey.revoked_at.is_null()).execute()
+            row: ApiKey | None = self._keys().where(ApiKey.id == key_id).first()
+            if row is None:
+                raise NotFoundError("key", key_id)
+            return self._key_record(row)
+
+    def find_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        """The key whose secret hashes to `secret_hash`, revoked or not; None if there is none."""
+        with connection_scope(self._db), self._db.atomic():
+            row: ApiKey | None = self._keys().where(ApiKey.secret_hash == secret_hash).first()
+            return None if row is None else self._key_record(row)
+
+    def has_keys(self) -> bool:
+        """Whether any key, even a revoked one, was ever created: then every call needs a key."""
+        with connection_scope(self._db), self._db.atomic():
+            return bool(ApiKey.select(ApiKey.seq).limit(1).count())
+
+    def mark_used(self, last_used: Mapping[str, int]) -> None:
+        """Record when keys were last used (one write for many calls)."""
+        with connection_scope(self._db), write_transaction(self._db):
+            for key_id, when in last_used.items():
+                ApiKey.update(last_used_at=when).where(ApiKey.id == key_id).execute()
+
+    @staticmethod
+    def _keys() -> peewee.ModelSelect[ApiKey]:
+        return ApiKey.select(ApiKey, Project.id, Project.name).join(Project)
+
+    @staticmethod
+    def _key_record(row: ApiKey) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            id=row.id,
+            project_id=row.project_id,
+            project_name=row.project.name,
+            name=row.name,
+            prefix=row.prefix,
+            admin=row.admin,
+            rpm=row.rpm,
+            tpm=row.tpm,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
 
 
 def _field_values(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pytest
 
 from sovereign_server import convert, sse
+from sovereign_server.caller import Caller
 from sovereign_server.engines import (
     Chunk,
     EngineError,
@@ -38,6 +39,7 @@ from sovereign_server.runs.context import generation_request
 from sovereign_server.runs.execution import ALL_STEPS
 from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
 from sovereign_storage import (
+    DEFAULT_PROJECT_ID,
     FunctionCall,
     ImageUrlContent,
     IncompleteDetails,
@@ -62,6 +64,8 @@ from sovereign_storage import (
 from tests.conftest import reply_events
 
 pytestmark = pytest.mark.unit
+
+CALLER = Caller(DEFAULT_PROJECT_ID)
 
 
 # ---------------------------------------------------------------- the transition tables
@@ -325,7 +329,7 @@ async def _start(
     manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60))
     assistant = repository.create_assistant(NewAssistant(model="m"))
     thread, _ = repository.create_thread({}, {}, [NewMessage(role="user", content=())])
-    run, channel = await manager.create_run(thread.id, RunOptions(assistant_id=assistant.id, **options))
+    run, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id, **options))
     return manager, run, channel
 
 
@@ -403,7 +407,7 @@ async def test_cancel_between_tokens_stops_the_engine_and_ends_cancelled(reposit
     engine.step.set()  # lets exactly one token out
     while "thread.message.delta" not in seen:
         seen += [event.name for event in await anext(follower)]
-    cancelling = await manager.cancel_run(run.thread_id, run.id)
+    cancelling = await manager.cancel_run(CALLER, run.thread_id, run.id)
     assert cancelling.status == "cancelling"
     engine.step.set()
     seen += [event.name async for batch in follower for event in batch]
@@ -437,7 +441,7 @@ async def test_cancel_interrupts_an_engine_that_sends_nothing(repository: Reposi
     engine.step.set()  # one token, then the engine stalls
     while "thread.message.delta" not in seen:
         seen += [event.name for event in await anext(follower)]
-    await manager.cancel_run(run.thread_id, run.id)
+    await manager.cancel_run(CALLER, run.thread_id, run.id)
     # No further step: the cancel alone must end the wait for the engine.
     seen += [event.name async for batch in follower for event in batch]
     assert seen.count("thread.message.delta") == 1
@@ -470,7 +474,7 @@ async def test_tool_outputs_resume_the_run_with_the_calls_and_their_results(repo
     manager, run, channel = await _start(repository, engine)
     await _names(channel)
 
-    queued, resumed = await manager.submit_tool_outputs(run.thread_id, run.id, [ToolOutput("call_1", "42")])
+    queued, resumed = await manager.submit_tool_outputs(CALLER, run.thread_id, run.id, [ToolOutput("call_1", "42")])
     assert queued.status == "queued"
     assert queued.required_action is None
     names = await _names(resumed)
@@ -493,7 +497,7 @@ async def test_cancelling_a_run_that_waits_for_tool_outputs_ends_it_and_its_tool
     manager, run, channel = await _start(repository, engine)
     await _names(channel)
 
-    cancelling = await manager.cancel_run(run.thread_id, run.id)
+    cancelling = await manager.cancel_run(CALLER, run.thread_id, run.id)
     assert cancelling.status == "cancelling"
     for _ in range(100):
         if repository.get_run(run.thread_id, run.id).status == "cancelled":
@@ -504,7 +508,7 @@ async def test_cancelling_a_run_that_waits_for_tool_outputs_ends_it_and_its_tool
     (tool_step,) = repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
     assert (tool_step.status, tool_step.cancelled_at is not None) == ("cancelled", True)
     with pytest.raises(ConflictError, match="do not accept tool outputs"):
-        await manager.submit_tool_outputs(run.thread_id, run.id, [ToolOutput("call_1", "42")])
+        await manager.submit_tool_outputs(CALLER, run.thread_id, run.id, [ToolOutput("call_1", "42")])
 
 
 async def test_a_cancel_that_lands_after_the_last_token_still_ends_the_run_cancelled(
@@ -525,7 +529,7 @@ async def test_a_cancel_that_lands_after_the_last_token_still_ends_the_run_cance
     assistant = repository.create_assistant(NewAssistant(model="m"))
     thread, _ = repository.create_thread({}, {}, [])
     thread_id = thread.id
-    run, channel = await manager.create_run(thread.id, RunOptions(assistant_id=assistant.id))
+    run, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id))
 
     names = await _names(channel)
     assert cancelled_elsewhere == ["cancelling"]

@@ -335,18 +335,18 @@ def test_the_active_run_lookup_uses_the_thread_status_index(
 def test_a_run_update_applies_the_given_fields_but_never_the_status(repo: Repository) -> None:
     thread, _ = repo.create_thread({}, {}, [])
     run, _ = repo.create_run(thread.id, new_run())
-    updated = repo.update_run(run.id, {"metadata": {"k": "v"}, "usage": Usage(1, 2)})
+    updated = repo.update_run(thread.id, run.id, {"metadata": {"k": "v"}, "usage": Usage(1, 2)})
     assert (updated.status, updated.metadata, updated.usage) == ("queued", {"k": "v"}, Usage(1, 2))
     assert updated.model == run.model
     assert repo.get_run(thread.id, run.id) == updated
-    assert repo.update_run(run.id, {}) == updated
+    assert repo.update_run(thread.id, run.id, {}) == updated
 
     with pytest.raises(ValueError, match="thread_id"):
-        repo.update_run(run.id, {"thread_id": "thread_x"})
+        repo.update_run(thread.id, run.id, {"thread_id": "thread_x"})
     with pytest.raises(ValueError, match="status"):
-        repo.update_run(run.id, {"status": "failed"})
+        repo.update_run(thread.id, run.id, {"status": "failed"})
     with pytest.raises(NotFoundError, match=r"^No run found with id 'run_missing'\.$"):
-        repo.update_run("run_missing", {"metadata": {}})
+        repo.update_run(thread.id, "run_missing", {"metadata": {}})
     with pytest.raises(NotFoundError):
         repo.transition_run("run_missing", RunStatus.FAILED, [RunStatus.QUEUED])
 

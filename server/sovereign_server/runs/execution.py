@@ -81,9 +81,16 @@ class RunExecution:
     """One stretch of one run, publishing its events on `channel`."""
 
     def __init__(
-        self, run: RunRecord, repository: Repository, engine: Engine, growing: GrowingReplies, expires_in: int
+        self,
+        run: RunRecord,
+        repository: Repository,
+        engine: Engine,
+        growing: GrowingReplies,
+        expires_in: int,
+        on_usage: Callable[[Usage], None],
     ) -> None:
         self.run = run
+        self._on_usage = on_usage
         self.channel = EventChannel()
         self.cancellation = Cancellation()
         self._repository = repository
@@ -119,6 +126,8 @@ class RunExecution:
             except Exception:
                 logger.exception("run %s could not be marked failed", self.run.id)
         finally:
+            if self._generation is not None:
+                self._on_usage(self._generation.usage)
             self.publish(DONE)
             self.channel.close()
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import to_thread
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sovereign_server import validation
+from sovereign_server.caller import Caller
 from sovereign_server.engines import Engine
 from sovereign_server.errors import ConflictError
 from sovereign_server.runs.background import GrowingReplies, Housekeeping, end_interrupted_runs
@@ -28,6 +29,7 @@ from sovereign_storage import (
     RunStatus,
     StepStatus,
     ToolCalls,
+    Usage,
 )
 
 logger = logging.getLogger("sovereign.runs")
@@ -69,8 +71,17 @@ def new_run(options: RunOptions, assistant: AssistantRecord) -> NewRun:
 
 
 class RunManager:
-    def __init__(self, repository: Repository, engine: Engine, settings: RunSettings | None = None) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        engine: Engine,
+        settings: RunSettings | None = None,
+        *,
+        on_usage: Callable[[Caller, Usage], None] | None = None,
+    ) -> None:
         self._repository = repository
+        # Told the tokens each stretch of a run used, on behalf of whom (rate limits bill them).
+        self._on_usage = on_usage or (lambda caller, usage: None)
         self._engine = engine
         self.settings = settings or RunSettings()
         self._growing = GrowingReplies(repository)
@@ -103,19 +114,21 @@ class RunManager:
 
     # ------------------------------------------------------------------ what callers ask for
 
-    async def create_run(self, thread_id: str, options: RunOptions) -> tuple[RunRecord, EventChannel]:
-        """Queues a run on an idle thread and starts executing it; returns it as queued."""
+    async def create_run(self, caller: Caller, thread_id: str, options: RunOptions) -> tuple[RunRecord, EventChannel]:
+        """Queues a run on an idle thread of the caller's project and starts executing it; returns
+        it as queued."""
+        repository = self._repository.scoped(caller.project_id)
 
         def queue_and_begin() -> tuple[RunRecord, RunExecution, Any]:
             # One trip to the database thread, from the request to a run in progress with its
             # context read: the time to the first token is mostly such trips.
-            self._repository.get_thread(thread_id)
-            run_to_queue = new_run(options, self._assistant(options.assistant_id))
-            with self._repository.batch():
-                queued, _ = self._repository.create_run(
+            repository.get_thread(thread_id)
+            run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
+            with repository.batch():
+                queued, _ = repository.create_run(
                     thread_id, run_to_queue, options.additional_messages, self.settings.expires_in
                 )
-                execution = self._execution(queued)
+                execution = self._execution(queued, repository, caller)
                 return queued, execution, execution.begin(fresh=True)
 
         queued, execution, begun = await to_thread(queue_and_begin)
@@ -125,16 +138,19 @@ class RunManager:
         self._launch(execution, execution.generate(context))
         return queued, execution.channel
 
-    async def create_thread_and_run(self, thread: NewThread, options: RunOptions) -> tuple[RunRecord, EventChannel]:
-        """Creates a thread with its messages, queues a run on it and starts it."""
+    async def create_thread_and_run(
+        self, caller: Caller, thread: NewThread, options: RunOptions
+    ) -> tuple[RunRecord, EventChannel]:
+        """Creates a thread with its messages in the caller's project, queues a run on it and starts it."""
+        repository = self._repository.scoped(caller.project_id)
 
         def create_and_begin() -> tuple[Any, RunRecord, RunExecution, Any]:
-            run_to_queue = new_run(options, self._assistant(options.assistant_id))
-            with self._repository.batch():
-                created, queued = self._repository.create_thread_and_run(
+            run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
+            with repository.batch():
+                created, queued = repository.create_thread_and_run(
                     thread.tool_resources, thread.metadata, thread.messages, run_to_queue, self.settings.expires_in
                 )
-                execution = self._execution(queued)
+                execution = self._execution(queued, repository, caller)
                 return created, queued, execution, execution.begin(fresh=True)
 
         created, queued, execution, begun = await to_thread(create_and_begin)
@@ -148,10 +164,11 @@ class RunManager:
         return queued, execution.channel
 
     async def submit_tool_outputs(
-        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+        self, caller: Caller, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
     ) -> tuple[RunRecord, EventChannel]:
         """Records the outputs of the calls a run waits for, and resumes it."""
-        run = await to_thread(self._repository.get_run, thread_id, run_id)
+        repository = self._repository.scoped(caller.project_id)
+        run = await to_thread(repository.get_run, thread_id, run_id)
         if run.status is not RunStatus.REQUIRES_ACTION or run.required_action is None:
             raise _not_accepting_outputs(run.status)
         calls = run.required_action.tool_calls
@@ -160,29 +177,30 @@ class RunManager:
         )
 
         def record_outputs() -> tuple[list[Event], RunRecord]:
-            with self._repository.batch():
+            with repository.batch():
                 to = RunStatus.QUEUED
-                queued = self._repository.transition_run(run_id, to, RUNS.sources(to), {"required_action": None})
+                queued = repository.transition_run(run_id, to, RUNS.sources(to), {"required_action": None})
                 if not queued.applied:
                     raise _not_accepting_outputs(queued.record.status)
-                answered = self._answer_tool_calls(thread_id, run_id, given)
+                answered = _answer_tool_calls(repository, thread_id, run_id, given)
                 return [*answered, Event(RUNS.event(to), queued.record)], queued.record
 
         events, queued = await to_thread(record_outputs)
-        execution = self._execution(queued)
+        execution = self._execution(queued, repository, caller)
         execution.publish(*events)
         self._launch(execution, execution.resume())
         return queued, execution.channel
 
-    async def cancel_run(self, thread_id: str, run_id: str) -> RunRecord:
+    async def cancel_run(self, caller: Caller, thread_id: str, run_id: str) -> RunRecord:
         """Moves an active run to `cancelling`; its execution stops the engine and ends it `cancelled`."""
-        run = await to_thread(self._repository.get_run, thread_id, run_id)
+        repository = self._repository.scoped(caller.project_id)
+        run = await to_thread(repository.get_run, thread_id, run_id)
         if run.status is RunStatus.CANCELLING:
             return run
         to = RunStatus.CANCELLING
         if not RUNS.allows(run.status, to):
             raise _not_cancellable(run.status)
-        cancelling = await to_thread(self._repository.transition_run, run_id, to, RUNS.sources(to))
+        cancelling = await to_thread(repository.transition_run, run_id, to, RUNS.sources(to))
         if not cancelling.applied:
             if cancelling.record.status is RunStatus.CANCELLING:
                 return cancelling.record
@@ -194,32 +212,18 @@ class RunManager:
             execution.cancellation.request()
         else:
             # Nothing is executing (the run waits for tool outputs): end it here.
-            execution = self._execution(cancelling.record)
+            execution = self._execution(cancelling.record, repository, caller)
             execution.publish(event)
             self._launch(execution, execution.end_cancelled())
         return cancelling.record
 
-    def _answer_tool_calls(self, thread_id: str, run_id: str, outputs: Mapping[str, str]) -> list[Event]:
-        """Blocking: completes the tool-calls step that waited, with the outputs in its calls."""
-        steps = self._repository.list_steps(thread_id, run_id, ALL_STEPS).items
-        waiting = [step for step in steps if step.status is StepStatus.IN_PROGRESS]
-        if not waiting or not isinstance(waiting[-1].step_details, ToolCalls):
-            return []
-        step = waiting[-1]
-        calls = tuple(replace(call, output=outputs.get(call.id)) for call in waiting[-1].step_details.tool_calls)
-        done = StepStatus.COMPLETED
-        completed = self._repository.transition_step(
-            step.id, done, STEPS.sources(done), {"step_details": ToolCalls(calls)}
-        )
-        return [Event(STEPS.event(done), completed.record)] if completed.applied else []
-
     # ------------------------------------------------------------------ executions
 
-    def _assistant(self, assistant_id: str) -> AssistantRecord:
-        return self._repository.get_assistant(assistant_id)
+    def _execution(self, run: RunRecord, repository: Repository, caller: Caller) -> RunExecution:
+        def bill(usage: Usage) -> None:
+            self._on_usage(caller, usage)
 
-    def _execution(self, run: RunRecord) -> RunExecution:
-        return RunExecution(run, self._repository, self._engine, self._growing, self.settings.expires_in)
+        return RunExecution(run, repository, self._engine, self._growing, self.settings.expires_in, bill)
 
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:
         run_id = execution.run.id
@@ -233,6 +237,19 @@ class RunManager:
         # A later stretch of the same run may already be registered.
         if self._executions.get(execution.run.id) is execution:
             del self._executions[execution.run.id]
+
+
+def _answer_tool_calls(repository: Repository, thread_id: str, run_id: str, outputs: Mapping[str, str]) -> list[Event]:
+    """Blocking: completes the tool-calls step that waited, with the outputs in its calls."""
+    steps = repository.list_steps(thread_id, run_id, ALL_STEPS).items
+    waiting = [step for step in steps if step.status is StepStatus.IN_PROGRESS]
+    if not waiting or not isinstance(waiting[-1].step_details, ToolCalls):
+        return []
+    step = waiting[-1]
+    calls = tuple(replace(call, output=outputs.get(call.id)) for call in waiting[-1].step_details.tool_calls)
+    done = StepStatus.COMPLETED
+    completed = repository.transition_step(step.id, done, STEPS.sources(done), {"step_details": ToolCalls(calls)})
+    return [Event(STEPS.event(done), completed.record)] if completed.applied else []
 
 
 def _not_accepting_outputs(status: RunStatus) -> ConflictError:

@@ -10,7 +10,9 @@ from google.api import httpbody_pb2
 
 from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
 from sovereign_server import convert, sse, validation
+from sovereign_server.caller import current_caller
 from sovereign_server.runs import EventChannel, RunManager
+from sovereign_server.servicers.scope import CallerScoped
 from sovereign_storage import Repository, RunRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -19,13 +21,13 @@ JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 
 
-class RunServicer(run_service_pb2_grpc.RunServiceServicer):
+class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     """The run-creating routes answer JSON callers with `HttpBody` (one JSON run, or OpenAI's
     Server-Sent Events when `stream` is set) and gRPC callers with typed `RunEvent`s; both render
     the same events from `RunManager`."""
 
     def __init__(self, repository: Repository, runs: RunManager) -> None:
-        self._repository = repository
+        super().__init__(repository)
         self._runs = runs
 
     # ------------------------------------------------------------------ creating and resuming runs
@@ -33,7 +35,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def CreateRun(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.create_run(request.thread_id, convert.run_options(request))
+        run, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
         async for body in self._http(run, channel, request.stream):
             yield body
 
@@ -54,7 +56,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def CreateRunEvents(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.create_run(request.thread_id, convert.run_options(request))
+        _, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
         async for event in _typed(channel):
             yield event
 
@@ -75,12 +77,14 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def _create_thread_and_run(
         self, request: run_service_pb2.CreateThreadAndRunRequest
     ) -> tuple[RunRecord, EventChannel]:
-        return await self._runs.create_thread_and_run(convert.new_thread(request.thread), convert.run_options(request))
+        thread, options = convert.new_thread(request.thread), convert.run_options(request)
+        return await self._runs.create_thread_and_run(current_caller(), thread, options)
 
     async def _submit_tool_outputs(
         self, request: run_service_pb2.SubmitToolOutputsRequest
     ) -> tuple[RunRecord, EventChannel]:
-        return await self._runs.submit_tool_outputs(request.thread_id, request.run_id, convert.tool_outputs(request))
+        outputs = convert.tool_outputs(request)
+        return await self._runs.submit_tool_outputs(current_caller(), request.thread_id, request.run_id, outputs)
 
     async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
@@ -113,11 +117,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         run = await to_thread(self._repository.get_run, request.thread_id, request.run_id)
         if request.HasField("metadata"):
             metadata = validation.check_metadata(convert.from_value(request, "metadata"))
-            run = await to_thread(self._repository.update_run, run.id, {"metadata": metadata})
+            run = await to_thread(self._repository.update_run, run.thread_id, run.id, {"metadata": metadata})
         return convert.run_message(run)
 
     async def CancelRun(self, request: run_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
-        return convert.run_message(await self._runs.cancel_run(request.thread_id, request.run_id))
+        return convert.run_message(await self._runs.cancel_run(current_caller(), request.thread_id, request.run_id))
 
     async def ListRunSteps(
         self, request: run_service_pb2.ListRunStepsRequest, context: Context
