@@ -89,6 +89,7 @@ class ServiceProcess:
 
     def __init__(self, database: Path, *options: str) -> None:
         command = [str(Path(sys.executable).parent / "sovereign"), "serve", "--grpc-port", "0", "--http-port", "0"]
+        command += ["--metrics-port", "0"]
         self.process = subprocess.Popen(
             [*command, "--db", str(database), "--log-level", "warning", *options],
             stdout=subprocess.PIPE,
@@ -153,7 +154,7 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     """A real gRPC server whose database holds keys: every call needs one."""
     database = tmp_path_factory.mktemp("keyed") / "sovereign.sqlite3"
     keys = Keys(database)
-    server = ServerThread(ServerConfig(grpc_port=0, database=str(database))).start()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database))).start()
     yield server, keys
     server.stop()
 
@@ -168,7 +169,7 @@ def server_options() -> dict[str, Any]:
 def grpc_server(tmp_path_factory: pytest.TempPathFactory, server_options: dict[str, Any]) -> Iterator[ServerThread]:
     """A real gRPC server on a free port, with its own SQLite file, for one test module."""
     database = tmp_path_factory.mktemp("grpc") / "sovereign.sqlite3"
-    server = ServerThread(ServerConfig(grpc_port=0, database=str(database), **server_options)).start()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database), **server_options)).start()
     yield server
     server.stop()
 

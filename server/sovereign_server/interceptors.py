@@ -27,6 +27,7 @@ from sovereign_server.errors import (
     RateLimitError,
     ServerError,
 )
+from sovereign_server.metrics import Metrics
 from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
@@ -94,8 +95,9 @@ def as_api_error(error: Exception) -> ApiError:
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Admits each call through the gate (when the server has one), maps its errors, logs it."""
 
-    def __init__(self, gate: Gate | None = None) -> None:
+    def __init__(self, gate: Gate | None = None, metrics: Metrics | None = None) -> None:
         self._gate = gate
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -109,13 +111,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         gate = None if self._gate is None or Gate.is_open(method) else self._gate
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(method, gate, handler.unary_unary),
+                _unary(method, gate, self._metrics, handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(method, gate, handler.unary_stream),
+                _streaming(method, gate, self._metrics, handler.unary_stream),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -126,10 +128,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 class _Call:
     """One call's admission, response headers, error mapping and log line."""
 
-    def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any], gate: Gate | None) -> None:
+    def __init__(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], gate: Gate | None, metrics: Metrics | None
+    ) -> None:
         self._method = method
         self._context = context
         self._gate = gate
+        self._metrics = metrics
         self._started = time.perf_counter()
         self._metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         self._caller: Caller | None = None
@@ -159,6 +164,8 @@ class _Call:
         self.code = status_code(api_error)
         extra: tuple[tuple[str, str], ...] = self._headers
         if isinstance(api_error, RateLimitError):
+            if self._metrics is not None:
+                self._metrics.rate_limited.labels(api_error.error_type).inc()
             retry_after = api_error.retry_after
             extra += api_error.headers
             extra += (
@@ -169,11 +176,15 @@ class _Call:
         await self._context.abort(status.code, status.details, (*status.trailing_metadata, *extra))
 
     def log(self) -> None:
+        elapsed = time.perf_counter() - self._started
+        if self._metrics is not None:
+            self._metrics.calls.labels(self._method, self.code.name).inc()
+            self._metrics.call_seconds.labels(self._method).observe(elapsed)
         if logger.isEnabledFor(logging.INFO):
             line: dict[str, Any] = {
                 "method": self._method,
                 "status": self.code.name,
-                "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
+                "duration_ms": round(elapsed * 1000, 3),
             }
             request_id = self._metadata.get("x-request-id")
             if request_id:
@@ -190,9 +201,11 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCo
     return code if isinstance(code, grpc.StatusCode) else default
 
 
-def _unary(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _unary(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _Call(method, context, gate)
+        call = _Call(method, context, gate, metrics)
         try:
             await call.admit()
             response = await behaviour(request, context)
@@ -206,9 +219,11 @@ def _unary(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Cal
     return handle
 
 
-def _streaming(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        call = _Call(method, context, gate)
+        call = _Call(method, context, gate, metrics)
         try:
             await call.admit()
             result = behaviour(request, context)

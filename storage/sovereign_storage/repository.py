@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from .database import connection_scope, write_transaction
+from .database import connection_scope, read_transaction, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
 from .ids import (
     ASSISTANT_PREFIX,
@@ -169,7 +169,7 @@ class Repository:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         # One transaction, so that a lookup and the query depending on it see the same snapshot.
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             yield
 
     @contextlib.contextmanager
@@ -703,7 +703,7 @@ class KeyStore:
             return _record(row, ProjectRecord)
 
     def list_projects(self) -> list[ProjectRecord]:
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             return [_record(row, ProjectRecord) for row in Project.select().order_by(Project.seq)]
 
     def create_key(
@@ -734,7 +734,7 @@ class KeyStore:
             return self._key_record(ApiKey.get(ApiKey.id == key_id))
 
     def list_keys(self) -> list[ApiKeyRecord]:
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             return [self._key_record(row) for row in self._keys().order_by(ApiKey.seq)]
 
     def revoke_key(self, key_id: str) -> ApiKeyRecord:
@@ -748,13 +748,13 @@ class KeyStore:
 
     def find_key(self, secret_hash: str) -> ApiKeyRecord | None:
         """The key whose secret hashes to `secret_hash`, revoked or not; None if there is none."""
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             row: ApiKey | None = self._keys().where(ApiKey.secret_hash == secret_hash).first()
             return None if row is None else self._key_record(row)
 
     def has_keys(self) -> bool:
         """Whether any key, even a revoked one, was ever created: then every call needs a key."""
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             return bool(ApiKey.select(ApiKey.seq).limit(1).count())
 
     def mark_used(self, last_used: Mapping[str, int]) -> None:

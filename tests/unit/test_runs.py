@@ -312,6 +312,9 @@ class ScriptedEngine:
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return self._prompt_tokens
 
+    def backend_name(self, model: str) -> str:
+        return self.name
+
     async def aclose(self) -> None:
         pass
 
@@ -538,3 +541,49 @@ async def test_a_cancel_that_lands_after_the_last_token_still_ends_the_run_cance
     assert "thread.run.completed" not in names
     ended = repository.get_run(run.thread_id, run.id)
     assert (ended.status, ended.usage) == ("cancelled", Usage(7, 1))
+
+
+class Reports:
+    """A run observer that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str, Usage]] = []
+        self.first_tokens: list[tuple[str, str]] = []
+        self.gaps = 0
+        self.failures: list[str] = []
+
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        self.ended.append((caller.project_id, run.status, usage))
+
+    def first_token(self, model: str, backend: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.first_tokens.append((model, backend))
+
+    def token_gap(self, model: str, backend: str, seconds: float) -> None:
+        self.gaps += 1
+
+    def engine_failed(self, code: str) -> None:
+        self.failures.append(code)
+
+
+async def test_the_observer_hears_of_first_tokens_gaps_failures_and_each_stretchs_usage(
+    repository: Repository,
+) -> None:
+    reports = Reports()
+    engine = ScriptedEngine(
+        [TextDelta("a"), TextDelta("b"), TextDelta("c"), Finish("stop", Usage(7, 3))],
+        later_turns=[[TextDelta("x"), EngineError("down", code="rate_limit_exceeded")]],
+    )
+    manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60), observer=reports)
+    assistant = repository.create_assistant(NewAssistant(model="m"))
+    for _ in range(2):
+        thread, _ = repository.create_thread({}, {}, [])
+        _, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id))
+        await _names(channel)
+    assert reports.ended == [
+        (DEFAULT_PROJECT_ID, "completed", Usage(7, 3)),
+        (DEFAULT_PROJECT_ID, "failed", Usage(7, 1)),
+    ]
+    assert reports.first_tokens == [("m", "scripted"), ("m", "scripted")]
+    assert reports.gaps == 2
+    assert reports.failures == ["rate_limit_exceeded"]

@@ -145,6 +145,10 @@ class Engine(Protocol):
         """The engine's own prompt token count, used to enforce `max_prompt_tokens` before generating."""
         ...
 
+    def backend_name(self, model: str) -> str:
+        """Which of the engine's backends serves `model` (metrics label their figures with it)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections or models; the engine is not used afterwards."""
         ...

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sovereign_server.caller import Caller
 from sovereign_server.engines import Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
 from sovereign_server.runs.background import GrowingReplies
@@ -35,6 +36,7 @@ from sovereign_server.runs.model import (
     Event,
     EventName,
     MessageDelta,
+    RunObserver,
     StreamError,
     ToolCallDelta,
 )
@@ -87,10 +89,12 @@ class RunExecution:
         engine: Engine,
         growing: GrowingReplies,
         expires_in: int,
-        on_usage: Callable[[Usage], None],
+        caller: Caller,
+        observer: RunObserver,
     ) -> None:
         self.run = run
-        self._on_usage = on_usage
+        self._caller = caller
+        self._observer = observer
         self.channel = EventChannel()
         self.cancellation = Cancellation()
         self._repository = repository
@@ -115,6 +119,7 @@ class RunExecution:
         try:
             await work
         except EngineError as error:
+            self._observer.engine_failed(error.code)
             await self._fail(LastError(error.code, error.message))
         except asyncio.CancelledError:
             raise  # the server is stopping: the run is ended as interrupted
@@ -126,8 +131,8 @@ class RunExecution:
             except Exception:
                 logger.exception("run %s could not be marked failed", self.run.id)
         finally:
-            if self._generation is not None:
-                self._on_usage(self._generation.usage)
+            usage = self._generation.usage if self._generation is not None else Usage()
+            self._observer.stretch_ended(self._caller, self.run, usage)
             self.publish(DONE)
             self.channel.close()
 
@@ -169,7 +174,8 @@ class RunExecution:
                 RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
             )
             return
-        self._generation = Generation(self._engine, request, prompt_tokens)
+        timing = _Timing(self._observer, self.run.model, self._engine.backend_name(self.run.model))
+        self._generation = Generation(self._engine, request, prompt_tokens, timing)
         reply = await self._generation.run(self, self.cancellation)
         if reply is None:
             await self.end_cancelled()
@@ -353,6 +359,19 @@ class RunExecution:
         if result.record.status is RunStatus.CANCELLING and to is not RunStatus.CANCELLED:
             await self.end_cancelled()
         return False
+
+
+@dataclass(frozen=True)
+class _Timing:
+    observer: RunObserver
+    model: str
+    backend: str
+
+    def first_token(self, seconds: float) -> None:
+        self.observer.first_token(self.model, self.backend, seconds)
+
+    def token_gap(self, seconds: float) -> None:
+        self.observer.token_gap(self.model, self.backend, seconds)
 
 
 def _applied(name: EventName, transition: Transition[Any]) -> list[Event]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
+from sovereign_server.caller import Caller
 from sovereign_storage import (
     MessageRecord,
     MessageStatus,
@@ -22,6 +23,7 @@ from sovereign_storage import (
     StepStatus,
     ThreadRecord,
     TruncationStrategy,
+    Usage,
 )
 
 
@@ -215,3 +217,33 @@ class NewThread:
 class ToolOutput:
     tool_call_id: str
     output: str
+
+
+# ---------------------------------------------------------------- what the run layer reports
+
+
+class RunObserver(Protocol):
+    """Told what runs do as they do it (metrics and rate limits listen); calls must be quick."""
+
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        """A stretch of execution left `run` in its status, having used `usage` (this stretch's)."""
+
+    def first_token(self, model: str, backend: str, seconds: float) -> None: ...
+
+    def token_gap(self, model: str, backend: str, seconds: float) -> None: ...
+
+    def engine_failed(self, code: str) -> None: ...
+
+
+class NoObserver:
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        pass
+
+    def first_token(self, model: str, backend: str, seconds: float) -> None:
+        pass
+
+    def token_gap(self, model: str, backend: str, seconds: float) -> None:
+        pass
+
+    def engine_failed(self, code: str) -> None:
+        pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import to_thread
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,17 @@ from sovereign_server.errors import ConflictError
 from sovereign_server.runs.background import GrowingReplies, Housekeeping, end_interrupted_runs
 from sovereign_server.runs.channel import EventChannel
 from sovereign_server.runs.execution import ALL_STEPS, RunExecution
-from sovereign_server.runs.model import RUNS, STEPS, Event, EventName, NewThread, RunOptions, ToolOutput
+from sovereign_server.runs.model import (
+    RUNS,
+    STEPS,
+    Event,
+    EventName,
+    NewThread,
+    NoObserver,
+    RunObserver,
+    RunOptions,
+    ToolOutput,
+)
 from sovereign_storage import (
     AssistantRecord,
     NewRun,
@@ -29,7 +39,6 @@ from sovereign_storage import (
     RunStatus,
     StepStatus,
     ToolCalls,
-    Usage,
 )
 
 logger = logging.getLogger("sovereign.runs")
@@ -77,11 +86,10 @@ class RunManager:
         engine: Engine,
         settings: RunSettings | None = None,
         *,
-        on_usage: Callable[[Caller, Usage], None] | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self._repository = repository
-        # Told the tokens each stretch of a run used, on behalf of whom (rate limits bill them).
-        self._on_usage = on_usage or (lambda caller, usage: None)
+        self._observer: RunObserver = observer or NoObserver()
         self._engine = engine
         self.settings = settings or RunSettings()
         self._growing = GrowingReplies(repository)
@@ -220,10 +228,9 @@ class RunManager:
     # ------------------------------------------------------------------ executions
 
     def _execution(self, run: RunRecord, repository: Repository, caller: Caller) -> RunExecution:
-        def bill(usage: Usage) -> None:
-            self._on_usage(caller, usage)
-
-        return RunExecution(run, repository, self._engine, self._growing, self.settings.expires_in, bill)
+        return RunExecution(
+            run, repository, self._engine, self._growing, self.settings.expires_in, caller, self._observer
+        )
 
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:
         run_id = execution.run.id
