@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from sovereign_server.gateway import Gateway, GatewayConfig
 from sovereign_storage import ApiKeyRecord, KeyStore, migrate, open_database
 
 
-def reply_events(deltas: int, *, done: bool = True) -> list[str]:
-    """OpenAI's event order for a run that answers with text in `deltas` tokens."""
+def reply_events(deltas: int = 1, *, done: bool = True) -> list[str]:
+    """OpenAI's event order for a run that answers with text in `deltas` text deltas."""
     return [
         "thread.run.created",
         "thread.run.queued",
@@ -36,6 +36,14 @@ def reply_events(deltas: int, *, done: bool = True) -> list[str]:
         "thread.run.step.completed",
         "thread.run.completed",
         *(["done"] if done else []),
+    ]
+
+
+def merged_deltas(names: Sequence[str]) -> list[str]:
+    """Event names with each run of text deltas as one: a stream joins the deltas that queued up
+    while its client was behind, so how many arrive depends on timing; their order and text do not."""
+    return [
+        name for index, name in enumerate(names) if not (name == "thread.message.delta" == names[index - 1] and index)
     ]
 
 

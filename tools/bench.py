@@ -56,7 +56,7 @@ from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
 from sovereign_server.engines.local import default_model, find_llama_server, free_port
 from sovereign_server.engines.openai_compat import completion_parameters
-from sovereign_storage import NewAssistant, Repository, migrate, open_database, write_transaction
+from sovereign_storage import NewAssistant, Repository, TextContent, migrate, open_database, write_transaction
 from sovereign_storage.database import connection_scope
 from sovereign_storage.models import Message, Thread
 
@@ -221,8 +221,8 @@ def _bulk_id(prefix: str) -> str:
     return prefix + "_" + secrets.token_hex(12)
 
 
-def _text_content(text: str) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": {"value": text, "annotations": []}}]
+def _text_content(text: str) -> tuple[TextContent]:
+    return (TextContent(text),)
 
 
 def prepare_database(

@@ -810,11 +810,16 @@ def _transition(
     if stamp is not None:
         # COALESCE: a status entered again (in_progress after tool outputs) keeps its first stamp.
         changes[stamp] = peewee.fn.COALESCE(stamp, _now())
-    applied: int = model.update(changes).where(row_key == row_id, status.in_(list(sources))).execute() if sources else 0
+    if sources:
+        # RETURNING gives the changed row in the same statement: no read after the write.
+        query = model.update(changes).where(row_key == row_id, status.in_(list(sources))).returning(model)
+        changed: list[_Row] = list(query.execute())
+        if changed:
+            return changed[0], True
     row = model.get_or_none(row_key == row_id)
     if row is None:
         raise NotFoundError(kind, row_id)
-    return row, applied > 0
+    return row, False
 
 
 def _active_run_row(thread_id: str) -> Run | None:

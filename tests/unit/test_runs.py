@@ -35,6 +35,7 @@ from sovereign_server.runs import (
     RunSettings,
     ToolOutput,
 )
+from sovereign_server.runs.channel import merge_text_deltas
 from sovereign_server.runs.context import generation_request
 from sovereign_server.runs.execution import ALL_STEPS
 from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
@@ -136,6 +137,17 @@ async def test_followers_get_events_published_while_they_wait_then_stop_at_close
     names = [event.name async for batch in channel.follow() for event in batch]
     await producer
     assert names == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+
+
+def test_deltas_that_queued_up_leave_as_one_and_nothing_else_is_merged() -> None:
+    def delta(text: str, message: str = "msg_1", index: int = 0) -> Event:
+        return Event(EventName.MESSAGE_DELTA, MessageDelta(message, text, index))
+
+    step = Event(EventName.STEP_COMPLETED)
+    batch = [delta("a"), delta("b"), delta("c", index=1), delta("d", "msg_2"), step, delta("e"), delta("f")]
+    assert merge_text_deltas(batch) == [delta("ab"), delta("c", index=1), delta("d", "msg_2"), step, delta("ef")]
+    single = [delta("a")]
+    assert merge_text_deltas(single) is single
 
 
 async def test_silence_yields_empty_batches_as_heartbeats() -> None:

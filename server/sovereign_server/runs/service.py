@@ -128,11 +128,11 @@ class RunManager:
         repository = self._repository.scoped(caller.project_id)
 
         def queue_and_begin() -> tuple[RunRecord, RunExecution, Any]:
-            # One trip to the database thread, from the request to a run in progress with its
-            # context read: the time to the first token is mostly such trips.
-            repository.get_thread(thread_id)
-            run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
+            # One trip to the database thread and one transaction, from the request to a run in
+            # progress with its context read: the time to the first token is mostly such trips.
             with repository.batch():
+                repository.get_thread(thread_id)
+                run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
                 queued, _ = repository.create_run(
                     thread_id, run_to_queue, options.additional_messages, self.settings.expires_in
                 )
@@ -153,8 +153,8 @@ class RunManager:
         repository = self._repository.scoped(caller.project_id)
 
         def create_and_begin() -> tuple[Any, RunRecord, RunExecution, Any]:
-            run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
             with repository.batch():
+                run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
                 created, queued = repository.create_thread_and_run(
                     thread.tool_resources, thread.metadata, thread.messages, run_to_queue, self.settings.expires_in
                 )

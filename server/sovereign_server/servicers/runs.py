@@ -15,6 +15,7 @@ from sovereign_server import convert, sse, validation
 from sovereign_server.caller import current_caller
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import EventChannel, RunManager
+from sovereign_server.runs.channel import merge_text_deltas
 from sovereign_server.servicers.scope import CallerScoped
 from sovereign_storage import Repository, RunRecord
 
@@ -92,19 +93,19 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
 
     async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
-            data = json.dumps(convert.openai_json(convert.run_message(run)), separators=(",", ":")).encode()
+            data = json.dumps(convert.run_json(run), separators=(",", ":"), ensure_ascii=False).encode()
             yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
             return
         with self._streaming("sse"):
             async for batch in channel.follow(self._runs.settings.heartbeat):
-                data = b"".join(sse.frame(event) for event in batch) if batch else sse.SSE_HEARTBEAT
+                data = b"".join(sse.frame(event) for event in merge_text_deltas(batch)) if batch else sse.SSE_HEARTBEAT
                 yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
 
     async def _typed(self, channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
         # gRPC keeps idle streams alive itself: no heartbeats here.
         with self._streaming("grpc"):
             async for batch in channel.follow():
-                for event in batch:
+                for event in merge_text_deltas(batch):
                     yield convert.event_message(event)
 
     def _streaming(self, transport: str) -> AbstractContextManager[None]:
