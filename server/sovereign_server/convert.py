@@ -107,7 +107,7 @@ def new_assistant(request: assistant_service_pb2.CreateAssistantRequest) -> NewA
         temperature=validation.check_temperature(_optional(request, "temperature")),
         top_p=validation.check_top_p(_optional(request, "top_p")),
         response_format=validation.check_response_format(from_value(request, "response_format")),
-        reasoning_effort=_optional(request, "reasoning_effort"),
+        reasoning_effort=validation.check_reasoning_effort(_optional(request, "reasoning_effort")),
     )
 
 
@@ -138,7 +138,7 @@ def assistant_changes(request: assistant_service_pb2.ModifyAssistantRequest) -> 
     if "response_format" in present:
         changes["response_format"] = validation.check_response_format(from_value(request, "response_format"))
     if "reasoning_effort" in present:
-        changes["reasoning_effort"] = request.reasoning_effort
+        changes["reasoning_effort"] = validation.check_reasoning_effort(request.reasoning_effort)
     return changes
 
 
@@ -238,7 +238,7 @@ def new_run(request: Any, assistant: AssistantRecord) -> NewRun:
     additional = getattr(request, "additional_instructions", "")
     if additional:
         instructions = f"{instructions}\n\n{additional}" if instructions else additional
-    tools = validation.check_tools(from_value(request, "tools")) if request.HasField("tools") else assistant.tools
+    tools = validation.check_run_tools(from_value(request, "tools")) if request.HasField("tools") else assistant.tools
     temperature = _optional(request, "temperature")
     top_p = _optional(request, "top_p")
     response_format = validation.check_response_format(from_value(request, "response_format"))
