@@ -1,5 +1,5 @@
-"""Cross-cutting concerns of every call, in one interceptor: a structured log line per call, and
-the mapping of domain errors to gRPC status."""
+"""Cross-cutting concerns of every call, in one interceptor: a structured log line per call, the
+mapping of domain errors to gRPC status, and a 400 for request bytes that do not parse."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from sovereign_server.errors import ApiError, ConflictError, InvalidRequestError, NotFoundError, ServerError
 from sovereign_storage import ActiveRunError, InvalidCursorError
@@ -46,17 +47,48 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _streaming(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         # Client-streaming and bidirectional methods (reflection) pass through unlogged.
         return handler
+
+
+class UndecodableRequest:
+    """What the deserializer yields for bytes that are not the request message: the handler raises
+    its error. (An exception from the deserializer itself would end the call as UNKNOWN, a 500.)"""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = InvalidRequestError(
+            "We could not parse the body of your request: a field holds a value of the wrong type "
+            "(an object where a string is expected, for example) or text that is not valid UTF-8."
+        )
+        self.cause = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return UndecodableRequest(error)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, UndecodableRequest):
+        raise request.error from request.cause
+    return request
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> None:
@@ -80,7 +112,7 @@ def _unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Awaitabl
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await behaviour(request, context)
+            return await behaviour(_decoded(request), context)
         except grpc.aio.AbortError:
             code = _code_of(context, grpc.StatusCode.UNKNOWN)
             raise
@@ -99,7 +131,7 @@ def _streaming(method: str, behaviour: Callable[..., Any]) -> Callable[..., Asyn
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            result = behaviour(request, context)
+            result = behaviour(_decoded(request), context)
             if inspect.isasyncgen(result):
                 async for item in result:
                     yield item
