@@ -34,7 +34,7 @@ MESSAGE_ROLES = ("user", "assistant")
 IMAGE_DETAILS = ("auto", "low", "high")
 FILE_SEARCH_RANKERS = ("auto", "default_2024_08_21")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
-IMAGE_URL_SCHEMES = ("http", "https", "data")
+IMAGE_URL_SCHEMES = ("http", "https")
 # Function and response format names: a-z, A-Z, 0-9, underscores and dashes, at most 64.
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -76,11 +76,11 @@ def _object(value: Any, param: str, keys: Collection[str] | None = None) -> Mapp
     """`value` as an object whose keys are all among `keys` (any keys when None)."""
     if not isinstance(value, Mapping):
         raise invalid_type(param, "an object", value)
-    for key in value if keys is not None else ():
-        if key not in keys:
-            raise InvalidRequestError(
-                f"Unknown parameter: '{param}.{key}'.", param=f"{param}.{key}", code="unknown_parameter"
-            )
+    unknown = [key for key in value if key not in keys] if keys is not None else []
+    if unknown:
+        raise InvalidRequestError(
+            f"Unknown parameter: '{param}.{unknown[0]}'.", param=f"{param}.{unknown[0]}", code="unknown_parameter"
+        )
     return value
 
 
@@ -461,8 +461,15 @@ def _check_content_part(value: Any, param: str) -> dict[str, Any]:
 
 
 def _check_image_url(url: str, param: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in IMAGE_URL_SCHEMES or (parts.scheme != "data" and not parts.netloc):
+    try:
+        parts = urlsplit(url)
+        # Reading `port` raises, as urlsplit does for a malformed host (`http://[x`), on a bad port.
+        valid = parts.scheme == "data" or (
+            parts.scheme in IMAGE_URL_SCHEMES and bool(parts.hostname) and (parts.port or 0) >= 0
+        )
+    except ValueError:
+        valid = False
+    if not valid:
         raise InvalidRequestError(
             f"Invalid '{param}': expected an http, https or data URL.", param=param, code="invalid_value"
         )

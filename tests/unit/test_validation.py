@@ -396,6 +396,9 @@ def test_image_urls_may_be_web_or_data_urls() -> None:
     for url in ("https://example.com/a.png", "http://127.0.0.1/b.jpg", "data:image/png;base64,AAAA"):
         part = {"type": "image_url", "image_url": {"url": url}}
         assert validation.check_message_content([part]) == [part]
+    for url in ("http://[x/a.png", "https:///a.png", "http://h:port/a.png", "ftp://h/a.png"):
+        part = {"type": "image_url", "image_url": {"url": url}}
+        assert rejected(validation.check_message_content, [part]) == ("content[0].image_url.url", "invalid_value")
 
 
 @pytest.mark.parametrize(
