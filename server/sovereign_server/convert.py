@@ -116,7 +116,7 @@ def assistant_changes(request: assistant_service_pb2.ModifyAssistantRequest) -> 
     changes: dict[str, Any] = {}
     present = {field.name for field, _ in request.ListFields()}
     if "model" in present:
-        changes["model"] = request.model
+        changes["model"] = validation.check_model(request.model)
     limits = {
         "name": validation.MAX_NAME,
         "description": validation.MAX_DESCRIPTION,

@@ -217,6 +217,17 @@ def check_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
     return dict(value)
 
 
+def check_model(value: str) -> str:
+    """A model name given to replace the stored one: not empty."""
+    if not value:
+        raise InvalidRequestError(
+            "Invalid 'model': empty string. Expected a string with minimum length 1, but got an empty string instead.",
+            param="model",
+            code="empty_string",
+        )
+    return value
+
+
 def check_temperature(value: float | None) -> float | None:
     if value is not None and not 0.0 <= value <= 2.0:
         raise _out_of_range("temperature", value, 0, 2)

@@ -426,6 +426,11 @@ def test_attachments_are_stored_with_their_tools() -> None:
     assert validation.check_attachments([{"file_id": "f"}]) == [{"file_id": "f", "tools": []}]
 
 
+def test_a_model_cannot_be_replaced_by_an_empty_name() -> None:
+    request = assistant_service_pb2.ModifyAssistantRequest(assistant_id="asst_1", model="")
+    assert rejected(convert.assistant_changes, request) == ("model", "empty_string")
+
+
 def test_reasoning_effort_is_one_of_openais_values() -> None:
     assert validation.check_reasoning_effort(None) is None
     assert validation.check_reasoning_effort("low") == "low"
