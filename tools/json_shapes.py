@@ -4,7 +4,9 @@ checked by the server's `validation` module), OpenAI's enums and limits on scala
 bodies of the `google.api.HttpBody` routes. Read by `openapi_from_descriptors.py`.
 
 Every Struct, Value and ListValue field of a message the document reaches must be listed in
-`FIELDS`: the generator refuses to describe one as "any JSON"."""
+`FIELDS`: the generator refuses to describe one as "any JSON". A component of `COMPONENTS` named
+like a message replaces that message's generated schema, for the unions protobuf cannot express
+(a tool's keys depend on its `type`)."""
 
 from __future__ import annotations
 
@@ -57,6 +59,29 @@ COMPONENTS: dict[str, Schema] = {
             ),
         }
     ),
+    # The typed `Tool` message, as OpenAI's union of three tool objects.
+    "Tool": {
+        "oneOf": [
+            closed_object({"type": {"const": "code_interpreter"}}, "type"),
+            closed_object({"type": {"const": "file_search"}, "file_search": ref("FileSearchOptions")}, "type"),
+            closed_object({"type": {"const": "function"}, "function": ref("FunctionDefinition")}, "type", "function"),
+        ]
+    },
+    "FunctionDefinition": closed_object(
+        {"name": NAME, "description": {"type": "string"}, "parameters": ANY_OBJECT, "strict": {"type": "boolean"}},
+        "name",
+    ),
+    # A file attached to a message: its tools are type-only objects.
+    "Attachment": closed_object(
+        {
+            "file_id": {"type": "string", "minLength": 1},
+            "tools": {
+                "type": "array",
+                "items": closed_object({"type": enum("code_interpreter", "file_search")}, "type"),
+            },
+        },
+        "file_id",
+    ),
     "FileSearchOptions": closed_object(
         {
             "max_num_results": {"type": "integer", "minimum": 1, "maximum": 50},
@@ -103,13 +128,18 @@ COMPONENTS: dict[str, Schema] = {
             ),
         ]
     },
-    "TruncationStrategy": closed_object(
-        {
-            "type": enum("auto", "last_messages"),
-            "last_messages": {"type": ["integer", "null"], "minimum": 1},
-        },
-        "type",
-    ),
+    "TruncationStrategy": {
+        "oneOf": [
+            closed_object(
+                {"type": {"const": "auto"}, "last_messages": {"type": ["integer", "null"], "minimum": 1}}, "type"
+            ),
+            closed_object(
+                {"type": {"const": "last_messages"}, "last_messages": {"type": "integer", "minimum": 1}},
+                "type",
+                "last_messages",
+            ),
+        ]
+    },
     "MessageInputContent": {
         "oneOf": [
             {"type": "string"},
@@ -219,6 +249,7 @@ _RUN_OPTIONS: dict[str, Schema] = {
 }
 _ASSISTANT_INPUT: dict[str, Schema] = {
     **_SAMPLING,
+    "model": {"minLength": 1},
     "name": {"maxLength": 256},
     "description": {"maxLength": 512},
     "instructions": {"maxLength": 256000},
@@ -257,10 +288,6 @@ FIELDS: dict[str, Schema] = {
     **_fields("ModifyAssistantRequest", {**_ASSISTANT_INPUT, "tools": _TOOLS_OF_ASSISTANT}),
     **_fields("ListAssistantsRequest", _LIST_PAGE),
     **_fields("ListAssistantsResponse", _LIST_ENVELOPE),
-    **_fields(
-        "Tool", {"type": enum("code_interpreter", "file_search", "function"), "file_search": ref("FileSearchOptions")}
-    ),
-    **_fields("FunctionDefinition", {"name": {"pattern": NAME["pattern"]}, "parameters": ANY_OBJECT}),
     **_fields("DeletionStatus", {"object": enum("assistant.deleted", "thread.deleted", "thread.message.deleted")}),
     **_fields(
         "Thread", {"object": {"const": "thread"}, "tool_resources": ref("ToolResources"), "metadata": ref("Metadata")}

@@ -335,7 +335,7 @@ class _Builder:
                     "name": field.name,
                     "in": "query",
                     "required": False,
-                    "schema": self.field_schema(field),
+                    "schema": self.field_schema(field, key=f"{self.component_name(request.full_name)}.{field.name}"),
                     **self._description(request, field.name),
                 }
             )
