@@ -78,7 +78,7 @@ schema = schemathesis.openapi.from_path(
 
 @schema.parametrize()
 def test_no_server_error_and_every_2xx_matches_the_document(
-    case: schemathesis.Case, gateway: Gateway, resources: dict[str, str]
+    case: schemathesis.Case[Any], gateway: Gateway, resources: dict[str, str]
 ) -> None:
     for name in case.path_parameters or {}:
         case.path_parameters[name] = resources[name]
