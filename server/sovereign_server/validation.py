@@ -96,13 +96,18 @@ def _array(value: Any, param: str, max_items: int | None = None) -> Sequence[Any
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise invalid_type(param, "an array", value)
     if max_items is not None and len(value) > max_items:
-        raise InvalidRequestError(
-            f"Invalid '{param}': array too long. Expected an array with maximum length {max_items}, "
-            f"but got an array with length {len(value)} instead.",
-            param=param,
-            code="array_above_max_length",
-        )
+        raise _too_long(param, "array", max_items, len(value))
     return value
+
+
+def _too_long(param: str, kind: str, maximum: int, length: int) -> InvalidRequestError:
+    article = "an" if kind == "array" else "a"
+    return InvalidRequestError(
+        f"Invalid '{param}': {kind} too long. Expected {article} {kind} with maximum length {maximum}, "
+        f"but got {article} {kind} with length {length} instead.",
+        param=param,
+        code=f"{kind}_above_max_length",
+    )
 
 
 def _string(value: Any, param: str) -> str:
@@ -174,12 +179,7 @@ def _out_of_range(param: str, value: float, low: float, high: float) -> InvalidR
 
 def check_max_length(param: str, value: str | None, maximum: int) -> str | None:
     if value is not None and len(value) > maximum:
-        raise InvalidRequestError(
-            f"Invalid '{param}': string too long. Expected a string with maximum length {maximum}, "
-            f"but got a string with length {len(value)} instead.",
-            param=param,
-            code="string_above_max_length",
-        )
+        raise _too_long(param, "string", maximum, len(value))
     return value
 
 
