@@ -16,7 +16,9 @@ import pytest
 
 from sovereign_client import AsyncSovereignClient
 from sovereign_server import RunningServer, ServerConfig, start_server
+from sovereign_server.auth.admin import create_key
 from sovereign_server.gateway import Gateway, GatewayConfig
+from sovereign_storage import ApiKeyRecord, KeyStore, migrate, open_database
 
 
 def reply_events(deltas: int, *, done: bool = True) -> list[str]:
@@ -87,6 +89,7 @@ class ServiceProcess:
 
     def __init__(self, database: Path, *options: str) -> None:
         command = [str(Path(sys.executable).parent / "sovereign"), "serve", "--grpc-port", "0", "--http-port", "0"]
+        command += ["--metrics-port", "0"]
         self.process = subprocess.Popen(
             [*command, "--db", str(database), "--log-level", "warning", *options],
             stdout=subprocess.PIPE,
@@ -100,6 +103,7 @@ class ServiceProcess:
             if line.strip().startswith("API docs"):
                 break
         text = "".join(printed)
+        self.banner = text
         base_url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", text)
         grpc_address = re.search(r"gRPC:\s+(127\.0\.0\.1:\d+)", text)
         if base_url is None or grpc_address is None:
@@ -120,6 +124,41 @@ class ServiceProcess:
             self.process.stdout.close()
 
 
+class Keys:
+    """Keys made in a database before its server starts: two projects, an admin, a revoked key,
+    and rate-limited ones. Attributes are the secrets; `records` holds what is stored."""
+
+    def __init__(self, database: Path) -> None:
+        db = open_database(str(database))
+        migrate(db)
+        store = KeyStore(db)
+        self.records: dict[str, ApiKeyRecord] = {}
+
+        def make(label: str, project: str, **options: Any) -> str:
+            self.records[label], secret = create_key(store, project, **options)
+            return secret
+
+        self.alpha = make("alpha", "alpha", name="alpha app")
+        self.beta = make("beta", "beta")
+        self.admin = make("admin", "ops", admin=True)
+        self.revoked = make("revoked", "alpha")
+        store.revoke_key(self.records["revoked"].id)
+        # One request a second, and a token budget smaller than one built-in reply.
+        self.limited = make("limited", "limited", rpm=60)
+        self.thrifty = make("thrifty", "limited", tpm=5)
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Keys]]:
+    """A real gRPC server whose database holds keys: every call needs one."""
+    database = tmp_path_factory.mktemp("keyed") / "sovereign.sqlite3"
+    keys = Keys(database)
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database))).start()
+    yield server, keys
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def server_options() -> dict[str, Any]:
     """`ServerConfig` fields a test module sets for its server (override the fixture in the module)."""
@@ -130,7 +169,7 @@ def server_options() -> dict[str, Any]:
 def grpc_server(tmp_path_factory: pytest.TempPathFactory, server_options: dict[str, Any]) -> Iterator[ServerThread]:
     """A real gRPC server on a free port, with its own SQLite file, for one test module."""
     database = tmp_path_factory.mktemp("grpc") / "sovereign.sqlite3"
-    server = ServerThread(ServerConfig(grpc_port=0, database=str(database), **server_options)).start()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database), **server_options)).start()
     yield server
     server.stop()
 

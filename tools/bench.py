@@ -364,6 +364,7 @@ class Service(ChildProcess):
             str(_sovereign_executable()), "serve",
             "--grpc-host", "127.0.0.1", "--grpc-port", "0",
             "--http-host", "127.0.0.1", "--http-port", "0",
+            "--metrics-port", "0",
             "--db", str(self.database),
             "--log-level", "warning",
             *self.engine_args,

@@ -30,6 +30,7 @@ from sovereign_assistant.v1 import (
     thread_service_pb2_grpc,
 )
 from sovereign_client import requests
+from sovereign_client.auth import AsyncKeyInterceptor, KeyInterceptor
 from sovereign_client.errors import InternalServerError, from_rpc_error
 
 _T = TypeVar("_T")
@@ -298,10 +299,14 @@ class Threads:
 
 
 class SovereignClient:
-    """`SovereignClient("127.0.0.1:50051")`, or over a channel of your own."""
+    """`SovereignClient("127.0.0.1:50051", api_key="sk-...")`, or over a channel of your own."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None) -> None:
+    def __init__(
+        self, target: str = "127.0.0.1:50051", *, api_key: str | None = None, channel: grpc.Channel | None = None
+    ) -> None:
         self._channel = channel or grpc.insecure_channel(target)
+        if api_key is not None:
+            self._channel = grpc.intercept_channel(self._channel, KeyInterceptor(api_key))
         self.assistants = Assistants(self._channel)
         self.threads = Threads(self._channel)
 
@@ -509,10 +514,13 @@ class AsyncThreads:
 
 
 class AsyncSovereignClient:
-    """`AsyncSovereignClient("127.0.0.1:50051")`; use `async with`, or `await client.close()`."""
+    """`AsyncSovereignClient("127.0.0.1:50051", api_key="sk-...")`; use `async with`, or `await client.close()`."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.aio.Channel | None = None) -> None:
-        self._channel = channel or grpc.aio.insecure_channel(target)
+    def __init__(
+        self, target: str = "127.0.0.1:50051", *, api_key: str | None = None, channel: grpc.aio.Channel | None = None
+    ) -> None:
+        interceptors = [AsyncKeyInterceptor(api_key)] if api_key is not None else None
+        self._channel = channel or grpc.aio.insecure_channel(target, interceptors=interceptors)
         self.assistants = AsyncAssistants(self._channel)
         self.threads = AsyncThreads(self._channel)
 

@@ -26,8 +26,30 @@ class NotFoundError(APIError):
     """NOT_FOUND: HTTP 404 through the gateway."""
 
 
+class AuthenticationError(APIError):
+    """UNAUTHENTICATED: no key, an unknown or revoked one, or another project's (HTTP 401)."""
+
+
+class PermissionDeniedError(APIError):
+    """PERMISSION_DENIED: the key may not do this, such as a non-admin key on AdminService (HTTP 403)."""
+
+
+class RateLimitError(APIError):
+    """RESOURCE_EXHAUSTED: the key is over its requests or tokens per minute (HTTP 429)."""
+
+
 class InternalServerError(APIError):
     """Any other status."""
+
+
+_KINDS: dict[grpc.StatusCode, type[APIError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: BadRequestError,
+    grpc.StatusCode.FAILED_PRECONDITION: BadRequestError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimitError,
+}
 
 
 def from_rpc_error(error: grpc.RpcError) -> APIError:
@@ -41,9 +63,5 @@ def from_rpc_error(error: grpc.RpcError) -> APIError:
             param = info.metadata.get("param")
     if code == error_type:
         code = None  # the server puts the type in `reason` when OpenAI gives no code
-    kind: type[APIError] = InternalServerError
-    if call.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-        kind = BadRequestError
-    elif call.code() == grpc.StatusCode.NOT_FOUND:
-        kind = NotFoundError
+    kind = _KINDS.get(call.code(), InternalServerError)
     return kind(call.code(), call.details() or "", type=error_type, param=param, code=code)

@@ -1,6 +1,10 @@
-"""The `sovereign` command: runs the gRPC server and its JSON gateway (Envoy) together.
+"""The `sovereign` command: runs the gRPC server and its JSON gateway (Envoy) together, and
+manages API keys.
 
     sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] ...
+    sovereign keys create --project NAME [--name LABEL] [--rpm N] [--tpm N] [--admin]
+    sovereign keys list
+    sovereign keys revoke KEY_ID
 
 Every flag also has a `SOVEREIGN_*` environment variable; a flag wins over the variable, which
 wins over the default of `ServerConfig`. The gRPC server runs in this process; Envoy runs as a child
@@ -13,17 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sovereign_server.app import start_server
+from sovereign_server.auth.admin import create_key
 from sovereign_server.config import ServerConfig
+from sovereign_server.errors import ApiError
 from sovereign_server.gateway import Gateway, GatewayConfig, GatewayError
+from sovereign_storage import ApiKeyRecord, KeyStore, StorageError, migrate, open_database
 
 __all__ = ["build_parser", "config_from_args", "main", "serve"]
 
@@ -58,6 +67,15 @@ _OPTIONS = (
     _Option(
         "--stream-heartbeat", "SOVEREIGN_STREAM_HEARTBEAT", "stream_heartbeat", "seconds between SSE keep-alives", float
     ),
+    _Option("--metrics-host", "SOVEREIGN_METRICS_HOST", "metrics_host", "address the Prometheus metrics bind"),
+    _Option("--metrics-port", "SOVEREIGN_METRICS_PORT", "metrics_port", "Prometheus metrics port (0: pick one)", int),
+    _Option(
+        "--gateway-admin-port",
+        "SOVEREIGN_GATEWAY_ADMIN_PORT",
+        "gateway_admin_port",
+        "Envoy's loopback admin port, with its statistics at /stats/prometheus (0: pick one)",
+        int,
+    ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
 )
 
@@ -79,7 +97,80 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{option.help} (env {option.env}, default {getattr(defaults, option.field)})",
         )
+    serve_parser.add_argument(
+        "--insecure-no-auth",
+        dest="insecure_no_auth",
+        action="store_true",
+        default=None,
+        help="serve beyond loopback although no API key exists: anyone who can connect sees everything",
+    )
+    _add_keys_commands(commands, defaults)
     return parser
+
+
+def _add_keys_commands(commands: Any, defaults: ServerConfig) -> None:
+    keys = commands.add_parser("keys", help="create, list and revoke API keys", description="Manage API keys.")
+    # Every action takes the database, after its own name, as `serve` does.
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--db", default=None, help=f"SQLite file, or a database URL (env SOVEREIGN_DB, default {defaults.database})"
+    )
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        parents=[database],
+        help="create a key; its secret is printed once, on the last line",
+        description="Create an API key.",
+    )
+    create.add_argument(
+        "--project", default=None, help="the key's project, created on first use (default for --admin: default)"
+    )
+    create.add_argument("--name", default=None, help="a label for people")
+    create.add_argument("--rpm", type=int, default=None, help="requests per minute (default: unlimited)")
+    create.add_argument("--tpm", type=int, default=None, help="tokens per minute (default: unlimited)")
+    create.add_argument("--admin", action="store_true", help="an admin key may also manage keys (AdminService)")
+    actions.add_parser("list", parents=[database], help="list keys (never their secrets)", description="List API keys.")
+    revoke = actions.add_parser("revoke", parents=[database], help="revoke a key", description="Revoke an API key.")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+
+def run_keys_command(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    target = args.db or environ.get("SOVEREIGN_DB") or ServerConfig().database
+    database = open_database(target)
+    migrate(database)
+    keys = KeyStore(database)
+    try:
+        if args.keys_command == "create":
+            project = args.project or ("default" if args.admin else None)
+            if project is None:
+                raise SystemExit("sovereign keys create: --project is required (or --admin for an admin key)")
+            record, secret = create_key(keys, project, name=args.name, admin=args.admin, rpm=args.rpm, tpm=args.tpm)
+            print(_key_line(record))
+            print("The secret follows; it is shown this once and cannot be recovered:")
+            print(secret)
+        elif args.keys_command == "list":
+            for record in keys.list_keys():
+                print(_key_line(record))
+        else:
+            print(_key_line(keys.revoke_key(args.key_id)))
+    except (ApiError, StorageError) as error:
+        raise SystemExit(f"sovereign keys {args.keys_command}: {error}") from None
+    finally:
+        database.close()
+    return 0
+
+
+def _key_line(key: ApiKeyRecord) -> str:
+    def when(seconds: int | None) -> str:
+        return "-" if seconds is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+    limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
+    status = f"revoked {when(key.revoked_at)}" if key.revoked_at else "active"
+    role = " admin" if key.admin else ""
+    return (
+        f"{key.id}  project={key.project_name} ({key.project_id})  name={key.name or '-'}  prefix={key.prefix}...  "
+        f"{limits}{role}  created {when(key.created_at)}  last used {when(key.last_used_at)}  {status}"
+    )
 
 
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> ServerConfig:
@@ -99,10 +190,46 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
             except ValueError:
                 message = f"sovereign: {option.env}={raw!r} is not a valid {option.type.__name__}"
                 raise SystemExit(message) from None
+    if getattr(args, "insecure_no_auth", None):
+        values["insecure_no_auth"] = True
     config = replace(ServerConfig(), **values)
     if config.log_level.lower() not in LOG_LEVELS:
         raise SystemExit(f"sovereign: unknown log level {config.log_level!r}")
     return config
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def authentication_status(config: ServerConfig) -> str:
+    """How the service will authenticate calls; SystemExit if it would expose an open service."""
+    database = open_database(config.database)
+    try:
+        migrate(database)
+        has_keys = KeyStore(database).has_keys()
+    finally:
+        database.close()
+    if has_keys:
+        return "API keys required"
+    exposed = [host for host in (config.http_host, config.grpc_host) if not is_loopback(host)]
+    if not exposed:
+        return "none: no API key exists yet, so only this machine may connect (sovereign keys create --project NAME)"
+    if config.insecure_no_auth:
+        return (
+            f"NONE, and listening on {', '.join(exposed)} (--insecure-no-auth): anyone who can connect sees everything"
+        )
+    raise SystemExit(
+        f"sovereign: refusing to listen on {', '.join(exposed)} with no API key: anyone who can connect would "
+        "read and write every thread. Create a key first (sovereign keys create --project NAME), "
+        "or pass --insecure-no-auth to serve without authentication anyway."
+    )
 
 
 def _dial_host(host: str) -> str:
@@ -117,6 +244,7 @@ def _dial_host(host: str) -> str:
 async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
     """Runs both until SIGINT / SIGTERM; stops Envoy first, then the server. Sets `ready` once
     both answer (tests use it)."""
+    authentication = await asyncio.to_thread(authentication_status, config)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -128,6 +256,7 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
             grpc_port=server.port,
             http_host=config.http_host,
             http_port=config.http_port,
+            admin_port=config.gateway_admin_port,
             inherit_output=True,
         )
     )
@@ -139,6 +268,9 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
             f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
             f"  gRPC:                           {grpc_address}\n"
             f"  engine:                         {config.engine}\n"
+            f"  authentication:                 {authentication}\n"
+            f"  metrics (Prometheus):           http://{_dial_host(config.metrics_host)}:{server.metrics_port}/metrics\n"
+            f"  gateway statistics:             {gateway.admin_url('/stats/prometheus')}\n"
             f"  API docs:                       {gateway.url('/docs')}",
             flush=True,
         )
@@ -160,6 +292,8 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "keys":
+        return run_keys_command(args)
     config = config_from_args(args)
     logging.basicConfig(
         level=config.log_level.upper(),

@@ -66,6 +66,8 @@ class GatewayConfig:
     http_host: str = "127.0.0.1"
     # 0 lets the kernel pick; `Gateway.http_port` tells which.
     http_port: int = 8080
+    # Envoy's admin API, on loopback only (its statistics for Prometheus: `/stats/prometheus`).
+    admin_port: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES
     # Envoy's own log level: trace, debug, info, warning, error, critical, off.
     log_level: str = "warning"
@@ -135,7 +137,7 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
         http_port=str(int(config.http_port)),
         grpc_host=json.dumps(config.grpc_host),
         grpc_port=str(int(config.grpc_port)),
-        admin_port="0",
+        admin_port=str(int(config.admin_port)),
         max_request_bytes=str(int(config.max_request_bytes)),
         max_direct_response_bytes=str(MAX_DIRECT_RESPONSE_BYTES),
     )
@@ -188,6 +190,9 @@ class Gateway:
 
     def url(self, path: str) -> str:
         return f"{self.origin}{path}"
+
+    def admin_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.admin_port}{path}"
 
     @property
     def log_path(self) -> Path | None:

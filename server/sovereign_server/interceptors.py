@@ -1,23 +1,82 @@
 """Cross-cutting concerns of every call, in one interceptor: a structured log line per call, the
-mapping of domain errors to gRPC status, and a 400 for request bytes that do not parse."""
+one map of domain errors to gRPC status, and a 400 for request bytes that do not parse."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
-from sovereign_server.errors import ApiError, ConflictError, InvalidRequestError, NotFoundError, ServerError
-from sovereign_storage import ActiveRunError, InvalidCursorError
+from sovereign_server.auth import Gate
+from sovereign_server.caller import Caller, set_current_caller
+from sovereign_server.errors import (
+    ApiError,
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from sovereign_server.metrics import Metrics
+from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.calls")
+
+# Trailing metadata key carrying OpenAI's JSON error body; the gateway turns it into the HTTP body.
+OPENAI_ERROR_METADATA_KEY = "x-openai-error"
+
+# Each error class's status; the gateway maps these to OpenAI's HTTP statuses (400, 404, 500).
+_STATUS: dict[type[ApiError], grpc.StatusCode] = {
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
+    AuthenticationError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    RateLimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ServerError: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_code(error: ApiError) -> grpc.StatusCode:
+    for error_class in type(error).__mro__:
+        if error_class in _STATUS:
+            return _STATUS[error_class]
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def rpc_status_of(error: ApiError) -> grpc.Status:
+    """The status with its trailing metadata: OpenAI's body for the gateway, `ErrorInfo` for gRPC callers."""
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code or error.error_type,
+        domain=error.error_type,
+        metadata={"param": error.param} if error.param else {},
+    )
+    # StatusCode values are (number, name): the number is google.rpc's code.
+    status = status_pb2.Status(code=status_code(error).value[0], message=error.message)
+    status.details.add().Pack(info)
+    converted = rpc_status.to_status(status)
+    # ensure_ascii keeps the header value within what HTTP/2 metadata allows.
+    body = json.dumps(error.body(), ensure_ascii=True, separators=(",", ":"))
+    return _Status(converted.code, converted.details, (*converted.trailing_metadata, (OPENAI_ERROR_METADATA_KEY, body)))
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, str | bytes], ...]):
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
 
 
 def as_api_error(error: Exception) -> ApiError:
@@ -35,6 +94,12 @@ def as_api_error(error: Exception) -> ApiError:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Admits each call through the gate (when the server has one), maps its errors, logs it."""
+
+    def __init__(self, gate: Gate | None = None, metrics: Metrics | None = None) -> None:
+        self._gate = gate
+        self._metrics = metrics
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
@@ -44,15 +109,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method
+        gate = None if self._gate is None or Gate.is_open(method) else self._gate
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(method, handler.unary_unary),
+                _unary(method, gate, self._metrics, handler.unary_unary),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(method, handler.unary_stream),
+                _streaming(method, gate, self._metrics, handler.unary_stream),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -91,15 +157,75 @@ def _decoded(request: Any) -> Any:
     return request
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> None:
-    status = error.to_rpc_status()
-    await context.abort(status.code, status.details, status.trailing_metadata)
+class _Call:
+    """One call's admission, response headers, error mapping and log line."""
 
+    def __init__(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], gate: Gate | None, metrics: Metrics | None
+    ) -> None:
+        self._method = method
+        self._context = context
+        self._gate = gate
+        self._metrics = metrics
+        self._started = time.perf_counter()
+        self._metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        self._caller: Caller | None = None
+        self._headers: tuple[tuple[str, str], ...] = ()
+        self.code = grpc.StatusCode.OK
 
-def _log(method: str, code: grpc.StatusCode, started: float) -> None:
-    if logger.isEnabledFor(logging.INFO):
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        logger.info(json.dumps({"method": method, "status": code.name, "duration_ms": elapsed_ms}))
+    async def admit(self) -> None:
+        if self._gate is None:
+            set_current_caller(Caller(DEFAULT_PROJECT_ID))
+            return
+        admission = await self._gate.admit(self._method, self._metadata)
+        self._caller = admission.caller
+        self._headers = admission.allowance.headers()
+        set_current_caller(admission.caller)
+
+    async def send_headers(self) -> None:
+        """Sends the rate-limit headers ahead of the first response (they become HTTP headers)."""
+        if self._headers:
+            headers, self._headers = self._headers, ()
+            await self._context.send_initial_metadata(headers)
+
+    async def fail(self, error: Exception) -> None:
+        if isinstance(error, grpc.aio.AbortError):
+            self.code = _code_of(self._context, grpc.StatusCode.UNKNOWN)
+            raise error
+        api_error = as_api_error(error)
+        self.code = status_code(api_error)
+        extra: tuple[tuple[str, str], ...] = self._headers
+        if isinstance(api_error, RateLimitError):
+            if self._metrics is not None:
+                self._metrics.rate_limited.labels(api_error.error_type).inc()
+            retry_after = api_error.retry_after
+            extra += api_error.headers
+            extra += (
+                ("retry-after", str(math.ceil(retry_after))),
+                ("retry-after-ms", str(math.ceil(retry_after * 1000))),
+            )
+        status = rpc_status_of(api_error)
+        await self._context.abort(status.code, status.details, (*status.trailing_metadata, *extra))
+
+    def log(self) -> None:
+        elapsed = time.perf_counter() - self._started
+        if self._metrics is not None:
+            self._metrics.calls.labels(self._method, self.code.name).inc()
+            self._metrics.call_seconds.labels(self._method).observe(elapsed)
+        if logger.isEnabledFor(logging.INFO):
+            line: dict[str, Any] = {
+                "method": self._method,
+                "status": self.code.name,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            request_id = self._metadata.get("x-request-id")
+            if request_id:
+                line["request_id"] = request_id
+            if self._caller is not None:
+                line["project"] = self._caller.project_id
+                if self._caller.key_id:
+                    line["key"] = self._caller.key_id
+            logger.info(json.dumps(line))
 
 
 def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode) -> grpc.StatusCode:
@@ -107,45 +233,43 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCo
     return code if isinstance(code, grpc.StatusCode) else default
 
 
-def _unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _unary(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
+        call = _Call(method, context, gate, metrics)
         try:
-            return await behaviour(_decoded(request), context)
-        except grpc.aio.AbortError:
-            code = _code_of(context, grpc.StatusCode.UNKNOWN)
-            raise
+            await call.admit()
+            response = await behaviour(_decoded(request), context)
+            await call.send_headers()
+            return response
         except Exception as error:
-            api_error = as_api_error(error)
-            code = api_error.status
-            await _abort(context, api_error)
+            await call.fail(error)
         finally:
-            _log(method, code, started)
+            call.log()
 
     return handle
 
 
-def _streaming(method: str, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
+        call = _Call(method, context, gate, metrics)
         try:
+            await call.admit()
             result = behaviour(_decoded(request), context)
             if inspect.isasyncgen(result):
                 async for item in result:
+                    await call.send_headers()
                     yield item
             else:
                 # Handlers that write with `context.write` return a coroutine instead.
+                await call.send_headers()
                 await result
-        except grpc.aio.AbortError:
-            code = _code_of(context, grpc.StatusCode.UNKNOWN)
-            raise
         except Exception as error:
-            api_error = as_api_error(error)
-            code = api_error.status
-            await _abort(context, api_error)
+            await call.fail(error)
         finally:
-            _log(method, code, started)
+            call.log()
 
     return handle

@@ -3,13 +3,13 @@
 Independent of the transport: nothing here imports gRPC or protobuf.
 """
 
-from .database import open_database, write_transaction
+from .database import observe_transactions, open_database, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
 from .ids import new_id
 from .migrations import LATEST_VERSION, migrate, schema_version
+from .models import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME
 from .records import (
-    ACTIVE_RUN_STATUSES,
-    TERMINAL_RUN_STATUSES,
+    ApiKeyRecord,
     AssistantRecord,
     MessageRecord,
     NewAssistant,
@@ -18,20 +18,54 @@ from .records import (
     NewStep,
     Page,
     PageRequest,
+    ProjectRecord,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
+    Transition,
 )
-from .repository import Repository
+from .repository import KeyStore, Repository
+from .values import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    ContentPart,
+    FunctionCall,
+    ImageFileContent,
+    ImageUrlContent,
+    IncompleteDetails,
+    LastError,
+    MessageCreation,
+    MessageStatus,
+    RunStatus,
+    StepDetails,
+    StepStatus,
+    SubmitToolOutputs,
+    TextContent,
+    ToolCalls,
+    TruncationStrategy,
+    Usage,
+)
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "DEFAULT_PROJECT_ID",
+    "DEFAULT_PROJECT_NAME",
     "LATEST_VERSION",
     "TERMINAL_RUN_STATUSES",
     "ActiveRunError",
+    "ApiKeyRecord",
     "AssistantRecord",
+    "ContentPart",
+    "FunctionCall",
+    "ImageFileContent",
+    "ImageUrlContent",
+    "IncompleteDetails",
     "InvalidCursorError",
+    "KeyStore",
+    "LastError",
+    "MessageCreation",
     "MessageRecord",
+    "MessageStatus",
     "NewAssistant",
     "NewMessage",
     "NewRun",
@@ -39,13 +73,24 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PageRequest",
+    "ProjectRecord",
     "Repository",
     "RunRecord",
+    "RunStatus",
     "RunStepRecord",
+    "StepDetails",
+    "StepStatus",
     "StorageError",
+    "SubmitToolOutputs",
+    "TextContent",
     "ThreadRecord",
+    "ToolCalls",
+    "Transition",
+    "TruncationStrategy",
+    "Usage",
     "migrate",
     "new_id",
+    "observe_transactions",
     "open_database",
     "schema_version",
     "write_transaction",

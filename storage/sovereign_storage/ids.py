@@ -10,6 +10,8 @@ THREAD_PREFIX = "thread"
 MESSAGE_PREFIX = "msg"
 RUN_PREFIX = "run"
 STEP_PREFIX = "step"
+PROJECT_PREFIX = "proj"
+KEY_PREFIX = "key"
 
 _ALPHABET = string.ascii_letters + string.digits
 # 24 characters of a 62-letter alphabet give ~143 bits: collisions are not a practical concern.

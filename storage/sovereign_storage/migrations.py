@@ -7,6 +7,7 @@ at a whole version. Migrations are history: never edit one that has shipped, app
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -174,11 +175,52 @@ def _index_runs_by_status(db: peewee.Database) -> None:
     migrator.add_index("runs", ("status", "expires_at"), False).run()
 
 
+# Frozen copies of the tables migration 5 created.
+class _V5Project(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    name = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+
+    class Meta:
+        table_name = "projects"
+
+
+class _V5ApiKey(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project = peewee.ForeignKeyField(_V5Project, field=_V5Project.id, column_name="project_id")
+    name = peewee.TextField(null=True)
+    prefix = peewee.TextField()
+    secret_hash = peewee.TextField(unique=True)
+    admin = peewee.BooleanField()
+    rpm = peewee.IntegerField(null=True)
+    tpm = peewee.IntegerField(null=True)
+    created_at = peewee.IntegerField()
+    last_used_at = peewee.IntegerField(null=True)
+    revoked_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
+
+
+def _add_projects_and_keys(db: peewee.Database) -> None:
+    # Everything stored so far joins the default project.
+    with db.bind_ctx([_V5Project, _V5ApiKey]):
+        db.create_tables([_V5Project, _V5ApiKey], safe=False)
+        _V5Project.insert(id="proj_default", name="default", created_at=int(time.time())).execute()
+    migrator = _schema_migrator(db)
+    for table in ("assistants", "threads"):
+        migrator.add_column(table, "project_id", peewee.TextField(default="proj_default")).run()
+    migrator.add_index("assistants", ("project_id", "created_at", "seq"), False).run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
     _index_messages_by_run,  # 3: index messages(thread_id, run_id, created_at, seq)
     _index_runs_by_status,  # 4: index runs(thread_id, status) and runs(status, expires_at)
+    _add_projects_and_keys,  # 5: projects, api_keys; assistants and threads belong to a project
 )
 LATEST_VERSION = len(MIGRATIONS)
 

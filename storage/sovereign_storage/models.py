@@ -11,9 +11,13 @@ rows created in the same second, and a unique text `id`, the public id.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import peewee
+
+from . import values as v
 
 # Peewee's fields are generic only in the type stubs.
 if TYPE_CHECKING:
@@ -36,15 +40,101 @@ class JSONField(_TextField):
         return json.loads(value)
 
 
+class CodecField(JSONField):
+    """A typed value (`values.py`) kept as its OpenAI JSON: rows hand out the typed value."""
+
+    def __init__(self, encode: Callable[[Any], Any], decode: Callable[[Any], Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._encode = encode
+        self._decode = decode
+
+    def db_value(self, value: Any) -> str | None:
+        return super().db_value(None if value is None else self._encode(value))
+
+    def python_value(self, value: Any) -> Any:
+        data = super().python_value(value)
+        return None if data is None else self._decode(data)
+
+
+class EnumField(_TextField):
+    """A `StrEnum` kept as its string value."""
+
+    def __init__(self, enum: type[StrEnum], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._enum = enum
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else self._enum(value)
+
+
+def _content_field() -> CodecField:
+    return CodecField(
+        lambda parts: [v.content_to_json(part) for part in parts],
+        lambda data: tuple(v.content_from_json(part) for part in data),
+    )
+
+
+def _usage_field() -> CodecField:
+    return CodecField(v.usage_to_json, v.usage_from_json, null=True)
+
+
+def _last_error_field() -> CodecField:
+    return CodecField(v.last_error_to_json, v.last_error_from_json, null=True)
+
+
+def _incomplete_details_field() -> CodecField:
+    return CodecField(v.incomplete_details_to_json, v.incomplete_details_from_json, null=True)
+
+
 class BaseModel(peewee.Model):
     class Meta:
         # Index names then start with the table name, as playhouse.migrate names them.
         legacy_table_names = False
 
 
+# Rows created before projects existed belong to this one, as do all rows of a service without keys.
+DEFAULT_PROJECT_ID = "proj_default"
+DEFAULT_PROJECT_NAME = "default"
+
+
+class Project(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    name = peewee.TextField(unique=True)
+    created_at = peewee.IntegerField()
+
+    class Meta:
+        table_name = "projects"
+
+
+class ApiKey(BaseModel):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project = peewee.ForeignKeyField(Project, field=Project.id, column_name="project_id")
+    project_id: str  # peewee's raw-id accessor of `project`
+    name = peewee.TextField(null=True)
+    # The first characters of the secret, to recognise a key in a list; the secret itself is never stored.
+    prefix = peewee.TextField()
+    secret_hash = peewee.TextField(unique=True)
+    admin = peewee.BooleanField()
+    rpm = peewee.IntegerField(null=True)
+    tpm = peewee.IntegerField(null=True)
+    created_at = peewee.IntegerField()
+    last_used_at = peewee.IntegerField(null=True)
+    revoked_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
+
+
 class Assistant(BaseModel):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
+    # Plain ids: every query of the repository is scoped by project.
+    project_id = peewee.TextField(default=DEFAULT_PROJECT_ID)
     created_at = peewee.IntegerField()
     model = peewee.TextField()
     name = peewee.TextField(null=True)
@@ -60,12 +150,13 @@ class Assistant(BaseModel):
 
     class Meta:
         table_name = "assistants"
-        indexes = ((("created_at", "seq"), False),)
+        indexes = ((("created_at", "seq"), False), (("project_id", "created_at", "seq"), False))
 
 
 class Thread(BaseModel):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default=DEFAULT_PROJECT_ID)
     created_at = peewee.IntegerField()
     tool_resources = JSONField()
     metadata = JSONField()
@@ -81,12 +172,12 @@ class Message(BaseModel):
     thread = peewee.ForeignKeyField(Thread, field=Thread.id, column_name="thread_id", on_delete="CASCADE", index=False)
     thread_id: str  # peewee's raw-id accessor of `thread`
     created_at = peewee.IntegerField()
-    status = peewee.TextField()
-    incomplete_details = JSONField(null=True)
+    status = EnumField(v.MessageStatus)
+    incomplete_details = _incomplete_details_field()
     completed_at = peewee.IntegerField(null=True)
     incomplete_at = peewee.IntegerField(null=True)
     role = peewee.TextField()
-    content = JSONField()
+    content = _content_field()
     # Plain ids, no foreign keys: deleting an assistant or a run leaves its messages in place.
     assistant_id = peewee.TextField(null=True)
     run_id = peewee.TextField(null=True)
@@ -108,25 +199,25 @@ class Run(BaseModel):
     thread_id: str  # peewee's raw-id accessor of `thread`
     assistant_id = peewee.TextField()
     created_at = peewee.IntegerField()
-    status = peewee.TextField()
+    status = EnumField(v.RunStatus)
     model = peewee.TextField()
     instructions = peewee.TextField(null=True)
     tools = JSONField()
     metadata = JSONField()
-    required_action = JSONField(null=True)
-    last_error = JSONField(null=True)
+    required_action = CodecField(v.required_action_to_json, v.required_action_from_json, null=True)
+    last_error = _last_error_field()
     expires_at = peewee.IntegerField(null=True)
     started_at = peewee.IntegerField(null=True)
     cancelled_at = peewee.IntegerField(null=True)
     failed_at = peewee.IntegerField(null=True)
     completed_at = peewee.IntegerField(null=True)
-    incomplete_details = JSONField(null=True)
-    usage = JSONField(null=True)
+    incomplete_details = _incomplete_details_field()
+    usage = _usage_field()
     temperature = peewee.FloatField(null=True)
     top_p = peewee.FloatField(null=True)
     max_prompt_tokens = peewee.IntegerField(null=True)
     max_completion_tokens = peewee.IntegerField(null=True)
-    truncation_strategy = JSONField(null=True)
+    truncation_strategy = CodecField(v.truncation_strategy_to_json, v.truncation_strategy_from_json, null=True)
     tool_choice = JSONField(null=True)
     parallel_tool_calls = peewee.BooleanField(null=True)
     response_format = JSONField(null=True)
@@ -151,22 +242,22 @@ class RunStep(BaseModel):
     assistant_id = peewee.TextField()
     created_at = peewee.IntegerField()
     type = peewee.TextField()
-    status = peewee.TextField()
-    step_details = JSONField()
-    last_error = JSONField(null=True)
+    status = EnumField(v.StepStatus)
+    step_details = CodecField(v.step_details_to_json, v.step_details_from_json)
+    last_error = _last_error_field()
     expired_at = peewee.IntegerField(null=True)
     cancelled_at = peewee.IntegerField(null=True)
     failed_at = peewee.IntegerField(null=True)
     completed_at = peewee.IntegerField(null=True)
     metadata = JSONField()
-    usage = JSONField(null=True)
+    usage = _usage_field()
 
     class Meta:
         table_name = "run_steps"
         indexes = ((("run", "created_at", "seq"), False),)
 
 
-MODELS: tuple[type[BaseModel], ...] = (Assistant, Thread, Message, Run, RunStep)
+MODELS: tuple[type[BaseModel], ...] = (Project, ApiKey, Assistant, Thread, Message, Run, RunStep)
 
 
 def bind_models(db: peewee.Database) -> None:

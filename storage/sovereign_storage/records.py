@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-T = TypeVar("T")
+from .values import (
+    ContentPart,
+    IncompleteDetails,
+    LastError,
+    MessageStatus,
+    Role,
+    RunStatus,
+    StepDetails,
+    StepStatus,
+    StepType,
+    SubmitToolOutputs,
+    TruncationStrategy,
+    Usage,
+)
 
-# A thread has at most one run in an active status; no message may be added to it meanwhile.
-ACTIVE_RUN_STATUSES: tuple[str, ...] = ("queued", "in_progress", "requires_action", "cancelling")
-TERMINAL_RUN_STATUSES: tuple[str, ...] = ("completed", "failed", "cancelled", "incomplete", "expired")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,12 +68,12 @@ class MessageRecord:
     id: str
     created_at: int
     thread_id: str
-    status: str
-    incomplete_details: dict[str, Any] | None
+    status: MessageStatus
+    incomplete_details: IncompleteDetails | None
     completed_at: int | None
     incomplete_at: int | None
-    role: str
-    content: list[dict[str, Any]]  # OpenAI content parts
+    role: Role
+    content: tuple[ContentPart, ...]
     assistant_id: str | None
     run_id: str | None
     attachments: list[dict[str, Any]]
@@ -73,11 +84,11 @@ class MessageRecord:
 class NewMessage:
     """A message to store; `completed_at` is set by the repository when `status` is "completed"."""
 
-    role: str
-    content: list[dict[str, Any]]
+    role: Role
+    content: tuple[ContentPart, ...]
     attachments: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
-    status: str = "completed"
+    status: MessageStatus = MessageStatus.COMPLETED
     assistant_id: str | None = None
     run_id: str | None = None
 
@@ -88,25 +99,25 @@ class RunRecord:
     created_at: int
     thread_id: str
     assistant_id: str
-    status: str
+    status: RunStatus
     model: str
     instructions: str | None
     tools: list[dict[str, Any]]
     metadata: dict[str, str]
-    required_action: dict[str, Any] | None
-    last_error: dict[str, Any] | None
+    required_action: SubmitToolOutputs | None
+    last_error: LastError | None
     expires_at: int | None
     started_at: int | None
     cancelled_at: int | None
     failed_at: int | None
     completed_at: int | None
-    incomplete_details: dict[str, Any] | None
-    usage: dict[str, Any] | None
+    incomplete_details: IncompleteDetails | None
+    usage: Usage | None
     temperature: float | None
     top_p: float | None
     max_prompt_tokens: int | None
     max_completion_tokens: int | None
-    truncation_strategy: dict[str, Any] | None
+    truncation_strategy: TruncationStrategy | None
     tool_choice: Any  # "none" | "auto" | "required" | dict | None
     parallel_tool_calls: bool | None
     response_format: Any  # "auto" | dict | None
@@ -125,7 +136,7 @@ class NewRun:
     top_p: float | None = None
     max_prompt_tokens: int | None = None
     max_completion_tokens: int | None = None
-    truncation_strategy: dict[str, Any] | None = None
+    truncation_strategy: TruncationStrategy = field(default_factory=TruncationStrategy)
     tool_choice: Any = None
     parallel_tool_calls: bool = True
     response_format: Any = None
@@ -138,16 +149,16 @@ class RunStepRecord:
     run_id: str
     thread_id: str
     assistant_id: str
-    type: str
-    status: str
-    step_details: dict[str, Any]
-    last_error: dict[str, Any] | None
+    type: StepType
+    status: StepStatus
+    step_details: StepDetails
+    last_error: LastError | None
     expired_at: int | None
     cancelled_at: int | None
     failed_at: int | None
     completed_at: int | None
     metadata: dict[str, str]
-    usage: dict[str, Any] | None
+    usage: Usage | None
 
 
 @dataclass(frozen=True)
@@ -157,9 +168,9 @@ class NewStep:
     run_id: str
     thread_id: str
     assistant_id: str
-    type: str  # "message_creation" | "tool_calls"
-    step_details: dict[str, Any]
-    status: str = "in_progress"
+    type: StepType
+    step_details: StepDetails
+    status: StepStatus = StepStatus.IN_PROGRESS
 
 
 @dataclass(frozen=True)
@@ -176,3 +187,36 @@ class PageRequest:
 class Page(Generic[T]):
     items: list[T]
     has_more: bool
+
+
+@dataclass(frozen=True)
+class Transition(Generic[T]):
+    """The outcome of a compare-and-set status change: the object as it now is, and whether this
+    change was applied (False: a concurrent change had moved it out of the allowed statuses)."""
+
+    record: T
+    applied: bool
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A key as listed: its secret is never stored, only a hash and the first characters."""
+
+    id: str
+    project_id: str
+    project_name: str
+    name: str | None
+    prefix: str
+    admin: bool
+    rpm: int | None
+    tpm: int | None
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None

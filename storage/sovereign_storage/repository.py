@@ -15,12 +15,32 @@ from typing import Any, TypeVar
 
 import peewee
 
-from .database import connection_scope, write_transaction
+from .database import connection_scope, read_transaction, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
-from .ids import ASSISTANT_PREFIX, MESSAGE_PREFIX, RUN_PREFIX, STEP_PREFIX, THREAD_PREFIX, new_id
-from .models import Assistant, BaseModel, Message, Run, RunStep, Thread, bind_models
+from .ids import (
+    ASSISTANT_PREFIX,
+    KEY_PREFIX,
+    MESSAGE_PREFIX,
+    PROJECT_PREFIX,
+    RUN_PREFIX,
+    STEP_PREFIX,
+    THREAD_PREFIX,
+    new_id,
+)
+from .models import (
+    DEFAULT_PROJECT_ID,
+    ApiKey,
+    Assistant,
+    BaseModel,
+    Message,
+    Project,
+    Run,
+    RunStep,
+    Thread,
+    bind_models,
+)
 from .records import (
-    ACTIVE_RUN_STATUSES,
+    ApiKeyRecord,
     AssistantRecord,
     MessageRecord,
     NewAssistant,
@@ -29,12 +49,25 @@ from .records import (
     NewStep,
     Page,
     PageRequest,
+    ProjectRecord,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
+    Transition,
+)
+from .values import (
+    ACTIVE_RUN_STATUSES,
+    ContentPart,
+    IncompleteDetails,
+    LastError,
+    MessageCreation,
+    MessageStatus,
+    RunStatus,
+    StepStatus,
 )
 
 _Row = TypeVar("_Row", bound=BaseModel)
+_Status = TypeVar("_Status", RunStatus, StepStatus, MessageStatus)
 
 # Fields a caller may change with update_assistant; id and created_at are fixed at creation.
 _ASSISTANT_UPDATABLE: dict[str, peewee.Field[Any]] = {
@@ -51,10 +84,10 @@ _ASSISTANT_UPDATABLE: dict[str, peewee.Field[Any]] = {
     "reasoning_effort": Assistant.reasoning_effort,
 }
 
-# Fields update_run may change: every RunRecord field but the identity (id, created_at, thread_id).
+# Fields a run update may change: every RunRecord field but the identity (id, created_at,
+# thread_id) and the status, which changes only by `transition_run`.
 _RUN_UPDATABLE: dict[str, peewee.Field[Any]] = {
     "assistant_id": Run.assistant_id,
-    "status": Run.status,
     "model": Run.model,
     "instructions": Run.instructions,
     "tools": Run.tools,
@@ -78,9 +111,9 @@ _RUN_UPDATABLE: dict[str, peewee.Field[Any]] = {
     "response_format": Run.response_format,
 }
 
-# Fields update_step may change; the step's identity and owners are fixed at creation.
+# Fields a step update may change; the step's identity and owners are fixed at creation, and its
+# status changes only by `transition_step`.
 _STEP_UPDATABLE: dict[str, peewee.Field[Any]] = {
-    "status": RunStep.status,
     "step_details": RunStep.step_details,
     "last_error": RunStep.last_error,
     "expired_at": RunStep.expired_at,
@@ -91,11 +124,23 @@ _STEP_UPDATABLE: dict[str, peewee.Field[Any]] = {
     "usage": RunStep.usage,
 }
 
-# Runs a worker was (or would be) busy with: after a crash nothing is working on them any more.
-# A run in requires_action waits for the client, survives a restart and ends by expiry instead.
-_UNFINISHED_RUN_STATUSES: tuple[str, ...] = ("queued", "in_progress", "cancelling")
-# Runs waiting for something other than a worker, which expire at expires_at.
-_EXPIRING_RUN_STATUSES: tuple[str, ...] = ("requires_action", "queued")
+# The column that records when an object entered a status, stamped by the transition into it.
+_RUN_STAMPS: dict[RunStatus, peewee.Field[Any]] = {
+    RunStatus.IN_PROGRESS: Run.started_at,
+    RunStatus.COMPLETED: Run.completed_at,
+    RunStatus.FAILED: Run.failed_at,
+    RunStatus.CANCELLED: Run.cancelled_at,
+}
+_STEP_STAMPS: dict[StepStatus, peewee.Field[Any]] = {
+    StepStatus.COMPLETED: RunStep.completed_at,
+    StepStatus.FAILED: RunStep.failed_at,
+    StepStatus.CANCELLED: RunStep.cancelled_at,
+    StepStatus.EXPIRED: RunStep.expired_at,
+}
+_MESSAGE_STAMPS: dict[MessageStatus, peewee.Field[Any]] = {
+    MessageStatus.COMPLETED: Message.completed_at,
+    MessageStatus.INCOMPLETE: Message.incomplete_at,
+}
 
 
 def _now() -> int:
@@ -103,16 +148,28 @@ def _now() -> int:
 
 
 class Repository:
-    """Storage of the Assistants API objects in one database (bound process-wide)."""
+    """Storage of the Assistants API objects in one database (bound process-wide), seen from one
+    project: every assistant and thread it creates is that project's, and every lookup or list
+    sees that project's objects only (another project's ids are as if they did not exist). Messages,
+    runs and steps belong to their thread's project and are only ever reached through it.
 
-    def __init__(self, database: peewee.Database) -> None:
+    `scoped(project_id)` gives the same storage seen from another project. Methods that take a
+    run, step or message by id alone serve the run layer, which reached them through a scoped lookup.
+    """
+
+    def __init__(self, database: peewee.Database, project_id: str = DEFAULT_PROJECT_ID) -> None:
         self._db = database
+        self.project_id = project_id
         bind_models(database)
+
+    def scoped(self, project_id: str) -> Repository:
+        """This storage, seen from `project_id`."""
+        return self if project_id == self.project_id else Repository(self._db, project_id)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         # One transaction, so that a lookup and the query depending on it see the same snapshot.
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             yield
 
     @contextlib.contextmanager
@@ -134,6 +191,7 @@ class Repository:
         with self._writing():
             Assistant.insert(
                 id=assistant_id,
+                project_id=self.project_id,
                 created_at=_now(),
                 model=new.model,
                 name=new.name,
@@ -160,23 +218,29 @@ class Repository:
         with self._writing():
             if changes:
                 values = {_ASSISTANT_UPDATABLE[name]: value for name, value in changes.items()}
+                self._assistant_row(assistant_id)
                 Assistant.update(values).where(Assistant.id == assistant_id).execute()
             return _assistant_record(self._assistant_row(assistant_id))
 
     def delete_assistant(self, assistant_id: str) -> None:
         # Threads, messages and runs keep their plain assistant_id, as in OpenAI's API.
         with self._writing():
-            deleted: int = Assistant.delete().where(Assistant.id == assistant_id).execute()
+            deleted: int = (
+                Assistant.delete()
+                .where(Assistant.id == assistant_id, Assistant.project_id == self.project_id)
+                .execute()
+            )
             if deleted == 0:
                 raise NotFoundError("assistant", assistant_id)
 
     def list_assistants(self, page: PageRequest) -> Page[AssistantRecord]:
         with self._reading():
-            rows, has_more = _fetch_page(Assistant, Assistant.id, Assistant.created_at, Assistant.seq, [], page)
+            scope = [Assistant.project_id == self.project_id]
+            rows, has_more = _fetch_page(Assistant, Assistant.id, Assistant.created_at, Assistant.seq, scope, page)
             return Page([_assistant_record(row) for row in rows], has_more)
 
     def _assistant_row(self, assistant_id: str) -> Assistant:
-        row = Assistant.get_or_none(Assistant.id == assistant_id)
+        row = Assistant.get_or_none(Assistant.id == assistant_id, Assistant.project_id == self.project_id)
         if row is None:
             raise NotFoundError("assistant", assistant_id)
         return row
@@ -192,7 +256,7 @@ class Repository:
         thread_id = new_id(THREAD_PREFIX)
         now = _now()
         with self._writing():
-            Thread.insert(id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata).execute()
+            self._insert_thread(thread_id, now, tool_resources, metadata)
             if messages:
                 # Rows are inserted in the given order, so `seq` keeps that order within the second.
                 Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
@@ -212,12 +276,19 @@ class Repository:
         thread_id = new_id(THREAD_PREFIX)
         now = _now()
         with self._writing():
-            Thread.insert(id=thread_id, created_at=now, tool_resources=tool_resources, metadata=metadata).execute()
+            self._insert_thread(thread_id, now, tool_resources, metadata)
             if messages:
                 Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
             values = _run_values(thread_id, now, new, expires_in)
             Run.insert(values).execute()
             return _thread_record(self._thread_row(thread_id)), _run_record(self._run_row(thread_id, values["id"]))
+
+    def _insert_thread(
+        self, thread_id: str, now: int, tool_resources: dict[str, Any], metadata: dict[str, str]
+    ) -> None:
+        Thread.insert(
+            id=thread_id, project_id=self.project_id, created_at=now, tool_resources=tool_resources, metadata=metadata
+        ).execute()
 
     def get_thread(self, thread_id: str) -> ThreadRecord:
         with self._reading():
@@ -236,6 +307,7 @@ class Repository:
         if metadata is not None:
             values[Thread.metadata] = metadata
         with self._writing():
+            self._thread_row(thread_id)
             if values:
                 Thread.update(values).where(Thread.id == thread_id).execute()
             return _thread_record(self._thread_row(thread_id))
@@ -251,7 +323,7 @@ class Repository:
             Thread.delete().where(Thread.id == thread_id).execute()
 
     def _thread_row(self, thread_id: str) -> Thread:
-        row = Thread.get_or_none(Thread.id == thread_id)
+        row = Thread.get_or_none(Thread.id == thread_id, Thread.project_id == self.project_id)
         if row is None:
             raise NotFoundError("thread", thread_id)
         return row
@@ -263,7 +335,7 @@ class Repository:
         the database's write lock; elsewhere the thread's row is locked (SELECT ... FOR UPDATE), so
         concurrent writers adding runs or messages to the same thread queue up behind each other.
         """
-        query = Thread.select(Thread.id).where(Thread.id == thread_id)
+        query = Thread.select(Thread.id).where(Thread.id == thread_id, Thread.project_id == self.project_id)
         if self._db.for_update:
             query = query.for_update()
         if query.first() is None:
@@ -320,43 +392,35 @@ class Repository:
             )
             return Page([_message_record(row) for row in rows], has_more)
 
-    def update_message_content(
+    def transition_message(
         self,
         message_id: str,
-        content: list[dict[str, Any]],
+        to: MessageStatus,
+        sources: Collection[MessageStatus],
         *,
-        status: str | None = None,
-        incomplete_details: dict[str, Any] | None = None,
-    ) -> MessageRecord:
-        """Replace a message's content (a reply being streamed), optionally changing its status.
-
-        "completed" stamps completed_at, "incomplete" incomplete_at; `incomplete_details` is stored
-        when given. One UPDATE by id, then the row read back.
-        """
-        values: dict[peewee.Field[Any], Any] = {Message.content: content}
-        if status is not None:
-            values[Message.status] = status
-            if status == "completed":
-                values[Message.completed_at] = _now()
-            elif status == "incomplete":
-                values[Message.incomplete_at] = _now()
+        content: Sequence[ContentPart] | None = None,
+        incomplete_details: IncompleteDetails | None = None,
+    ) -> Transition[MessageRecord]:
+        """Move a message to `to` if its status is one of `sources` (a compare-and-set), with its
+        final `content` and `incomplete_details` when given; stamps completed_at / incomplete_at."""
+        changes: dict[peewee.Field[Any], Any] = {}
+        if content is not None:
+            changes[Message.content] = tuple(content)
         if incomplete_details is not None:
-            values[Message.incomplete_details] = incomplete_details
+            changes[Message.incomplete_details] = incomplete_details
         with self._writing():
-            updated: int = Message.update(values).where(Message.id == message_id).execute()
-            if updated == 0:
-                raise NotFoundError("message", message_id)
-            return _message_record(Message.get(Message.id == message_id))
+            row = _transition(Message, _MESSAGE_STAMPS, "message", message_id, to, sources, changes)
+            return Transition(_message_record(row[0]), row[1])
 
-    def update_growing_messages(self, contents: Mapping[str, list[dict[str, Any]]]) -> None:
+    def update_growing_messages(self, contents: Mapping[str, Sequence[ContentPart]]) -> None:
         """Replace the content of replies still being generated, all in one write transaction.
 
         A message that is no longer `in_progress` keeps its content: its final text was written
         when it ended, and an earlier snapshot must not overwrite it."""
         with self._writing():
             for message_id, content in contents.items():
-                Message.update({Message.content: content}).where(
-                    (Message.id == message_id) & (Message.status == "in_progress")
+                Message.update({Message.content: tuple(content)}).where(
+                    (Message.id == message_id) & (Message.status == MessageStatus.IN_PROGRESS)
                 ).execute()
 
     def thread_messages(self, thread_id: str, last: int | None = None) -> list[MessageRecord]:
@@ -417,7 +481,11 @@ class Repository:
             run.thread_id,
             now,
             NewMessage(
-                role="assistant", content=[], status="in_progress", assistant_id=run.assistant_id, run_id=run.id
+                role="assistant",
+                content=(),
+                status=MessageStatus.IN_PROGRESS,
+                assistant_id=run.assistant_id,
+                run_id=run.id,
             ),
         )
         step = {
@@ -427,8 +495,8 @@ class Repository:
             "assistant_id": run.assistant_id,
             "created_at": now,
             "type": "message_creation",
-            "status": "in_progress",
-            "step_details": {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
+            "status": StepStatus.IN_PROGRESS,
+            "step_details": MessageCreation(message["id"]),
             "metadata": {},
         }
         with self._writing():
@@ -451,36 +519,31 @@ class Repository:
             rows, has_more = _fetch_page(Run, Run.id, Run.created_at, Run.seq, [Run.thread == thread_id], page)
             return Page([_run_record(row) for row in rows], has_more)
 
-    def update_run(
+    def transition_run(
         self,
         run_id: str,
-        changes: Mapping[str, Any],
-        *,
-        expected_statuses: Collection[str] | None = None,
-    ) -> RunRecord | None:
-        """Apply `changes` (RunRecord field names) to a run in one UPDATE.
-
-        With `expected_statuses` it is a compare-and-set: applied only if the run's status is one
-        of them at that moment, else nothing changes and None is returned. NotFoundError if no
-        run has the id.
-        """
-        unknown = set(changes) - set(_RUN_UPDATABLE)
-        if unknown:
-            raise ValueError(f"cannot update run fields: {sorted(unknown)}")
-        condition = Run.id == run_id
-        if expected_statuses is not None:
-            condition &= Run.status.in_(list(expected_statuses))
+        to: RunStatus,
+        sources: Collection[RunStatus],
+        changes: Mapping[str, Any] | None = None,
+    ) -> Transition[RunRecord]:
+        """Move a run to `to` if its status is one of `sources`, applying `changes` (RunRecord
+        field names) with it, in one UPDATE: a compare-and-set, so of two concurrent changes only
+        one applies. Entering in_progress stamps started_at (once), completed/failed/cancelled
+        their `*_at`. Returns the run as it now is; NotFoundError if no run has the id."""
+        values = _field_values(_RUN_UPDATABLE, changes or {}, "run")
         with self._writing():
-            if changes:
-                values = {_RUN_UPDATABLE[name]: value for name, value in changes.items()}
-                applied: int = Run.update(values).where(condition).execute()
-            else:
-                applied = Run.select(Run.seq).where(condition).count()
-            if applied == 0:
-                if Run.get_or_none(Run.id == run_id) is None:
-                    raise NotFoundError("run", run_id)
-                return None
-            return _run_record(Run.get(Run.id == run_id))
+            row, applied = _transition(Run, _RUN_STAMPS, "run", run_id, to, sources, values)
+            return Transition(_run_record(row), applied)
+
+    def update_run(self, thread_id: str, run_id: str, changes: Mapping[str, Any]) -> RunRecord:
+        """Apply `changes` (RunRecord field names other than the status) to a run of the thread."""
+        values = _field_values(_RUN_UPDATABLE, changes, "run")
+        with self._writing():
+            self._thread_row(thread_id)
+            self._run_row(thread_id, run_id)
+            if values:
+                Run.update(values).where(Run.id == run_id).execute()
+            return _run_record(self._run_row(thread_id, run_id))
 
     def active_run(self, thread_id: str) -> RunRecord | None:
         """The thread's run in an active status (queued, in_progress, requires_action, cancelling), if any."""
@@ -489,67 +552,61 @@ class Repository:
             row = _active_run_row(thread_id)
             return None if row is None else _run_record(row)
 
-    def unfinished_runs(self) -> list[RunRecord]:
-        """Runs queued, in progress or being cancelled, oldest first (to recover at start-up)."""
-        with self._reading():
-            rows = (
-                Run.select()
-                .where(Run.status.in_(_UNFINISHED_RUN_STATUSES))
-                .order_by(Run.created_at.asc(), Run.seq.asc())
-            )
-            return [_run_record(row) for row in rows]
+    def end_interrupted_runs(
+        self,
+        error: LastError,
+        *,
+        failing: Collection[RunStatus],
+        cancelling: Collection[RunStatus],
+    ) -> list[str]:
+        """End, in one transaction, the runs a stopped process left in `failing` statuses (as
+        `failed` with `error`) or in `cancelling` ones (as `cancelled`); return their ids.
 
-    def fail_interrupted_runs(self, message: str) -> list[str]:
-        """End every unfinished run after a crash, in one transaction; return their ids.
-
-        A run being cancelled becomes "cancelled", any other "failed" with a server_error. Their
-        steps still in progress end the same way, and their messages still in progress become
-        "incomplete" (reason "run_cancelled" or "run_failed").
-        """
-        error = {"code": "server_error", "message": message}
+        Their steps still in progress end the same way, and their messages still in progress become
+        "incomplete" (reason "run_failed" or "run_cancelled")."""
         with self._writing():
             now = _now()
             query = (
                 Run.select(Run.id, Run.thread, Run.status)
-                .where(Run.status.in_(_UNFINISHED_RUN_STATUSES))
+                .where(Run.status.in_([*failing, *cancelling]))
                 .order_by(Run.created_at.asc(), Run.seq.asc())
             )
             if self._db.for_update:
                 query = query.for_update()
             runs = [(row.id, row.thread_id, row.status) for row in query]
             for run_id, thread_id, status in runs:
-                run_values: dict[peewee.Field[Any], Any]
-                step_values: dict[peewee.Field[Any], Any]
-                if status == "cancelling":
-                    run_values = {Run.status: "cancelled", Run.cancelled_at: now}
-                    step_values = {RunStep.status: "cancelled", RunStep.cancelled_at: now}
-                    reason = "run_cancelled"
-                else:
-                    run_values = {Run.status: "failed", Run.failed_at: now, Run.last_error: error}
-                    step_values = {RunStep.status: "failed", RunStep.failed_at: now, RunStep.last_error: error}
-                    reason = "run_failed"
-                Run.update(run_values).where(Run.id == run_id).execute()
-                RunStep.update(step_values).where(RunStep.run == run_id, RunStep.status == "in_progress").execute()
+                cancelled = status in cancelling
+                run_to = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
+                step_to = StepStatus.CANCELLED if cancelled else StepStatus.FAILED
+                reason = "run_cancelled" if cancelled else "run_failed"
+                failure: dict[peewee.Field[Any], Any] = {} if cancelled else {Run.last_error: error}
+                _transition(Run, _RUN_STAMPS, "run", run_id, run_to, [status], failure)
+                step_values: dict[peewee.Field[Any], Any] = {RunStep.status: step_to, _STEP_STAMPS[step_to]: now}
+                if not cancelled:
+                    step_values[RunStep.last_error] = error
+                RunStep.update(step_values).where(
+                    RunStep.run == run_id, RunStep.status == StepStatus.IN_PROGRESS
+                ).execute()
                 _end_run_messages(thread_id, run_id, now, reason)
             return [run_id for run_id, _, _ in runs]
 
-    def expire_runs(self, now: int) -> list[RunRecord]:
-        """Expire the runs waiting (requires_action or queued) whose expires_at is at or before `now`.
+    def expire_runs(self, now: int, expiring: Collection[RunStatus]) -> list[RunRecord]:
+        """Expire the runs in `expiring` statuses whose expires_at is at or before `now`.
 
         Their steps in progress become "expired" and their messages in progress "incomplete"
         (reason "run_expired"). Returns the expired runs, oldest first.
         """
         with self._writing():
-            query = Run.select(Run.id, Run.thread).where(Run.status.in_(_EXPIRING_RUN_STATUSES), Run.expires_at <= now)
+            query = Run.select(Run.id, Run.thread).where(Run.status.in_(list(expiring)), Run.expires_at <= now)
             if self._db.for_update:
                 query = query.for_update()
             runs = [(row.id, row.thread_id) for row in query]
             if not runs:
                 return []
             run_ids = [run_id for run_id, _ in runs]
-            Run.update({Run.status: "expired", Run.required_action: None}).where(Run.id.in_(run_ids)).execute()
-            RunStep.update({RunStep.status: "expired", RunStep.expired_at: now}).where(
-                RunStep.run.in_(run_ids), RunStep.status == "in_progress"
+            Run.update({Run.status: RunStatus.EXPIRED, Run.required_action: None}).where(Run.id.in_(run_ids)).execute()
+            RunStep.update({RunStep.status: StepStatus.EXPIRED, RunStep.expired_at: now}).where(
+                RunStep.run.in_(run_ids), RunStep.status == StepStatus.IN_PROGRESS
             ).execute()
             for run_id, thread_id in runs:
                 _end_run_messages(thread_id, run_id, now, "run_expired")
@@ -579,24 +636,34 @@ class Repository:
                 type=new.type,
                 status=new.status,
                 step_details=new.step_details,
-                completed_at=now if new.status == "completed" else None,
+                completed_at=now if new.status == StepStatus.COMPLETED else None,
                 metadata={},
             ).execute()
             return _step_record(RunStep.get(RunStep.id == step_id))
 
     def update_step(self, step_id: str, changes: Mapping[str, Any]) -> RunStepRecord:
-        """Apply `changes` (RunStepRecord field names) to a step; NotFoundError if no step has the id."""
-        unknown = set(changes) - set(_STEP_UPDATABLE)
-        if unknown:
-            raise ValueError(f"cannot update run step fields: {sorted(unknown)}")
+        """Apply `changes` (RunStepRecord field names other than the status) to a step."""
+        values = _field_values(_STEP_UPDATABLE, changes, "run step")
         with self._writing():
-            if changes:
-                values = {_STEP_UPDATABLE[name]: value for name, value in changes.items()}
+            if values:
                 RunStep.update(values).where(RunStep.id == step_id).execute()
             row = RunStep.get_or_none(RunStep.id == step_id)
             if row is None:
                 raise NotFoundError("step", step_id)
             return _step_record(row)
+
+    def transition_step(
+        self,
+        step_id: str,
+        to: StepStatus,
+        sources: Collection[StepStatus],
+        changes: Mapping[str, Any] | None = None,
+    ) -> Transition[RunStepRecord]:
+        """Move a step to `to` if its status is one of `sources`, with `changes`; stamps `<to>_at`."""
+        values = _field_values(_STEP_UPDATABLE, changes or {}, "run step")
+        with self._writing():
+            row, applied = _transition(RunStep, _STEP_STAMPS, "step", step_id, to, sources, values)
+            return Transition(_step_record(row), applied)
 
     def get_step(self, thread_id: str, run_id: str, step_id: str) -> RunStepRecord:
         with self._reading():
@@ -617,6 +684,139 @@ class Repository:
             return Page([_step_record(row) for row in rows], has_more)
 
 
+class KeyStore:
+    """Projects and API keys, seen from the whole service (the `keys` command, the admin service and
+    authentication): keys are looked up by the hash of their secret, which is all that is stored."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self._db = database
+        bind_models(database)
+
+    def ensure_project(self, name: str) -> ProjectRecord:
+        """The project called `name`, created on first use."""
+        with connection_scope(self._db), write_transaction(self._db):
+            row = Project.get_or_none(Project.name == name)
+            if row is None:
+                project_id = DEFAULT_PROJECT_ID if name == "default" else new_id(PROJECT_PREFIX)
+                Project.insert(id=project_id, name=name, created_at=_now()).execute()
+                row = Project.get(Project.name == name)
+            return _record(row, ProjectRecord)
+
+    def list_projects(self) -> list[ProjectRecord]:
+        with connection_scope(self._db), read_transaction(self._db):
+            return [_record(row, ProjectRecord) for row in Project.select().order_by(Project.seq)]
+
+    def create_key(
+        self,
+        project_name: str,
+        secret_hash: str,
+        prefix: str,
+        *,
+        name: str | None = None,
+        admin: bool = False,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> ApiKeyRecord:
+        project = self.ensure_project(project_name)
+        key_id = new_id(KEY_PREFIX)
+        with connection_scope(self._db), write_transaction(self._db):
+            ApiKey.insert(
+                id=key_id,
+                project=project.id,
+                name=name,
+                prefix=prefix,
+                secret_hash=secret_hash,
+                admin=admin,
+                rpm=rpm,
+                tpm=tpm,
+                created_at=_now(),
+            ).execute()
+            return self._key_record(ApiKey.get(ApiKey.id == key_id))
+
+    def list_keys(self) -> list[ApiKeyRecord]:
+        with connection_scope(self._db), read_transaction(self._db):
+            return [self._key_record(row) for row in self._keys().order_by(ApiKey.seq)]
+
+    def revoke_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke a key (idempotent); NotFoundError for an unknown id."""
+        with connection_scope(self._db), write_transaction(self._db):
+            ApiKey.update(revoked_at=_now()).where(ApiKey.id == key_id, ApiKey.revoked_at.is_null()).execute()
+            row: ApiKey | None = self._keys().where(ApiKey.id == key_id).first()
+            if row is None:
+                raise NotFoundError("key", key_id)
+            return self._key_record(row)
+
+    def find_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        """The key whose secret hashes to `secret_hash`, revoked or not; None if there is none."""
+        with connection_scope(self._db), read_transaction(self._db):
+            row: ApiKey | None = self._keys().where(ApiKey.secret_hash == secret_hash).first()
+            return None if row is None else self._key_record(row)
+
+    def has_keys(self) -> bool:
+        """Whether any key, even a revoked one, was ever created: then every call needs a key."""
+        with connection_scope(self._db), read_transaction(self._db):
+            return bool(ApiKey.select(ApiKey.seq).limit(1).count())
+
+    def mark_used(self, last_used: Mapping[str, int]) -> None:
+        """Record when keys were last used (one write for many calls)."""
+        with connection_scope(self._db), write_transaction(self._db):
+            for key_id, when in last_used.items():
+                ApiKey.update(last_used_at=when).where(ApiKey.id == key_id).execute()
+
+    @staticmethod
+    def _keys() -> peewee.ModelSelect[ApiKey]:
+        return ApiKey.select(ApiKey, Project.id, Project.name).join(Project)
+
+    @staticmethod
+    def _key_record(row: ApiKey) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            id=row.id,
+            project_id=row.project_id,
+            project_name=row.project.name,
+            name=row.name,
+            prefix=row.prefix,
+            admin=row.admin,
+            rpm=row.rpm,
+            tpm=row.tpm,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+def _field_values(
+    updatable: Mapping[str, peewee.Field[Any]], changes: Mapping[str, Any], kind: str
+) -> dict[peewee.Field[Any], Any]:
+    unknown = set(changes) - set(updatable)
+    if unknown:
+        raise ValueError(f"cannot update {kind} fields: {sorted(unknown)}")
+    return {updatable[name]: value for name, value in changes.items()}
+
+
+def _transition(
+    model: type[_Row],
+    stamps: Mapping[_Status, peewee.Field[Any]],
+    kind: str,
+    row_id: str,
+    to: _Status,
+    sources: Collection[_Status],
+    values: Mapping[peewee.Field[Any], Any],
+) -> tuple[_Row, bool]:
+    """Inside a write transaction: the compare-and-set of a status, then the row as it now is."""
+    status: peewee.Field[Any] = model.status  # type: ignore[attr-defined]
+    row_key: peewee.Field[str] = model.id  # type: ignore[attr-defined]
+    changes = {**values, status: to}
+    stamp = stamps.get(to)
+    if stamp is not None:
+        # COALESCE: a status entered again (in_progress after tool outputs) keeps its first stamp.
+        changes[stamp] = peewee.fn.COALESCE(stamp, _now())
+    applied: int = model.update(changes).where(row_key == row_id, status.in_(list(sources))).execute() if sources else 0
+    row = model.get_or_none(row_key == row_id)
+    if row is None:
+        raise NotFoundError(kind, row_id)
+    return row, applied > 0
+
+
 def _active_run_row(thread_id: str) -> Run | None:
     # At most one run per thread is active; the (thread_id, status) index finds it.
     row: Run | None = Run.select().where(Run.thread == thread_id, Run.status.in_(ACTIVE_RUN_STATUSES)).first()
@@ -626,8 +826,14 @@ def _active_run_row(thread_id: str) -> Run | None:
 def _end_run_messages(thread_id: str, run_id: str, now: int, reason: str) -> None:
     """Mark the run's messages still in progress as incomplete for `reason`."""
     Message.update(
-        {Message.status: "incomplete", Message.incomplete_at: now, Message.incomplete_details: {"reason": reason}}
-    ).where(Message.thread == thread_id, Message.run_id == run_id, Message.status == "in_progress").execute()
+        {
+            Message.status: MessageStatus.INCOMPLETE,
+            Message.incomplete_at: now,
+            Message.incomplete_details: IncompleteDetails(reason),
+        }
+    ).where(
+        Message.thread == thread_id, Message.run_id == run_id, Message.status == MessageStatus.IN_PROGRESS
+    ).execute()
 
 
 def _fetch_page(
@@ -726,7 +932,7 @@ def _message_values(thread_id: str, now: int, new: NewMessage) -> dict[str, Any]
         "created_at": now,
         "status": new.status,
         "incomplete_details": None,
-        "completed_at": now if new.status == "completed" else None,
+        "completed_at": now if new.status == MessageStatus.COMPLETED else None,
         "incomplete_at": None,
         "role": new.role,
         "content": new.content,
@@ -743,7 +949,7 @@ def _run_values(thread_id: str, now: int, new: NewRun, expires_in: int) -> dict[
         "thread": thread_id,
         "assistant_id": new.assistant_id,
         "created_at": now,
-        "status": "queued",
+        "status": RunStatus.QUEUED,
         "model": new.model,
         "instructions": new.instructions,
         "tools": new.tools,

@@ -125,7 +125,9 @@ def stack(tmp_path: Path) -> Iterator[Callable[..., SovereignClient]]:
     started: list[tuple[ServerThread, SovereignClient]] = []
 
     def start(**options: Any) -> SovereignClient:
-        config = ServerConfig(grpc_port=0, database=str(tmp_path / f"db{len(started)}.sqlite3"), **options)
+        config = ServerConfig(
+            grpc_port=0, metrics_port=0, database=str(tmp_path / f"db{len(started)}.sqlite3"), **options
+        )
         server = ServerThread(config).start()
         client = SovereignClient(f"127.0.0.1:{server.port}")
         started.append((server, client))

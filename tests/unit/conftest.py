@@ -11,7 +11,7 @@ import peewee
 import pytest
 
 import sovereign_storage.repository as repository_module
-from sovereign_storage import NewMessage, Repository, migrate, open_database
+from sovereign_storage import NewMessage, Repository, TextContent, migrate, open_database
 
 
 @pytest.fixture
@@ -44,4 +44,4 @@ def sql(database: peewee.Database, query: str, params: list[Any] | None = None) 
 
 
 def user_message(text: str, **kwargs: Any) -> NewMessage:
-    return NewMessage(role="user", content=[{"type": "text", "text": {"value": text}}], **kwargs)
+    return NewMessage(role="user", content=(TextContent(text),), **kwargs)

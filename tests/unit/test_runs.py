@@ -1,18 +1,20 @@
-"""The run layer on its own: events and their renderings, the context sent to engines, and the
-lifecycle a run goes through, driven by a scripted engine over a real SQLite file."""
+"""The run layer on its own: its tables, events and their renderings, the context sent to engines,
+and the lifecycle a run goes through, driven by a scripted engine over a real SQLite file."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
-from sovereign_assistant.v1 import run_service_pb2
-from sovereign_server import convert
+from sovereign_server import convert, sse
+from sovereign_server.caller import Caller
 from sovereign_server.engines import (
     Chunk,
     EngineError,
@@ -22,16 +24,40 @@ from sovereign_server.engines import (
     ToolCallDelta,
     Usage,
 )
-from sovereign_server.runs import RunManager, RunSettings
+from sovereign_server.errors import ConflictError
+from sovereign_server.runs import (
+    DONE,
+    Event,
+    EventChannel,
+    EventName,
+    RunManager,
+    RunOptions,
+    RunSettings,
+    ToolOutput,
+)
 from sovereign_server.runs.context import generation_request
-from sovereign_server.runs.events import DONE_EVENT, EventChannel, RunEvent
+from sovereign_server.runs.execution import ALL_STEPS
+from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
 from sovereign_storage import (
+    DEFAULT_PROJECT_ID,
+    FunctionCall,
+    ImageUrlContent,
+    IncompleteDetails,
+    LastError,
     MessageRecord,
+    MessageStatus,
     NewAssistant,
     NewMessage,
+    PageRequest,
     Repository,
     RunRecord,
+    RunStatus,
     RunStepRecord,
+    StepStatus,
+    SubmitToolOutputs,
+    TextContent,
+    ToolCalls,
+    TruncationStrategy,
     migrate,
     open_database,
 )
@@ -39,13 +65,58 @@ from tests.conftest import reply_events
 
 pytestmark = pytest.mark.unit
 
+CALLER = Caller(DEFAULT_PROJECT_ID)
+
+
+# ---------------------------------------------------------------- the transition tables
+
+
+def test_a_run_changes_status_only_as_the_table_allows() -> None:
+    assert RUNS.sources(RunStatus.IN_PROGRESS) == {RunStatus.QUEUED}
+    assert RUNS.sources(RunStatus.QUEUED) == {RunStatus.REQUIRES_ACTION}
+    assert RUNS.sources(RunStatus.CANCELLING) == {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION}
+    assert RUNS.sources(RunStatus.CANCELLED) == {RunStatus.CANCELLING}
+    # What a restart ends and what expiry sweeps follow from the same table.
+    assert RUNS.sources(RunStatus.FAILED) == {RunStatus.QUEUED, RunStatus.IN_PROGRESS}
+    assert RUNS.sources(RunStatus.EXPIRED) == {RunStatus.QUEUED, RunStatus.REQUIRES_ACTION}
+    for terminal in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INCOMPLETE):
+        assert not any(RUNS.allows(terminal, to) for to in RunStatus)
+    assert not RUNS.allows(RunStatus.REQUIRES_ACTION, RunStatus.COMPLETED)
+
+
+def test_every_status_change_names_its_event() -> None:
+    for status in RunStatus:
+        assert RUNS.event(status) == f"thread.run.{status}"
+    for step_status in StepStatus:
+        assert STEPS.event(step_status) == f"thread.run.step.{step_status}"
+    assert STEPS.sources(StepStatus.COMPLETED) == {StepStatus.IN_PROGRESS}
+    for message_status in MessageStatus:
+        assert MESSAGES.event(message_status) == f"thread.message.{message_status}"
+    assert MESSAGES.sources(MessageStatus.INCOMPLETE) == {MessageStatus.IN_PROGRESS}
+
+
+def test_the_run_layer_imports_no_grpc_or_protobuf() -> None:
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sovereign_server.runs, sovereign_server.engines.openai_compat, "
+            "sovereign_server.engines.builtin; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('grpc', 'google', 'sovereign_assistant')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
+
 
 # ---------------------------------------------------------------- events
 
 
 async def test_a_late_subscriber_sees_every_event_in_order() -> None:
     channel = EventChannel()
-    first, second = RunEvent("a"), RunEvent("b")
+    first, second = Event(EventName.RUN_CREATED), Event(EventName.RUN_QUEUED)
     channel.publish(first)
     channel.publish(second)
     channel.close()
@@ -56,29 +127,28 @@ async def test_followers_get_events_published_while_they_wait_then_stop_at_close
     channel = EventChannel()
 
     async def produce() -> None:
-        for name in ("a", "b", "c"):
+        for name in (EventName.RUN_CREATED, EventName.RUN_QUEUED, EventName.RUN_IN_PROGRESS):
             await asyncio.sleep(0)
-            channel.publish(RunEvent(name))
+            channel.publish(Event(name))
         channel.close()
 
     producer = asyncio.create_task(produce())
     names = [event.name async for batch in channel.follow() for event in batch]
     await producer
-    assert names == ["a", "b", "c"]
+    assert names == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
 
 
 async def test_silence_yields_empty_batches_as_heartbeats() -> None:
     channel = EventChannel()
     follower = channel.follow(heartbeat=0.01)
     assert await anext(follower) == []
-    channel.publish(RunEvent("a"))
-    assert [event.name for event in await anext(follower)] == ["a"]
+    channel.publish(Event(EventName.RUN_CREATED))
+    assert [event.name for event in await anext(follower)] == ["thread.run.created"]
     await follower.aclose()
 
 
 def test_sse_frames_are_event_and_data_lines() -> None:
-    delta = RunEvent("thread.message.delta", "message_delta", convert.message_delta("msg_1", "Hi"))
-    frame = delta.to_sse()
+    frame = sse.frame(Event(EventName.MESSAGE_DELTA, MessageDelta("msg_1", "Hi")))
     head, data = frame.removesuffix(b"\n\n").split(b"\n")
     assert head == b"event: thread.message.delta"
     assert json.loads(data.removeprefix(b"data: ")) == {
@@ -86,15 +156,20 @@ def test_sse_frames_are_event_and_data_lines() -> None:
         "object": "thread.message.delta",
         "delta": {"content": [{"index": 0, "type": "text", "text": {"value": "Hi", "annotations": []}}]},
     }
-    assert DONE_EVENT.to_sse() == b"event: done\ndata: [DONE]\n\n"
+    assert sse.frame(DONE) == b"event: done\ndata: [DONE]\n\n"
 
 
 def test_typed_events_carry_the_payload_in_the_matching_field() -> None:
-    event = RunEvent("thread.message.delta", "message_delta", convert.message_delta("msg_1", "Hi")).to_proto()
+    event = convert.event_message(Event(EventName.MESSAGE_DELTA, MessageDelta("msg_1", "Hi")))
     assert event.event == "thread.message.delta"
     assert event.WhichOneof("data") == "message_delta"
     assert event.message_delta.delta.content[0].text.value == "Hi"
-    assert DONE_EVENT.to_proto().WhichOneof("data") is None
+    assert convert.event_message(DONE).WhichOneof("data") is None
+
+
+def test_a_delta_renders_the_same_json_directly_as_through_its_message() -> None:
+    delta = MessageDelta("msg_1", "Hi \u00e9", index=2)
+    assert convert.message_delta_json(delta) == convert.openai_json(convert.message_delta(delta))
 
 
 # ---------------------------------------------------------------- context
@@ -124,7 +199,7 @@ def _run(**fields: Any) -> RunRecord:
         "top_p": None,
         "max_prompt_tokens": None,
         "max_completion_tokens": 300,
-        "truncation_strategy": None,
+        "truncation_strategy": TruncationStrategy(),
         "tool_choice": "auto",
         "parallel_tool_calls": True,
         "response_format": None,
@@ -132,7 +207,7 @@ def _run(**fields: Any) -> RunRecord:
     return RunRecord(**(defaults | fields))
 
 
-def _message(role: str, content: list[dict[str, Any]], **fields: Any) -> MessageRecord:
+def _message(role: Literal["user", "assistant"], content: tuple[Any, ...], **fields: Any) -> MessageRecord:
     defaults: dict[str, Any] = {
         "id": "msg",
         "created_at": 0,
@@ -150,8 +225,8 @@ def _message(role: str, content: list[dict[str, Any]], **fields: Any) -> Message
 
 
 def test_context_is_instructions_then_messages_then_tool_rounds() -> None:
-    text = [{"type": "text", "text": {"value": "look", "annotations": []}}]
-    image = [{"type": "image_url", "image_url": {"url": "https://x/c.png"}}]
+    text = (TextContent("look"),)
+    image = (ImageUrlContent("https://x/c.png"),)
     tool_step = RunStepRecord(
         id="step_1",
         created_at=0,
@@ -159,13 +234,8 @@ def test_context_is_instructions_then_messages_then_tool_rounds() -> None:
         thread_id="thread_1",
         assistant_id="asst_1",
         type="tool_calls",
-        status="completed",
-        step_details={
-            "type": "tool_calls",
-            "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}", "output": "42"}}
-            ],
-        },
+        status=StepStatus.COMPLETED,
+        step_details=ToolCalls((FunctionCall("call_1", "f", "{}", "42"),)),
         last_error=None,
         expired_at=None,
         cancelled_at=None,
@@ -188,7 +258,7 @@ def test_context_is_instructions_then_messages_then_tool_rounds() -> None:
 
 
 def test_context_leaves_out_the_runs_own_unfinished_reply() -> None:
-    reply = _message("assistant", [], status="in_progress", run_id="run_1")
+    reply = _message("assistant", (), status=MessageStatus.IN_PROGRESS, run_id="run_1")
     request = generation_request(_run(instructions=None), [reply], [])
     assert request.messages == ()
 
@@ -197,13 +267,24 @@ def test_context_leaves_out_the_runs_own_unfinished_reply() -> None:
 
 
 class ScriptedEngine:
-    """Yields the chunks it is given; between chunks it waits for `step` when `paced` is set."""
+    """Yields the chunks it is given (a later turn yields the next of `later_turns`, if any);
+    between chunks it waits for `step` when `paced` is set, and calls `before_finish` before the
+    last one."""
 
     name = "scripted"
 
-    def __init__(self, chunks: Sequence[Chunk | Exception], *, paced: bool = False, prompt_tokens: int = 7) -> None:
-        self._chunks = chunks
+    def __init__(
+        self,
+        chunks: Sequence[Chunk | Exception],
+        *,
+        paced: bool = False,
+        prompt_tokens: int = 7,
+        later_turns: Sequence[Sequence[Chunk | Exception]] = (),
+        before_finish: Callable[[], None] | None = None,
+    ) -> None:
+        self._turns = [chunks, *later_turns]
         self._prompt_tokens = prompt_tokens
+        self._before_finish = before_finish
         self.paced = paced
         self.step = asyncio.Event()
         self.requests: list[GenerationRequest] = []
@@ -211,8 +292,11 @@ class ScriptedEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         self.requests.append(request)
+        chunks = self._turns[min(len(self.requests), len(self._turns)) - 1]
         try:
-            for chunk in self._chunks:
+            for chunk in chunks:
+                if isinstance(chunk, Finish) and self._before_finish is not None:
+                    self._before_finish()
                 if self.paced:
                     await self.step.wait()
                     self.step.clear()
@@ -228,6 +312,9 @@ class ScriptedEngine:
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return self._prompt_tokens
 
+    def backend_name(self, model: str) -> str:
+        return self.name
+
     async def aclose(self) -> None:
         pass
 
@@ -239,13 +326,13 @@ def repository(tmp_path: Path) -> Repository:
     return Repository(database)
 
 
-async def _start(repository: Repository, engine: ScriptedEngine, **request: Any) -> tuple[RunManager, Any, Any]:
+async def _start(
+    repository: Repository, engine: ScriptedEngine, **options: Any
+) -> tuple[RunManager, RunRecord, EventChannel]:
     manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60))
     assistant = repository.create_assistant(NewAssistant(model="m"))
-    thread, _ = repository.create_thread({}, {}, [NewMessage(role="user", content=[])])
-    run, channel = await manager.create_run(
-        run_service_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id, **request)
-    )
+    thread, _ = repository.create_thread({}, {}, [NewMessage(role="user", content=())])
+    run, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id, **options))
     return manager, run, channel
 
 
@@ -260,9 +347,9 @@ async def test_a_reply_goes_queued_in_progress_completed(repository: Repository)
     assert await _names(channel) == reply_events(2)
     ended = repository.get_run(run.thread_id, run.id)
     assert ended.status == "completed"
-    assert ended.usage == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    assert ended.usage == Usage(7, 2)
     reply = repository.thread_messages(run.thread_id)[-1]
-    assert (reply.status, reply.content[0]["text"]["value"], reply.run_id) == ("completed", "Hi there", run.id)
+    assert (reply.status, reply.content, reply.run_id) == ("completed", (TextContent("Hi there"),), run.id)
 
 
 async def test_tool_calls_park_the_run_in_requires_action(repository: Repository) -> None:
@@ -280,12 +367,7 @@ async def test_tool_calls_park_the_run_in_requires_action(repository: Repository
     assert names.count("thread.run.step.delta") == 3
     waiting = repository.get_run(run.thread_id, run.id)
     assert waiting.status == "requires_action"
-    assert waiting.required_action == {
-        "type": "submit_tool_outputs",
-        "submit_tool_outputs": {
-            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
-        },
-    }
+    assert waiting.required_action == SubmitToolOutputs((FunctionCall("call_1", "f", '{"a": 1}'),))
 
 
 async def test_length_ends_the_run_incomplete(repository: Repository) -> None:
@@ -293,8 +375,8 @@ async def test_length_ends_the_run_incomplete(repository: Repository) -> None:
     _, run, channel = await _start(repository, engine, max_completion_tokens=256)
     assert (await _names(channel))[-3:] == ["thread.run.step.completed", "thread.run.incomplete", "done"]
     ended = repository.get_run(run.thread_id, run.id)
-    assert ended.incomplete_details == {"reason": "max_completion_tokens"}
-    assert repository.thread_messages(run.thread_id)[-1].incomplete_details == {"reason": "max_tokens"}
+    assert ended.incomplete_details == IncompleteDetails("max_completion_tokens")
+    assert repository.thread_messages(run.thread_id)[-1].incomplete_details == IncompleteDetails("max_tokens")
 
 
 async def test_a_prompt_over_max_prompt_tokens_never_reaches_the_engine(repository: Repository) -> None:
@@ -302,7 +384,7 @@ async def test_a_prompt_over_max_prompt_tokens_never_reaches_the_engine(reposito
     _, run, channel = await _start(repository, engine, max_prompt_tokens=256)
     assert (await _names(channel))[-2:] == ["thread.run.incomplete", "done"]
     assert engine.requests == []
-    assert repository.get_run(run.thread_id, run.id).incomplete_details == {"reason": "max_prompt_tokens"}
+    assert repository.get_run(run.thread_id, run.id).incomplete_details == IncompleteDetails("max_prompt_tokens")
 
 
 async def test_an_engine_error_fails_the_run_and_keeps_the_partial_reply(repository: Repository) -> None:
@@ -315,9 +397,9 @@ async def test_an_engine_error_fails_the_run_and_keeps_the_partial_reply(reposit
         "done",
     ]
     failed = repository.get_run(run.thread_id, run.id)
-    assert failed.last_error == {"code": "rate_limit_exceeded", "message": "upstream down"}
+    assert failed.last_error == LastError("rate_limit_exceeded", "upstream down")
     reply = repository.thread_messages(run.thread_id)[-1]
-    assert (reply.status, reply.content[0]["text"]["value"]) == ("incomplete", "par")
+    assert (reply.status, reply.content) == ("incomplete", (TextContent("par"),))
 
 
 async def test_cancel_between_tokens_stops_the_engine_and_ends_cancelled(repository: Repository) -> None:
@@ -328,7 +410,7 @@ async def test_cancel_between_tokens_stops_the_engine_and_ends_cancelled(reposit
     engine.step.set()  # lets exactly one token out
     while "thread.message.delta" not in seen:
         seen += [event.name for event in await anext(follower)]
-    cancelling = await manager.cancel_run(run.thread_id, run.id)
+    cancelling = await manager.cancel_run(CALLER, run.thread_id, run.id)
     assert cancelling.status == "cancelling"
     engine.step.set()
     seen += [event.name async for batch in follower for event in batch]
@@ -351,10 +433,7 @@ async def test_stop_ends_unfinished_runs_as_interrupted(repository: Repository) 
     await manager.stop(grace=0.05)
     stopped = repository.get_run(run.thread_id, run.id)
     assert stopped.status == "failed"
-    assert stopped.last_error == {
-        "code": "server_error",
-        "message": "The server stopped while the run was in progress.",
-    }
+    assert stopped.last_error == LastError("server_error", "The server stopped while the run was in progress.")
 
 
 async def test_cancel_interrupts_an_engine_that_sends_nothing(repository: Repository) -> None:
@@ -365,7 +444,7 @@ async def test_cancel_interrupts_an_engine_that_sends_nothing(repository: Reposi
     engine.step.set()  # one token, then the engine stalls
     while "thread.message.delta" not in seen:
         seen += [event.name for event in await anext(follower)]
-    await manager.cancel_run(run.thread_id, run.id)
+    await manager.cancel_run(CALLER, run.thread_id, run.id)
     # No further step: the cancel alone must end the wait for the engine.
     seen += [event.name async for batch in follower for event in batch]
     assert seen.count("thread.message.delta") == 1
@@ -381,10 +460,130 @@ async def test_an_unexpected_failure_mid_stream_is_an_error_event_and_a_failed_r
     names = [event.name for event in events]
     assert names[-5:] == ["error", "thread.message.incomplete", "thread.run.step.failed", "thread.run.failed", "done"]
     error = next(event for event in events if event.name == "error")
-    frame = error.to_sse()
+    frame = sse.frame(error)
     assert frame.startswith(b"event: error\ndata: ")
     assert b'"type":"server_error"' in frame
     assert b"disk on fire" not in frame  # internals stay in the server's log
     failed = repository.get_run(run.thread_id, run.id)
     assert failed.status == "failed"
-    assert failed.last_error == {"code": "server_error", "message": "The server had an error while processing the run."}
+    assert failed.last_error == LastError("server_error", "The server had an error while processing the run.")
+
+
+async def test_tool_outputs_resume_the_run_with_the_calls_and_their_results(repository: Repository) -> None:
+    engine = ScriptedEngine(
+        [ToolCallDelta(0, "call_1", "f", '{"a": 1}'), Finish("tool_calls", Usage(7, 2))],
+        later_turns=[[TextDelta("It is 42."), Finish("stop", Usage(20, 3))]],
+    )
+    manager, run, channel = await _start(repository, engine)
+    await _names(channel)
+
+    queued, resumed = await manager.submit_tool_outputs(CALLER, run.thread_id, run.id, [ToolOutput("call_1", "42")])
+    assert queued.status == "queued"
+    assert queued.required_action is None
+    names = await _names(resumed)
+    assert names[:3] == ["thread.run.step.completed", "thread.run.queued", "thread.run.in_progress"]
+    assert names[-2:] == ["thread.run.completed", "done"]
+
+    ended = repository.get_run(run.thread_id, run.id)
+    assert (ended.status, ended.usage) == ("completed", Usage(27, 5))
+    tool_step = repository.list_steps(run.thread_id, run.id, ALL_STEPS).items[0]
+    assert tool_step.step_details == ToolCalls((FunctionCall("call_1", "f", '{"a": 1}', "42"),))
+    assert (tool_step.status, tool_step.usage) == ("completed", Usage(7, 2))
+    turns = engine.requests[1].messages
+    assert [(turn.role, turn.content) for turn in turns[-2:]] == [("assistant", ""), ("tool", "42")]
+
+
+async def test_cancelling_a_run_that_waits_for_tool_outputs_ends_it_and_its_tool_step(
+    repository: Repository,
+) -> None:
+    engine = ScriptedEngine([ToolCallDelta(0, "call_1", "f", "{}"), Finish("tool_calls", Usage(7, 2))])
+    manager, run, channel = await _start(repository, engine)
+    await _names(channel)
+
+    cancelling = await manager.cancel_run(CALLER, run.thread_id, run.id)
+    assert cancelling.status == "cancelling"
+    for _ in range(100):
+        if repository.get_run(run.thread_id, run.id).status == "cancelled":
+            break
+        await asyncio.sleep(0.01)
+    cancelled = repository.get_run(run.thread_id, run.id)
+    assert (cancelled.status, cancelled.required_action, cancelled.usage) == ("cancelled", None, Usage(7, 2))
+    (tool_step,) = repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
+    assert (tool_step.status, tool_step.cancelled_at is not None) == ("cancelled", True)
+    with pytest.raises(ConflictError, match="do not accept tool outputs"):
+        await manager.submit_tool_outputs(CALLER, run.thread_id, run.id, [ToolOutput("call_1", "42")])
+
+
+async def test_a_cancel_that_lands_after_the_last_token_still_ends_the_run_cancelled(
+    repository: Repository,
+) -> None:
+    cancelled_elsewhere: list[str] = []
+
+    def cancel_behind_the_executions_back() -> None:
+        # As a concurrent cancel would: the run moves to cancelling between two of its writes.
+        (run,) = repository.list_runs(thread_id, PageRequest()).items
+        moved = repository.transition_run(run.id, RunStatus.CANCELLING, [RunStatus.IN_PROGRESS])
+        cancelled_elsewhere.append(moved.record.status)
+
+    engine = ScriptedEngine(
+        [TextDelta("Hi"), Finish("stop", Usage(7, 1))], before_finish=cancel_behind_the_executions_back
+    )
+    manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60))
+    assistant = repository.create_assistant(NewAssistant(model="m"))
+    thread, _ = repository.create_thread({}, {}, [])
+    thread_id = thread.id
+    run, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id))
+
+    names = await _names(channel)
+    assert cancelled_elsewhere == ["cancelling"]
+    # The reply is finished and kept; the run does not claim to have completed.
+    assert names[-4:] == ["thread.message.completed", "thread.run.step.completed", "thread.run.cancelled", "done"]
+    assert "thread.run.completed" not in names
+    ended = repository.get_run(run.thread_id, run.id)
+    assert (ended.status, ended.usage) == ("cancelled", Usage(7, 1))
+
+
+class Reports:
+    """A run observer that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str, Usage]] = []
+        self.first_tokens: list[tuple[str, str]] = []
+        self.gaps = 0
+        self.failures: list[str] = []
+
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        self.ended.append((caller.project_id, run.status, usage))
+
+    def first_token(self, model: str, backend: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.first_tokens.append((model, backend))
+
+    def token_gap(self, model: str, backend: str, seconds: float) -> None:
+        self.gaps += 1
+
+    def engine_failed(self, code: str) -> None:
+        self.failures.append(code)
+
+
+async def test_the_observer_hears_of_first_tokens_gaps_failures_and_each_stretchs_usage(
+    repository: Repository,
+) -> None:
+    reports = Reports()
+    engine = ScriptedEngine(
+        [TextDelta("a"), TextDelta("b"), TextDelta("c"), Finish("stop", Usage(7, 3))],
+        later_turns=[[TextDelta("x"), EngineError("down", code="rate_limit_exceeded")]],
+    )
+    manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60), observer=reports)
+    assistant = repository.create_assistant(NewAssistant(model="m"))
+    for _ in range(2):
+        thread, _ = repository.create_thread({}, {}, [])
+        _, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id))
+        await _names(channel)
+    assert reports.ended == [
+        (DEFAULT_PROJECT_ID, "completed", Usage(7, 3)),
+        (DEFAULT_PROJECT_ID, "failed", Usage(7, 1)),
+    ]
+    assert reports.first_tokens == [("m", "scripted"), ("m", "scripted")]
+    assert reports.gaps == 2
+    assert reports.failures == ["rate_limit_exceeded"]

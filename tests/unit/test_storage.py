@@ -17,12 +17,15 @@ import sovereign_storage
 from sovereign_storage import (
     LATEST_VERSION,
     InvalidCursorError,
+    MessageCreation,
     MessageRecord,
+    MessageStatus,
     NewAssistant,
     NewMessage,
     NotFoundError,
     PageRequest,
     Repository,
+    TextContent,
     migrate,
     open_database,
     schema_version,
@@ -34,8 +37,9 @@ pytestmark = pytest.mark.unit
 
 
 def text_of(message: MessageRecord) -> str:
-    value: str = message.content[0]["text"]["value"]
-    return value
+    part = message.content[0]
+    assert isinstance(part, TextContent)
+    return part.value
 
 
 def add_run_with_step(thread_id: str, assistant_id: str, run_id: str, step_id: str) -> None:
@@ -57,7 +61,7 @@ def add_run_with_step(thread_id: str, assistant_id: str, run_id: str, step_id: s
         created_at=1,
         type="message_creation",
         status="completed",
-        step_details={"type": "message_creation"},
+        step_details=MessageCreation("msg_x"),
         metadata={},
     ).execute()
 
@@ -128,7 +132,7 @@ def test_assistants_list_newest_first_by_default(repo: Repository, frozen_clock:
 def test_deleting_an_assistant_leaves_its_threads_and_messages(repo: Repository) -> None:
     assistant = repo.create_assistant(NewAssistant(model="m"))
     thread, _ = repo.create_thread({}, {}, [])
-    message = repo.create_message(thread.id, NewMessage(role="assistant", content=[], assistant_id=assistant.id))
+    message = repo.create_message(thread.id, NewMessage(role="assistant", content=(), assistant_id=assistant.id))
     repo.delete_assistant(assistant.id)
     assert repo.get_thread(thread.id) == thread
     assert repo.get_message(thread.id, message.id).assistant_id == assistant.id
@@ -224,7 +228,7 @@ def test_a_message_is_created_read_updated_and_deleted(repo: Repository) -> None
 
 def test_an_in_progress_message_has_no_completion_time(repo: Repository) -> None:
     thread, _ = repo.create_thread({}, {}, [])
-    message = repo.create_message(thread.id, NewMessage(role="assistant", content=[], status="in_progress"))
+    message = repo.create_message(thread.id, NewMessage(role="assistant", content=(), status=MessageStatus.IN_PROGRESS))
     assert message.status == "in_progress"
     assert message.completed_at is None
 
@@ -252,8 +256,8 @@ def test_messages_are_only_found_through_their_own_existing_thread(repo: Reposit
 def test_messages_can_be_listed_for_one_run(repo: Repository) -> None:
     thread, _ = repo.create_thread({}, {}, [user_message("question")])
     for i in range(3):
-        repo.create_message(thread.id, NewMessage(role="assistant", content=[], run_id="run_a", metadata={"i": str(i)}))
-    repo.create_message(thread.id, NewMessage(role="assistant", content=[], run_id="run_b"))
+        repo.create_message(thread.id, NewMessage(role="assistant", content=(), run_id="run_a", metadata={"i": str(i)}))
+    repo.create_message(thread.id, NewMessage(role="assistant", content=(), run_id="run_b"))
 
     page = repo.list_messages(thread.id, PageRequest(order="asc", limit=2), run_id="run_a")
     assert [m.metadata["i"] for m in page.items] == ["0", "1"]

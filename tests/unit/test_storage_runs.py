@@ -15,8 +15,13 @@ from sovereign_storage import (
     LATEST_VERSION,
     TERMINAL_RUN_STATUSES,
     ActiveRunError,
+    FunctionCall,
+    IncompleteDetails,
     InvalidCursorError,
+    LastError,
+    MessageCreation,
     MessageRecord,
+    MessageStatus,
     NewMessage,
     NewRun,
     NewStep,
@@ -24,7 +29,15 @@ from sovereign_storage import (
     PageRequest,
     Repository,
     RunRecord,
+    RunStatus,
+    StepStatus,
     StorageError,
+    SubmitToolOutputs,
+    TextContent,
+    ToolCalls,
+    Transition,
+    TruncationStrategy,
+    Usage,
     migrate,
     open_database,
 )
@@ -33,22 +46,35 @@ from tests.unit.conftest import sql, user_message
 
 pytestmark = pytest.mark.unit
 
+# What the run layer's table passes: a run waiting for the client (or for a worker) expires.
+EXPIRING = (RunStatus.REQUIRES_ACTION, RunStatus.QUEUED)
 
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": {"value": text, "annotations": []}}
+
+def end_interrupted(repo: Repository, error: LastError) -> list[str]:
+    return repo.end_interrupted_runs(
+        error, failing=[RunStatus.QUEUED, RunStatus.IN_PROGRESS], cancelling=[RunStatus.CANCELLING]
+    )
 
 
 def text_of(message: MessageRecord) -> str:
-    value: str = message.content[0]["text"]["value"]
-    return value
+    part = message.content[0]
+    assert isinstance(part, TextContent)
+    return part.value
 
 
 def new_run(**kwargs: Any) -> NewRun:
     return NewRun(assistant_id=kwargs.pop("assistant_id", "asst_a"), model=kwargs.pop("model", "llama"), **kwargs)
 
 
+def set_status(repo: Repository, run: RunRecord, status: str) -> RunRecord:
+    """Puts a run in `status` whatever its current one (the run layer's table is not under test here)."""
+    changed = repo.transition_run(run.id, RunStatus(status), list(RunStatus))
+    assert changed.applied
+    return changed.record
+
+
 def finish(repo: Repository, run: RunRecord, status: str = "completed") -> None:
-    assert repo.update_run(run.id, {"status": status}) is not None
+    set_status(repo, run, status)
 
 
 def new_step(run: RunRecord, **kwargs: Any) -> NewStep:
@@ -57,7 +83,7 @@ def new_step(run: RunRecord, **kwargs: Any) -> NewStep:
         thread_id=run.thread_id,
         assistant_id=run.assistant_id,
         type=kwargs.pop("type", "message_creation"),
-        step_details=kwargs.pop("step_details", {"type": "message_creation", "message_creation": {"message_id": "m"}}),
+        step_details=kwargs.pop("step_details", MessageCreation("m")),
         **kwargs,
     )
 
@@ -78,7 +104,7 @@ def test_a_run_is_stored_queued_after_its_additional_messages(repo: Repository, 
             top_p=0.9,
             max_prompt_tokens=500,
             max_completion_tokens=100,
-            truncation_strategy={"type": "last_messages", "last_messages": 3},
+            truncation_strategy=TruncationStrategy("last_messages", 3),
             tool_choice="required",
             parallel_tool_calls=False,
             response_format={"type": "json_object"},
@@ -105,7 +131,7 @@ def test_a_run_is_stored_queued_after_its_additional_messages(repo: Repository, 
     assert (run.max_prompt_tokens, run.max_completion_tokens, run.truncation_strategy) == (
         500,
         100,
-        {"type": "last_messages", "last_messages": 3},
+        TruncationStrategy("last_messages", 3),
     )
     assert (run.tool_choice, run.parallel_tool_calls, run.response_format) == (
         "required",
@@ -147,7 +173,7 @@ def test_a_run_needs_an_existing_thread(repo: Repository) -> None:
 def test_a_thread_with_an_active_run_refuses_another(repo: Repository, status: str) -> None:
     thread, _ = repo.create_thread({}, {}, [])
     first, _ = repo.create_run(thread.id, new_run())
-    repo.update_run(first.id, {"status": status})
+    set_status(repo, first, status)
 
     with pytest.raises(ActiveRunError) as refused:
         repo.create_run(thread.id, new_run(), [user_message("not stored")])
@@ -306,51 +332,56 @@ def test_the_active_run_lookup_uses_the_thread_status_index(
 # Updating runs
 
 
-def test_a_run_update_applies_the_given_fields(repo: Repository) -> None:
+def test_a_run_update_applies_the_given_fields_but_never_the_status(repo: Repository) -> None:
     thread, _ = repo.create_thread({}, {}, [])
     run, _ = repo.create_run(thread.id, new_run())
-    updated = repo.update_run(
-        run.id,
-        {"status": "requires_action", "started_at": 5, "required_action": {"type": "submit_tool_outputs"}},
-    )
-    assert updated is not None
-    assert (updated.status, updated.started_at, updated.required_action) == (
-        "requires_action",
-        5,
-        {"type": "submit_tool_outputs"},
-    )
+    updated = repo.update_run(thread.id, run.id, {"metadata": {"k": "v"}, "usage": Usage(1, 2)})
+    assert (updated.status, updated.metadata, updated.usage) == ("queued", {"k": "v"}, Usage(1, 2))
     assert updated.model == run.model
     assert repo.get_run(thread.id, run.id) == updated
-    assert repo.update_run(run.id, {}) == updated
+    assert repo.update_run(thread.id, run.id, {}) == updated
 
     with pytest.raises(ValueError, match="thread_id"):
-        repo.update_run(run.id, {"thread_id": "thread_x"})
+        repo.update_run(thread.id, run.id, {"thread_id": "thread_x"})
+    with pytest.raises(ValueError, match="status"):
+        repo.update_run(thread.id, run.id, {"status": "failed"})
     with pytest.raises(NotFoundError, match=r"^No run found with id 'run_missing'\.$"):
-        repo.update_run("run_missing", {"status": "failed"})
+        repo.update_run(thread.id, "run_missing", {"metadata": {}})
     with pytest.raises(NotFoundError):
-        repo.update_run("run_missing", {"status": "failed"}, expected_statuses=["queued"])
+        repo.transition_run("run_missing", RunStatus.FAILED, [RunStatus.QUEUED])
 
 
-def test_a_compare_and_set_run_update_applies_only_from_the_expected_statuses(repo: Repository) -> None:
+def test_a_transition_applies_only_from_the_given_statuses(repo: Repository, frozen_clock: Any) -> None:
     thread, _ = repo.create_thread({}, {}, [])
+    frozen_clock([5, 7, 9, 11])
     run, _ = repo.create_run(thread.id, new_run())
 
-    started = repo.update_run(run.id, {"status": "in_progress", "started_at": 7}, expected_statuses=("queued",))
-    assert started is not None
-    assert (started.status, started.started_at) == ("in_progress", 7)
+    started = repo.transition_run(run.id, RunStatus.IN_PROGRESS, [RunStatus.QUEUED])
+    assert started.applied
+    assert (started.record.status, started.record.started_at) == ("in_progress", 7)
 
-    cancelling = repo.update_run(run.id, {"status": "cancelling"}, expected_statuses=ACTIVE_RUN_STATUSES)
-    assert cancelling is not None
-    assert cancelling.status == "cancelling"
-
-    # The executor's late transition loses against the cancellation: nothing changes.
-    assert (
-        repo.update_run(run.id, {"status": "completed", "completed_at": 9}, expected_statuses={"in_progress"}) is None
+    action = SubmitToolOutputs(())
+    waiting = repo.transition_run(
+        run.id, RunStatus.REQUIRES_ACTION, [RunStatus.IN_PROGRESS], {"required_action": action}
     )
-    assert repo.get_run(thread.id, run.id) == cancelling
-    assert repo.update_run(run.id, {}, expected_statuses=["queued"]) is None
-    assert repo.update_run(run.id, {}, expected_statuses=["cancelling"]) == cancelling
-    assert repo.update_run(run.id, {"status": "failed"}, expected_statuses=[]) is None
+    assert (waiting.applied, waiting.record.required_action) == (True, action)
+    cancelling = repo.transition_run(run.id, RunStatus.CANCELLING, ACTIVE_RUN_STATUSES, {"required_action": None})
+    assert (cancelling.applied, cancelling.record.status, cancelling.record.required_action) == (
+        True,
+        "cancelling",
+        None,
+    )
+
+    # The executor's late change loses against the cancellation: nothing changes, and it is told
+    # the run as it is.
+    late = repo.transition_run(run.id, RunStatus.COMPLETED, [RunStatus.IN_PROGRESS], {"usage": Usage(1, 1)})
+    assert (late.applied, late.record) == (False, cancelling.record)
+    assert repo.get_run(thread.id, run.id) == cancelling.record
+    assert not repo.transition_run(run.id, RunStatus.FAILED, []).applied
+
+    # Entering in_progress again keeps the first start; ending stamps its own time.
+    cancelled = repo.transition_run(run.id, RunStatus.CANCELLED, [RunStatus.CANCELLING])
+    assert (cancelled.record.started_at, cancelled.record.cancelled_at, cancelled.record.completed_at) == (7, 11, None)
 
 
 def test_a_compare_and_set_race_has_a_single_winner(repo: Repository) -> None:
@@ -358,15 +389,13 @@ def test_a_compare_and_set_race_has_a_single_winner(repo: Repository) -> None:
     run, _ = repo.create_run(thread.id, new_run())
     workers = 6
     start = threading.Barrier(workers)
-    results: list[RunRecord | None] = []
+    results: list[Transition[RunRecord]] = []
     unexpected: list[BaseException] = []
 
     def transition(worker: int) -> None:
         try:
             start.wait()
-            results.append(
-                repo.update_run(run.id, {"status": "in_progress", "started_at": worker}, expected_statuses=["queued"])
-            )
+            results.append(repo.transition_run(run.id, RunStatus.IN_PROGRESS, [RunStatus.QUEUED]))
         except BaseException as error:  # collected and asserted on below
             unexpected.append(error)
 
@@ -377,9 +406,10 @@ def test_a_compare_and_set_race_has_a_single_winner(repo: Repository) -> None:
         worker.join()
 
     assert unexpected == []
-    winners = [r for r in results if r is not None]
+    winners = [r for r in results if r.applied]
     assert len(winners) == 1
-    assert repo.get_run(thread.id, run.id) == winners[0]
+    assert all(r.record.status == "in_progress" for r in results)
+    assert repo.get_run(thread.id, run.id) == winners[0].record
 
 
 # Messages during a run
@@ -393,7 +423,9 @@ def test_a_busy_thread_refuses_messages_except_from_its_run(repo: Repository) ->
         repo.create_message(thread.id, user_message("interrupting"))
     reply = repo.create_message(
         thread.id,
-        NewMessage(role="assistant", content=[], status="in_progress", assistant_id="asst_a", run_id=run.id),
+        NewMessage(
+            role="assistant", content=(), status=MessageStatus.IN_PROGRESS, assistant_id="asst_a", run_id=run.id
+        ),
         allow_active_run=True,
     )
     assert (reply.run_id, reply.status, reply.completed_at) == (run.id, "in_progress", None)
@@ -405,34 +437,46 @@ def test_a_busy_thread_refuses_messages_except_from_its_run(repo: Repository) ->
     assert repo.create_message(thread.id, user_message("after")).status == "completed"
 
 
-def test_updating_message_content_stamps_completion_or_incompletion(repo: Repository, frozen_clock: Any) -> None:
+def test_a_reply_grows_then_ends_completed_or_incomplete_with_its_stamp(repo: Repository, frozen_clock: Any) -> None:
     thread, _ = repo.create_thread({}, {}, [])
     frozen_clock([100, 105, 110, 120])
-    streaming = repo.create_message(thread.id, NewMessage(role="assistant", content=[], status="in_progress"))
-    cut = repo.create_message(thread.id, NewMessage(role="assistant", content=[], status="in_progress"))
+    growing = NewMessage(role="assistant", content=(), status=MessageStatus.IN_PROGRESS)
+    streaming = repo.create_message(thread.id, growing)
+    cut = repo.create_message(thread.id, growing)
+    in_progress = [MessageStatus.IN_PROGRESS]
 
-    partial = repo.update_message_content(streaming.id, [text_part("Hel")])
-    assert (partial.content, partial.status, partial.completed_at) == ([text_part("Hel")], "in_progress", None)
-    done = repo.update_message_content(streaming.id, [text_part("Hello")], status="completed")
-    assert (done.content, done.status, done.completed_at, done.incomplete_at) == (
-        [text_part("Hello")],
+    repo.update_growing_messages({streaming.id: (TextContent("Hel"),), cut.id: (TextContent("Pa"),)})
+    partial = repo.get_message(thread.id, streaming.id)
+    assert (partial.content, partial.status, partial.completed_at) == ((TextContent("Hel"),), "in_progress", None)
+    done = repo.transition_message(streaming.id, MessageStatus.COMPLETED, in_progress, content=(TextContent("Hello"),))
+    assert done.applied
+    assert (done.record.content, done.record.status, done.record.completed_at, done.record.incomplete_at) == (
+        (TextContent("Hello"),),
         "completed",
         110,
         None,
     )
-    assert repo.get_message(thread.id, streaming.id) == done
+    assert repo.get_message(thread.id, streaming.id) == done.record
+    # A late snapshot of a finished reply does not overwrite its final text.
+    repo.update_growing_messages({streaming.id: (TextContent("Hel"),)})
+    assert repo.get_message(thread.id, streaming.id) == done.record
 
-    stopped = repo.update_message_content(
-        cut.id, [text_part("Part")], status="incomplete", incomplete_details={"reason": "max_tokens"}
-    )
+    stopped = repo.transition_message(
+        cut.id,
+        MessageStatus.INCOMPLETE,
+        in_progress,
+        content=(TextContent("Part"),),
+        incomplete_details=IncompleteDetails("max_tokens"),
+    ).record
     assert (stopped.status, stopped.incomplete_at, stopped.incomplete_details, stopped.completed_at) == (
         "incomplete",
         120,
-        {"reason": "max_tokens"},
+        IncompleteDetails("max_tokens"),
         None,
     )
+    assert not repo.transition_message(cut.id, MessageStatus.COMPLETED, in_progress).applied
     with pytest.raises(NotFoundError, match=r"^No message found with id 'msg_missing'\.$"):
-        repo.update_message_content("msg_missing", [])
+        repo.transition_message("msg_missing", MessageStatus.COMPLETED, in_progress)
 
 
 def test_thread_messages_come_oldest_first_all_or_only_the_last_ones(repo: Repository, frozen_clock: Any) -> None:
@@ -480,29 +524,30 @@ def test_a_step_is_created_read_updated_and_listed(repo: Repository, frozen_cloc
     )
     assert repo.get_step(thread.id, run.id, step.id) == step
 
-    details = {"type": "tool_calls", "tool_calls": [{"id": "call_1", "type": "function"}]}
-    updated = repo.update_step(
-        step.id, {"status": "completed", "completed_at": 45, "step_details": details, "usage": {"total_tokens": 3}}
-    )
-    assert (updated.status, updated.completed_at, updated.step_details, updated.usage) == (
-        "completed",
-        45,
-        details,
-        {"total_tokens": 3},
-    )
+    details = ToolCalls((FunctionCall("call_1", "f", "{}"),))
+    updated = repo.update_step(step.id, {"step_details": details, "usage": Usage(1, 2)})
+    assert (updated.status, updated.step_details, updated.usage) == ("in_progress", details, Usage(1, 2))
     assert repo.get_step(thread.id, run.id, step.id) == updated
     assert repo.update_step(step.id, {}) == updated
+    frozen_clock([45])
+    completed = repo.transition_step(step.id, StepStatus.COMPLETED, [StepStatus.IN_PROGRESS])
+    assert (completed.applied, completed.record.status, completed.record.completed_at) == (True, "completed", 45)
+    assert not repo.transition_step(step.id, StepStatus.FAILED, [StepStatus.IN_PROGRESS]).applied
+    assert repo.get_step(thread.id, run.id, step.id) == completed.record
 
-    done = repo.create_step(new_step(run, type="tool_calls", step_details=details, status="completed"))
+    frozen_clock([40])
+    done = repo.create_step(new_step(run, type="tool_calls", step_details=details, status=StepStatus.COMPLETED))
     assert (done.type, done.status, done.completed_at) == ("tool_calls", "completed", 40)
     assert [s.id for s in repo.list_steps(thread.id, run.id, PageRequest()).items] == [done.id, step.id]
 
     with pytest.raises(ValueError, match="run_id"):
         repo.update_step(step.id, {"run_id": "run_x"})
+    with pytest.raises(ValueError, match="status"):
+        repo.update_step(step.id, {"status": "failed"})
     with pytest.raises(NotFoundError, match=r"^No step found with id 'step_missing'\.$"):
-        repo.update_step("step_missing", {"status": "failed"})
+        repo.update_step("step_missing", {})
     with pytest.raises(NotFoundError, match=r"^No run found with id 'run_missing'\.$"):
-        repo.create_step(NewStep("run_missing", thread.id, "asst_a", "message_creation", {}))
+        repo.create_step(NewStep("run_missing", thread.id, "asst_a", "message_creation", MessageCreation("m")))
 
 
 def test_steps_are_only_found_through_their_own_thread_and_run(repo: Repository) -> None:
@@ -556,14 +601,16 @@ def test_interrupted_runs_fail_or_cancel_with_their_steps_and_partial_messages(
     def run_with_work(status: str) -> tuple[RunRecord, str, str, str, str]:
         thread, _ = repo.create_thread({}, {}, [])
         run, (question,) = repo.create_run(thread.id, new_run(), [user_message("q")])
-        done_step = repo.create_step(new_step(run, status="completed"))
+        done_step = repo.create_step(new_step(run, status=StepStatus.COMPLETED))
         open_step = repo.create_step(new_step(run))
         reply = repo.create_message(
             thread.id,
-            NewMessage(role="assistant", content=[text_part("par")], status="in_progress", run_id=run.id),
+            NewMessage(
+                role="assistant", content=(TextContent("par"),), status=MessageStatus.IN_PROGRESS, run_id=run.id
+            ),
             allow_active_run=True,
         )
-        repo.update_run(run.id, {"status": status})
+        set_status(repo, run, status)
         return run, question.id, done_step.id, open_step.id, reply.id
 
     frozen_clock([10])
@@ -573,13 +620,11 @@ def test_interrupted_runs_fail_or_cancel_with_their_steps_and_partial_messages(
     waiting, _, _, waiting_step, waiting_reply = run_with_work("requires_action")
     completed, _, _, completed_step, completed_reply = run_with_work("completed")
 
-    assert {r.id for r in repo.unfinished_runs()} == {queued.id, running.id, cancelling.id}
     frozen_clock([99])
-    ended = repo.fail_interrupted_runs("The server restarted while the run was in progress.")
+    error = LastError("server_error", "The server restarted while the run was in progress.")
+    ended = end_interrupted(repo, error)
 
     assert sorted(ended) == sorted([queued.id, running.id, cancelling.id])
-    assert repo.unfinished_runs() == []
-    error = {"code": "server_error", "message": "The server restarted while the run was in progress."}
 
     failed = repo.get_run(running.thread_id, running.id)
     assert (failed.status, failed.failed_at, failed.last_error, failed.cancelled_at) == ("failed", 99, error, None)
@@ -591,8 +636,8 @@ def test_interrupted_runs_fail_or_cancel_with_their_steps_and_partial_messages(
     assert (partial.status, partial.incomplete_at, partial.incomplete_details, partial.content) == (
         "incomplete",
         99,
-        {"reason": "run_failed"},
-        [text_part("par")],
+        IncompleteDetails("run_failed"),
+        (TextContent("par"),),
     )
     assert repo.get_message(running.thread_id, question).status == "completed"
 
@@ -606,7 +651,10 @@ def test_interrupted_runs_fail_or_cancel_with_their_steps_and_partial_messages(
     cancelled_step = repo.get_step(cancelling.thread_id, cancelling.id, cancel_step)
     assert (cancelled_step.status, cancelled_step.cancelled_at, cancelled_step.failed_at) == ("cancelled", 99, None)
     cancelled_reply = repo.get_message(cancelling.thread_id, cancel_reply)
-    assert (cancelled_reply.status, cancelled_reply.incomplete_details) == ("incomplete", {"reason": "run_cancelled"})
+    assert (cancelled_reply.status, cancelled_reply.incomplete_details) == (
+        "incomplete",
+        IncompleteDetails("run_cancelled"),
+    )
 
     # Runs waiting for the client, and finished ones, are left alone.
     for untouched, step_id, reply_id in (
@@ -621,8 +669,8 @@ def test_interrupted_runs_fail_or_cancel_with_their_steps_and_partial_messages(
 
     # The threads are free again, and a second pass finds nothing.
     repo.create_run(running.thread_id, new_run())
-    assert repo.fail_interrupted_runs("again") != []
-    assert repo.fail_interrupted_runs("again") == []
+    assert end_interrupted(repo, error) != []
+    assert end_interrupted(repo, error) == []
 
 
 def test_waiting_runs_expire_with_their_steps(repo: Repository, frozen_clock: Any) -> None:
@@ -631,8 +679,8 @@ def test_waiting_runs_expire_with_their_steps(repo: Repository, frozen_clock: An
     def run_in(status: str, expires_in: int) -> tuple[RunRecord, str]:
         thread, _ = repo.create_thread({}, {}, [])
         run, _ = repo.create_run(thread.id, new_run(), expires_in=expires_in)
-        step = repo.create_step(new_step(run, type="tool_calls", step_details={"type": "tool_calls", "tool_calls": []}))
-        repo.update_run(run.id, {"status": status, "required_action": {"type": "submit_tool_outputs"}})
+        step = repo.create_step(new_step(run, type="tool_calls", step_details=ToolCalls()))
+        repo.transition_run(run.id, RunStatus(status), list(RunStatus), {"required_action": SubmitToolOutputs(())})
         return run, step.id
 
     due, due_step = run_in("requires_action", 10)
@@ -640,7 +688,7 @@ def test_waiting_runs_expire_with_their_steps(repo: Repository, frozen_clock: An
     later, later_step = run_in("requires_action", 60)
     running, running_step = run_in("in_progress", 1)
 
-    expired = repo.expire_runs(110)
+    expired = repo.expire_runs(110, EXPIRING)
 
     assert [r.id for r in expired] == [due.id, queued.id]
     assert all(r.status == "expired" and r.required_action is None for r in expired)
@@ -652,8 +700,8 @@ def test_waiting_runs_expire_with_their_steps(repo: Repository, frozen_clock: An
     assert repo.get_run(running.thread_id, running.id).status == "in_progress"
     assert repo.get_step(running.thread_id, running.id, running_step).status == "in_progress"
     assert repo.active_run(due.thread_id) is None
-    assert repo.expire_runs(110) == []
-    assert [r.id for r in repo.expire_runs(160)] == [later.id]
+    assert repo.expire_runs(110, EXPIRING) == []
+    assert [r.id for r in repo.expire_runs(160, EXPIRING)] == [later.id]
 
 
 # Deletion and schema
@@ -699,5 +747,5 @@ def test_upgrading_adds_the_run_indexes_and_keeps_runs(tmp_path: Path) -> None:
     assert (active.id, active.status, active.expires_at) == ("run_old", "requires_action", 601)
     with pytest.raises(ActiveRunError):
         repo.create_run("thread_old", new_run())
-    assert [r.id for r in repo.expire_runs(601)] == ["run_old"]
+    assert [r.id for r in repo.expire_runs(601, EXPIRING)] == ["run_old"]
     database.close()

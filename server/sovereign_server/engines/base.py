@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
+# Token counts are one value across the layers: the engine reports them, runs store them.
+from sovereign_storage.values import Usage
+
 __all__ = [
     "ChatMessage",
     "Chunk",
@@ -102,16 +105,6 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
 class Finish:
     """The last chunk of every stream."""
 
@@ -150,6 +143,10 @@ class Engine(Protocol):
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """The engine's own prompt token count, used to enforce `max_prompt_tokens` before generating."""
+        ...
+
+    def backend_name(self, model: str) -> str:
+        """Which of the engine's backends serves `model` (metrics label their figures with it)."""
         ...
 
     async def aclose(self) -> None:

@@ -104,6 +104,9 @@ class BuiltinEngine:
     async def start(self) -> None:
         pass
 
+    def backend_name(self, model: str) -> str:
+        return self.name
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         count = 0
         for message in request.messages:

@@ -153,6 +153,9 @@ class LocalEngine:
             except EngineError:
                 logger.exception("llama-server did not come back")
 
+    def backend_name(self, model: str) -> str:
+        return self.name
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         if self._delegate is None:
             raise EngineError("The local engine has not been started.")

@@ -194,6 +194,9 @@ class OpenAICompatibleEngine:
             connection = self._connections[name] = _Connection(backend)
         return connection
 
+    def backend_name(self, model: str) -> str:
+        return self._routing.backend_for(model)[0]
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return sum(
             estimate_tokens(message.content)

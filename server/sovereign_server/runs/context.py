@@ -4,22 +4,30 @@ and the tool calls the run made with their outputs, as plain engine dataclasses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest, ToolCall
-from sovereign_storage import MessageRecord, RunRecord, RunStepRecord
+from sovereign_storage import (
+    ContentPart,
+    ImageUrlContent,
+    MessageRecord,
+    MessageStatus,
+    RunRecord,
+    RunStepRecord,
+    TextContent,
+    ToolCalls,
+)
 
 
-def message_text(content: Sequence[dict[str, Any]]) -> str:
+def message_text(content: Sequence[ContentPart]) -> str:
     """A message's content as text; images are named, as engines here take text only."""
     parts = []
     for part in content:
-        if part.get("type") == "text":
-            parts.append(part["text"]["value"])
-        elif part.get("type") == "image_url":
-            parts.append(f"[image: {part['image_url']['url']}]")
-        elif part.get("type") == "image_file":
-            parts.append(f"[image file: {part['image_file']['file_id']}]")
+        if isinstance(part, TextContent):
+            parts.append(part.value)
+        elif isinstance(part, ImageUrlContent):
+            parts.append(f"[image: {part.url}]")
+        else:
+            parts.append(f"[image file: {part.file_id}]")
     return "\n".join(parts)
 
 
@@ -27,24 +35,20 @@ def tool_turns(steps: Sequence[RunStepRecord]) -> list[ChatMessage]:
     """Each tool_calls step with its outputs, as the assistant turn that called and the tool results."""
     turns: list[ChatMessage] = []
     for step in steps:
-        if step.type != "tool_calls":
+        details = step.step_details
+        if not isinstance(details, ToolCalls) or not details.tool_calls:
             continue
-        calls = [call for call in step.step_details.get("tool_calls", []) if call.get("type") == "function"]
-        if not calls or any(call["function"].get("output") is None for call in calls):
+        if any(call.output is None for call in details.tool_calls):
             continue
+        calls = details.tool_calls
         turns.append(
             ChatMessage(
                 role="assistant",
                 content="",
-                tool_calls=tuple(
-                    ToolCall(id=call["id"], name=call["function"]["name"], arguments=call["function"]["arguments"])
-                    for call in calls
-                ),
+                tool_calls=tuple(ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in calls),
             )
         )
-        turns.extend(
-            ChatMessage(role="tool", content=call["function"]["output"], tool_call_id=call["id"]) for call in calls
-        )
+        turns.extend(ChatMessage(role="tool", content=call.output or "", tool_call_id=call.id) for call in calls)
     return turns
 
 
@@ -56,7 +60,7 @@ def generation_request(
     if run.instructions:
         conversation.append(ChatMessage(role="system", content=run.instructions))
     for message in messages:
-        if message.run_id == run.id and message.status == "in_progress":
+        if message.run_id == run.id and message.status is MessageStatus.IN_PROGRESS:
             continue
         conversation.append(
             ChatMessage(role="user" if message.role == "user" else "assistant", content=message_text(message.content))
@@ -87,7 +91,7 @@ def generation_request(
 
 def last_messages(run: RunRecord) -> int | None:
     """How many of the thread's newest messages the run reads (None: all)."""
-    strategy = run.truncation_strategy or {}
-    if strategy.get("type") == "last_messages":
-        return int(strategy["last_messages"])
+    strategy = run.truncation_strategy
+    if strategy is not None and strategy.type == "last_messages":
+        return strategy.last_messages
     return None

@@ -1,7 +1,8 @@
 """One thin servicer per service: validate and convert (`convert`), store (`sovereign_storage`), convert back."""
 
+from sovereign_server.servicers.admin import AdminServicer
 from sovereign_server.servicers.assistants import AssistantServicer
 from sovereign_server.servicers.runs import RunServicer
 from sovereign_server.servicers.threads import ThreadServicer
 
-__all__ = ["AssistantServicer", "RunServicer", "ThreadServicer"]
+__all__ = ["AdminServicer", "AssistantServicer", "RunServicer", "ThreadServicer"]

@@ -12,15 +12,12 @@ from sovereign_assistant.v1 import (
     common_pb2,
 )
 from sovereign_server import convert
-from sovereign_storage import Repository
+from sovereign_server.servicers.scope import CallerScoped
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class AssistantServicer(assistant_service_pb2_grpc.AssistantServiceServicer):
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
-
+class AssistantServicer(CallerScoped, assistant_service_pb2_grpc.AssistantServiceServicer):
     async def CreateAssistant(
         self, request: assistant_service_pb2.CreateAssistantRequest, context: Context
     ) -> assistant_pb2.Assistant:

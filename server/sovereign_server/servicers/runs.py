@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from asyncio import to_thread
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
 
 from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
-from sovereign_server import convert, validation
-from sovereign_server.runs import RunManager
-from sovereign_server.runs.events import SSE_HEARTBEAT, EventChannel
+from sovereign_server import convert, sse, validation
+from sovereign_server.caller import current_caller
+from sovereign_server.metrics import Metrics
+from sovereign_server.runs import EventChannel, RunManager
+from sovereign_server.servicers.scope import CallerScoped
 from sovereign_storage import Repository, RunRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -20,67 +24,94 @@ JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 
 
-class RunServicer(run_service_pb2_grpc.RunServiceServicer):
+class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     """The run-creating routes answer JSON callers with `HttpBody` (one JSON run, or OpenAI's
     Server-Sent Events when `stream` is set) and gRPC callers with typed `RunEvent`s; both render
     the same events from `RunManager`."""
 
-    def __init__(self, repository: Repository, runs: RunManager) -> None:
-        self._repository = repository
+    def __init__(self, repository: Repository, runs: RunManager, metrics: Metrics | None = None) -> None:
+        super().__init__(repository)
         self._runs = runs
+        self._metrics = metrics
 
     # ------------------------------------------------------------------ creating and resuming runs
 
     async def CreateRun(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.create_run(request)
+        run, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
         async for body in self._http(run, channel, request.stream):
             yield body
 
     async def CreateThreadAndRun(
         self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.create_thread_and_run(request)
+        run, channel = await self._create_thread_and_run(request)
         async for body in self._http(run, channel, request.stream):
             yield body
 
     async def SubmitToolOutputs(
         self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.submit_tool_outputs(request.thread_id, request.run_id, _outputs(request))
+        run, channel = await self._submit_tool_outputs(request)
         async for body in self._http(run, channel, request.stream):
             yield body
 
     async def CreateRunEvents(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.create_run(request)
-        async for event in _typed(channel):
+        _, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
+        async for event in self._typed(channel):
             yield event
 
     async def CreateThreadAndRunEvents(
         self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.create_thread_and_run(request)
-        async for event in _typed(channel):
+        _, channel = await self._create_thread_and_run(request)
+        async for event in self._typed(channel):
             yield event
 
     async def SubmitToolOutputsEvents(
         self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.submit_tool_outputs(request.thread_id, request.run_id, _outputs(request))
-        async for event in _typed(channel):
+        _, channel = await self._submit_tool_outputs(request)
+        async for event in self._typed(channel):
             yield event
+
+    async def _create_thread_and_run(
+        self, request: run_service_pb2.CreateThreadAndRunRequest
+    ) -> tuple[RunRecord, EventChannel]:
+        thread, options = convert.new_thread(request.thread), convert.run_options(request)
+        return await self._runs.create_thread_and_run(current_caller(), thread, options)
+
+    async def _submit_tool_outputs(
+        self, request: run_service_pb2.SubmitToolOutputsRequest
+    ) -> tuple[RunRecord, EventChannel]:
+        outputs = convert.tool_outputs(request)
+        return await self._runs.submit_tool_outputs(current_caller(), request.thread_id, request.run_id, outputs)
 
     async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
             data = json.dumps(convert.openai_json(convert.run_message(run)), separators=(",", ":")).encode()
             yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
             return
-        async for batch in channel.follow(self._runs.settings.heartbeat):
-            data = b"".join(event.to_sse() for event in batch) if batch else SSE_HEARTBEAT
-            yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
+        with self._streaming("sse"):
+            async for batch in channel.follow(self._runs.settings.heartbeat):
+                data = b"".join(sse.frame(event) for event in batch) if batch else sse.SSE_HEARTBEAT
+                yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
+
+    async def _typed(self, channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
+        # gRPC keeps idle streams alive itself: no heartbeats here.
+        with self._streaming("grpc"):
+            async for batch in channel.follow():
+                for event in batch:
+                    yield convert.event_message(event)
+
+    def _streaming(self, transport: str) -> AbstractContextManager[None]:
+        """Counts the stream as active while it is open."""
+        if self._metrics is None:
+            return contextlib.nullcontext()
+        return self._metrics.active_streams.labels(transport).track_inprogress()
 
     # ------------------------------------------------------------------ reading and changing runs
 
@@ -104,12 +135,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         run = await to_thread(self._repository.get_run, request.thread_id, request.run_id)
         if request.HasField("metadata"):
             metadata = validation.check_metadata(convert.from_value(request, "metadata"))
-            updated = await to_thread(self._repository.update_run, run.id, {"metadata": metadata})
-            run = updated or run
+            run = await to_thread(self._repository.update_run, run.thread_id, run.id, {"metadata": metadata})
         return convert.run_message(run)
 
     async def CancelRun(self, request: run_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
-        return convert.run_message(await self._runs.cancel_run(request.thread_id, request.run_id))
+        return convert.run_message(await self._runs.cancel_run(current_caller(), request.thread_id, request.run_id))
 
     async def ListRunSteps(
         self, request: run_service_pb2.ListRunStepsRequest, context: Context
@@ -128,14 +158,3 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def GetRunStep(self, request: run_service_pb2.GetRunStepRequest, context: Context) -> run_pb2.RunStep:
         step = await to_thread(self._repository.get_step, request.thread_id, request.run_id, request.step_id)
         return convert.step_message(step)
-
-
-def _outputs(request: run_service_pb2.SubmitToolOutputsRequest) -> list[tuple[str, str]]:
-    return [(output.tool_call_id, output.output) for output in request.tool_outputs]
-
-
-async def _typed(channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
-    # gRPC keeps idle streams alive itself: no heartbeats here.
-    async for batch in channel.follow():
-        for event in batch:
-            yield event.to_proto()

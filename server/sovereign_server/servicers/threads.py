@@ -14,15 +14,12 @@ from sovereign_assistant.v1 import (
 )
 from sovereign_server import convert, validation
 from sovereign_server.errors import InvalidRequestError
-from sovereign_storage import Repository
+from sovereign_server.servicers.scope import CallerScoped
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
-
+class ThreadServicer(CallerScoped, thread_service_pb2_grpc.ThreadServiceServicer):
     async def CreateThread(
         self, request: thread_service_pb2.CreateThreadRequest, context: Context
     ) -> thread_pb2.Thread:

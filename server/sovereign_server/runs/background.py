@@ -1,0 +1,99 @@
+"""What runs beside the executions: ending the runs a stopped process left unfinished, expiring
+runs that waited too long, and writing the replies being generated so that pollers see them grow."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from asyncio import to_thread
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from sovereign_server.runs.model import RUNS
+from sovereign_storage import LastError, Repository, RunStatus, TextContent
+
+logger = logging.getLogger("sovereign.runs")
+
+INTERRUPTED_MESSAGE = "The server stopped while the run was in progress."
+
+
+class GrowingText(Protocol):
+    @property
+    def text(self) -> str: ...
+
+
+class GrowingReplies:
+    """Replies with text not yet written, by message id; one transaction writes them all (per-reply
+    writes made SQLite's one writer the limit)."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+        self._replies: dict[str, GrowingText] = {}
+
+    def grew(self, message_id: str, reply: GrowingText) -> None:
+        self._replies[message_id] = reply
+
+    def forget(self, message_id: str) -> None:
+        """The reply's final text is being written: an earlier snapshot must not follow it."""
+        self._replies.pop(message_id, None)
+
+    async def flush(self) -> None:
+        if not self._replies:
+            return
+        contents = {message_id: (TextContent(reply.text),) for message_id, reply in self._replies.items()}
+        self._replies.clear()
+        await to_thread(self._repository.update_growing_messages, contents)
+
+
+def end_interrupted_runs(repository: Repository) -> list[str]:
+    """Ends what a stopped process was executing: running runs fail, cancelling ones are cancelled.
+    A run waiting for tool outputs waits on: it ends by expiry."""
+    return repository.end_interrupted_runs(
+        LastError("server_error", INTERRUPTED_MESSAGE),
+        failing=RUNS.sources(RunStatus.FAILED),
+        cancelling=RUNS.sources(RunStatus.CANCELLED),
+    )
+
+
+class Housekeeping:
+    """The expiry sweeper and the reply flusher, as two background tasks."""
+
+    def __init__(
+        self, repository: Repository, growing: GrowingReplies, *, flush_interval: float, sweep_interval: float
+    ) -> None:
+        self._repository = repository
+        self._growing = growing
+        self._flush_interval = flush_interval
+        self._sweep_interval = sweep_interval
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        ended = await to_thread(end_interrupted_runs, self._repository)
+        if ended:
+            logger.warning("ended %d run(s) interrupted by the previous shutdown: %s", len(ended), ", ".join(ended))
+        self._tasks = [
+            asyncio.create_task(self._every(self._sweep_interval, self._expire, "expiry sweep"), name="run-expiry"),
+            asyncio.create_task(
+                self._every(self._flush_interval, self._growing.flush, "writing replies in progress"),
+                name="reply-flusher",
+            ),
+        ]
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _expire(self) -> None:
+        expiring = RUNS.sources(RunStatus.EXPIRED)
+        for run in await to_thread(self._repository.expire_runs, int(time.time()), expiring):
+            logger.info("run %s expired", run.id)
+
+    @staticmethod
+    async def _every(interval: float, work: Callable[[], Awaitable[None]], what: str) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work()
+            except Exception:
+                logger.exception("%s failed", what)

@@ -1,0 +1,20 @@
+"""OpenAI's Server-Sent Events framing of run events: `event: <name>` and `data: <json>` lines,
+ending with `event: done` / `data: [DONE]` (the SDK types each event by its `event:` line)."""
+
+from __future__ import annotations
+
+import json
+
+from sovereign_server import convert
+from sovereign_server.runs import Event, EventName
+
+SSE_DONE = b"event: done\ndata: [DONE]\n\n"
+# A comment line: clients ignore it, proxies see traffic on a long silence.
+SSE_HEARTBEAT = b": keep-alive\n\n"
+
+
+def frame(event: Event) -> bytes:
+    if event.name is EventName.DONE:
+        return SSE_DONE
+    data = json.dumps(convert.event_json(event), separators=(",", ":"), ensure_ascii=False)
+    return f"event: {event.name}\ndata: {data}\n\n".encode()

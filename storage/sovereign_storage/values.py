@@ -1,0 +1,248 @@
+"""Typed values stored inside records: statuses, content parts, step details, required actions,
+errors and usage; and their one JSON form, which is OpenAI's (what the database columns hold and
+what the transports print).
+
+Statuses are `StrEnum`s, so a status compares equal to OpenAI's string and is stored as it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal, TypeAlias
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    EXPIRED = "expired"
+
+
+class StepStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+
+
+class MessageStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    INCOMPLETE = "incomplete"
+    COMPLETED = "completed"
+
+
+# A thread has at most one run in an active status; no message may be added to it meanwhile.
+ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING}
+)
+TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(RunStatus) - ACTIVE_RUN_STATUSES
+
+Role: TypeAlias = Literal["user", "assistant"]
+StepType: TypeAlias = Literal["message_creation", "tool_calls"]
+ImageDetail: TypeAlias = Literal["auto", "low", "high"]
+
+# ---------------------------------------------------------------- content parts
+
+
+@dataclass(frozen=True)
+class TextContent:
+    value: str
+
+
+@dataclass(frozen=True)
+class ImageUrlContent:
+    url: str
+    detail: ImageDetail | None = None
+
+
+@dataclass(frozen=True)
+class ImageFileContent:
+    file_id: str
+    detail: ImageDetail | None = None
+
+
+ContentPart: TypeAlias = TextContent | ImageUrlContent | ImageFileContent
+
+# ---------------------------------------------------------------- tool calls, steps, required actions
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A function call the model made; `output` is None until the caller submits it."""
+
+    id: str
+    name: str
+    arguments: str
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageCreation:
+    """The details of a `message_creation` step."""
+
+    message_id: str
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The details of a `tool_calls` step."""
+
+    tool_calls: tuple[FunctionCall, ...] = ()
+
+
+StepDetails: TypeAlias = MessageCreation | ToolCalls
+
+
+@dataclass(frozen=True)
+class SubmitToolOutputs:
+    """A run's `required_action`: the calls whose outputs it waits for."""
+
+    tool_calls: tuple[FunctionCall, ...]
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass(frozen=True)
+class LastError:
+    """Why a run or step failed: OpenAI's `last_error` (`server_error`, `rate_limit_exceeded`, `invalid_prompt`)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class IncompleteDetails:
+    """Why a run or message ended early: `max_completion_tokens`, `max_prompt_tokens`, `max_tokens`,
+    `run_cancelled`, `run_failed`, `run_expired`."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class TruncationStrategy:
+    """How much of the thread a run reads: `auto`, or the `last_messages` newest ones."""
+
+    type: Literal["auto", "last_messages"] = "auto"
+    last_messages: int | None = None
+
+
+# ---------------------------------------------------------------- to and from OpenAI's JSON
+
+
+def content_to_json(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextContent):
+        return {"type": "text", "text": {"value": part.value, "annotations": []}}
+    if isinstance(part, ImageUrlContent):
+        return {"type": "image_url", "image_url": _without_none(url=part.url, detail=part.detail)}
+    return {"type": "image_file", "image_file": _without_none(file_id=part.file_id, detail=part.detail)}
+
+
+def content_from_json(data: Mapping[str, Any]) -> ContentPart:
+    if data["type"] == "text":
+        return TextContent(data["text"]["value"])
+    if data["type"] == "image_url":
+        return ImageUrlContent(data["image_url"]["url"], data["image_url"].get("detail"))
+    if data["type"] == "image_file":
+        return ImageFileContent(data["image_file"]["file_id"], data["image_file"].get("detail"))
+    raise ValueError(f"unknown content part type {data['type']!r}")
+
+
+def function_call_to_json(call: FunctionCall, *, with_output: bool) -> dict[str, Any]:
+    """A call as a step lists it (`with_output`, null until submitted) or as `required_action` asks for it."""
+    function: dict[str, Any] = {"name": call.name, "arguments": call.arguments}
+    if with_output:
+        function["output"] = call.output
+    return {"id": call.id, "type": "function", "function": function}
+
+
+def _function_call_from_json(data: Mapping[str, Any]) -> FunctionCall:
+    function = data["function"]
+    return FunctionCall(data["id"], function["name"], function["arguments"], function.get("output"))
+
+
+def step_details_to_json(details: StepDetails) -> dict[str, Any]:
+    if isinstance(details, MessageCreation):
+        return {"type": "message_creation", "message_creation": {"message_id": details.message_id}}
+    calls = [function_call_to_json(call, with_output=True) for call in details.tool_calls]
+    return {"type": "tool_calls", "tool_calls": calls}
+
+
+def step_details_from_json(data: Mapping[str, Any]) -> StepDetails:
+    if data["type"] == "message_creation":
+        return MessageCreation(data["message_creation"]["message_id"])
+    return ToolCalls(tuple(_function_call_from_json(call) for call in data["tool_calls"]))
+
+
+def required_action_to_json(action: SubmitToolOutputs) -> dict[str, Any]:
+    calls = [function_call_to_json(call, with_output=False) for call in action.tool_calls]
+    return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
+
+
+def required_action_from_json(data: Mapping[str, Any]) -> SubmitToolOutputs:
+    calls = data["submit_tool_outputs"]["tool_calls"]
+    return SubmitToolOutputs(tuple(_function_call_from_json(call) for call in calls))
+
+
+def usage_to_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def usage_from_json(data: Mapping[str, Any]) -> Usage:
+    return Usage(int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)))
+
+
+def last_error_to_json(error: LastError) -> dict[str, str]:
+    return {"code": error.code, "message": error.message}
+
+
+def last_error_from_json(data: Mapping[str, Any]) -> LastError:
+    return LastError(data["code"], data["message"])
+
+
+def incomplete_details_to_json(details: IncompleteDetails) -> dict[str, str]:
+    return {"reason": details.reason}
+
+
+def incomplete_details_from_json(data: Mapping[str, Any]) -> IncompleteDetails:
+    return IncompleteDetails(data["reason"])
+
+
+def truncation_strategy_to_json(strategy: TruncationStrategy) -> dict[str, Any]:
+    return {"type": strategy.type, "last_messages": strategy.last_messages}
+
+
+def truncation_strategy_from_json(data: Mapping[str, Any]) -> TruncationStrategy:
+    last = data.get("last_messages")
+    if data.get("type") == "last_messages":
+        return TruncationStrategy("last_messages", int(last) if last is not None else None)
+    return TruncationStrategy()
+
+
+def _without_none(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
