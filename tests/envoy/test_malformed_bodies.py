@@ -171,6 +171,12 @@ UNCHECKED_SHAPES = [
         "unknown_parameter",
     ),
     ("/threads/runs", {"tools": [{"type": "code_interpreter"}] * 21}, "tools", "array_above_max_length"),
+    (
+        "/threads/runs",
+        {"thread": {"tool_resources": {"code_interpreter": {"file_ids": [1]}}}},
+        "thread.tool_resources.code_interpreter.file_ids[0]",
+        "invalid_type",
+    ),
 ]
 
 
