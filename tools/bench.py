@@ -32,8 +32,6 @@ import os
 import platform
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +51,7 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
-from sovereign_server.children import with_parent_death_signal
+from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
 from sovereign_server.engines.local import default_model, find_llama_server, free_port
@@ -320,46 +318,46 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-class ChildProcess:
-    """A server this benchmark started; `stop` ends it, SIGTERM first."""
+# Seconds a server gets to drain the runs still streaming when the benchmark stops it.
+STOP_GRACE = 30.0
 
-    process: subprocess.Popen[bytes] | None
-    log_path: Path
 
-    def stop(self, within: float = 30.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(within)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+class Server:
+    """A server this benchmark runs as a child process, killed by the kernel if the benchmark dies."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.child: ChildProcess | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child else None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it still runs after its grace period."""
+        if self.child is not None:
+            self.child.stop(STOP_GRACE)
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return self.child.log_tail(lines) if self.child else ""
 
 
-class Service(ChildProcess):
+class Service(Server):
     """One `sovereign serve` subprocess (gRPC server and its Envoy child) on free loopback ports."""
 
     def __init__(
         self, name: str, database: Path, token_delay: float | None, log_path: Path, engine_args: Sequence[str] = ()
     ) -> None:
+        super().__init__(log_path)
         self.name = name
         self.database = database
         self.token_delay = token_delay
-        self.log_path = log_path
         self.engine_args = tuple(engine_args)
-        self.process: subprocess.Popen[bytes] | None = None
         self.envoy_pid: int | None = None
         self.base_url = ""
         self.grpc_target = ""
 
-    def start(self, ready_within: float = 60.0) -> None:
+    async def start(self, ready_within: float = 60.0) -> None:
         argv = [
             str(_sovereign_executable()), "serve",
             "--grpc-host", "127.0.0.1", "--grpc-port", "0",
@@ -371,30 +369,21 @@ class Service(ChildProcess):
         ]  # fmt: skip
         if self.token_delay is not None:
             argv += ["--token-delay", repr(self.token_delay)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + ready_within
-        while True:
-            text = self.log_path.read_text(errors="replace")
-            base = re.search(r"JSON API \(openai SDK base_url\):\s*(\S+)", text)
-            target = re.search(r"gRPC:\s*(\S+)", text)
-            if base and target:
-                self.base_url, self.grpc_target = base.group(1), target.group(1)
-                break
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name}: server exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: server not ready within {ready_within:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-        children = child_pids(self.process.pid)
+        child = ChildProcess(argv, name=self.name, env={"PYTHONUNBUFFERED": "1"}, log=self.log_path)
+        self.child = child
+        # Started on the loop's thread: the kernel's kill-with-parent follows the starting thread.
+        child.start()
+        await child.await_ready(lambda: self._read_banner(child.log_text()), ready_within, interval=0.1)
+        children = child_pids(child.pid or 0)
         self.envoy_pid = children[0] if children else None
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+    def _read_banner(self, text: str) -> bool:
+        base = re.search(r"JSON API \(openai SDK base_url\):\s*(\S+)", text)
+        target = re.search(r"gRPC:\s*(\S+)", text)
+        if base is None or target is None:
+            return False
+        self.base_url, self.grpc_target = base.group(1), target.group(1)
+        return True
 
 
 @dataclass(frozen=True)
@@ -1047,26 +1036,21 @@ def smollm2_llama_model() -> LlamaModel:
     return LlamaModel("smollm2", default_model(), SMOLLM2_QUESTION, LLAMA_PARALLEL * 1024, None)
 
 
-class LlamaServer(ChildProcess):
-    """One `llama-server` on a free loopback port, killed by the kernel if this process dies."""
+class LlamaServer(Server):
+    """One `llama-server` on a free loopback port."""
 
     def __init__(self, model: LlamaModel, log_path: Path) -> None:
+        super().__init__(log_path)
         self.model = model
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def start(self) -> None:
+    async def start(self) -> None:
         binary = find_llama_server()
-        for _attempt in range(3):  # another process may take the free port before llama-server binds it
+        for attempt in range(3):  # another process may take the free port before llama-server binds it
             self.port = free_port()
             command = [
                 str(binary),
@@ -1079,31 +1063,14 @@ class LlamaServer(ChildProcess):
                 "--threads", str(LLAMA_THREADS),
                 "--no-webui",
             ]  # fmt: skip
-            with self.log_path.open("ab") as log:
-                # The launcher execs llama-server in the same process: `pid` is llama-server's.
-                self.process = subprocess.Popen(
-                    with_parent_death_signal(command),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            if self._wait_until_healthy():
+            self.child = ChildProcess(command, name=f"llama-server on {self.model.name}", log=self.log_path)
+            self.child.start()
+            try:
+                await self.child.await_ready(http_ok(f"{self.url}/health"), LLAMA_STARTUP_SECONDS, interval=0.1)
                 return
-            self.stop()
-        raise RuntimeError(f"llama-server on {self.model.name} did not become healthy:\n{self.log_tail()}")
-
-    def _wait_until_healthy(self) -> bool:
-        deadline = time.monotonic() + LLAMA_STARTUP_SECONDS
-        with httpx.Client(trust_env=False, timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if self.process is None or self.process.poll() is not None:
-                    return False
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(f"{self.url}/health").status_code == 200:
-                        return True
-                time.sleep(0.1)
-        return False
+            except ChildError:
+                if attempt == 2:
+                    raise
 
 
 def direct_body(model: LlamaModel) -> dict[str, Any]:
@@ -1306,9 +1273,9 @@ async def bench_llama_model(settings: Settings, workdir: Path, model: LlamaModel
     timeout = httpx.Timeout(LLAMA_REQUEST_TIMEOUT)
     started = time.perf_counter()
     try:
-        await asyncio.to_thread(llama.start)
+        await llama.start()
         service.engine_args = ("--engine", "openai", "--engine-url", f"{llama.url}/v1")
-        await asyncio.to_thread(service.start)
+        await service.start()
         print(
             f"[llama {model.name}] llama-server {llama.url} and our server {service.base_url} ready"
             f" in {time.perf_counter() - started:.1f} s ({model.path.name})",
@@ -1458,7 +1425,7 @@ async def bench_service(
     service = Service(name, database, delay, workdir / f"{name}.log")
     rows: list[Row] = []
     try:
-        service.start()
+        await service.start()
         print(f"[{name}] server ready: {service.base_url}  gRPC {service.grpc_target}", flush=True)
         if "ttft" in sections:
             warm = Paths(service, fixture, 1, delay)
