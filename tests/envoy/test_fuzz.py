@@ -1,8 +1,9 @@
 """Property-based fuzzing of the JSON API: Schemathesis generates requests from the OpenAPI
 document the gateway serves (`envoy/openapi.json`, generated from the protos and
-`tools/json_shapes.py`), valid ones and malformed ones, sends them through a real Envoy to a real
-server, and checks that none is answered with a 5xx and that every 2xx body (each Server-Sent
-Event of a stream included) matches the document's response schema.
+`tools/json_shapes.py`, installed as `sovereign_envoy` package data), valid ones and malformed ones,
+sends them through a real Envoy to a real server, and checks that none is answered with a 5xx and
+that every 2xx body (each Server-Sent Event of a stream included) matches the document's response
+schema.
 
 Deterministic (Hypothesis derandomized, no example database) and bounded: a few dozen generated
 cases per operation, besides Schemathesis's coverage cases (boundaries and type violations of every
@@ -11,6 +12,7 @@ the checks behind a 404."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import time
 import zlib
@@ -22,7 +24,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from sovereign_server.gateway import DEFAULT_ENVOY_DIR, Gateway
+from sovereign_server.gateway import ENVOY_FILES_PACKAGE, Gateway
 
 pytestmark = pytest.mark.envoy
 
@@ -64,8 +66,8 @@ def resources(gateway: Gateway) -> dict[str, str]:
 
 
 # DELETE is left out: deleting the resources the other operations point at would make them 404s.
-schema = schemathesis.openapi.from_path(
-    DEFAULT_ENVOY_DIR / "openapi.json",
+schema = schemathesis.openapi.from_dict(
+    json.loads((importlib.resources.files(ENVOY_FILES_PACKAGE) / "openapi.json").read_text()),
     config=schemathesis.Config.from_dict(
         {
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
