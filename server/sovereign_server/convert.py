@@ -110,7 +110,7 @@ def new_assistant(request: assistant_service_pb2.CreateAssistantRequest) -> NewA
         temperature=validation.check_temperature(_optional(request, "temperature")),
         top_p=validation.check_top_p(_optional(request, "top_p")),
         response_format=validation.check_response_format(from_value(request, "response_format")),
-        reasoning_effort=_optional(request, "reasoning_effort"),
+        reasoning_effort=validation.check_reasoning_effort(_optional(request, "reasoning_effort")),
     )
 
 
@@ -119,7 +119,7 @@ def assistant_changes(request: assistant_service_pb2.ModifyAssistantRequest) -> 
     changes: dict[str, Any] = {}
     present = {field.name for field, _ in request.ListFields()}
     if "model" in present:
-        changes["model"] = request.model
+        changes["model"] = validation.check_model(request.model)
     limits = {
         "name": validation.MAX_NAME,
         "description": validation.MAX_DESCRIPTION,
@@ -141,7 +141,7 @@ def assistant_changes(request: assistant_service_pb2.ModifyAssistantRequest) -> 
     if "response_format" in present:
         changes["response_format"] = validation.check_response_format(from_value(request, "response_format"))
     if "reasoning_effort" in present:
-        changes["reasoning_effort"] = request.reasoning_effort
+        changes["reasoning_effort"] = validation.check_reasoning_effort(request.reasoning_effort)
     return changes
 
 
@@ -248,7 +248,7 @@ def run_options(request: Any) -> RunOptions:
         ),
         additional_instructions=additional_instructions,
         additional_messages=new_messages(additional_messages, "additional_messages"),
-        tools=validation.check_tools(from_value(request, "tools")) if request.HasField("tools") else None,
+        tools=validation.check_run_tools(from_value(request, "tools")) if request.HasField("tools") else None,
         metadata=validation.check_metadata(dict(request.metadata)),
         temperature=validation.check_temperature(_optional(request, "temperature")),
         top_p=validation.check_top_p(_optional(request, "top_p")),
@@ -269,7 +269,9 @@ def new_thread(request: Any, param: str = "thread") -> NewThread:
     """The thread of a CreateThreadAndRun request (`param` prefixes error params)."""
     return NewThread(
         messages=new_messages(request.messages, f"{param}.messages"),
-        tool_resources=validation.check_tool_resources(from_value(request, "tool_resources")),
+        tool_resources=validation.check_tool_resources(
+            from_value(request, "tool_resources"), f"{param}.tool_resources"
+        ),
         metadata=validation.check_metadata(dict(request.metadata), f"{param}.metadata"),
     )
 

@@ -1,5 +1,5 @@
-"""Cross-cutting concerns of every call, in one interceptor: a structured log line per call, and
-the one map of domain errors to gRPC status."""
+"""Cross-cutting concerns of every call, in one interceptor: a structured log line per call, the
+one map of domain errors to gRPC status, and a 400 for request bytes that do not parse."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -112,17 +113,48 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(method, gate, self._metrics, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _streaming(method, gate, self._metrics, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         # Client-streaming and bidirectional methods (reflection) pass through unlogged.
         return handler
+
+
+class UndecodableRequest:
+    """What the deserializer yields for bytes that are not the request message: the handler raises
+    its error. (An exception from the deserializer itself would end the call as UNKNOWN, a 500.)"""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = InvalidRequestError(
+            "We could not parse the body of your request: a field holds a value of the wrong type "
+            "(an object where a string is expected, for example) or text that is not valid UTF-8."
+        )
+        self.cause = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return UndecodableRequest(error)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, UndecodableRequest):
+        raise request.error from request.cause
+    return request
 
 
 class _Call:
@@ -208,7 +240,7 @@ def _unary(
         call = _Call(method, context, gate, metrics)
         try:
             await call.admit()
-            response = await behaviour(request, context)
+            response = await behaviour(_decoded(request), context)
             await call.send_headers()
             return response
         except Exception as error:
@@ -226,7 +258,7 @@ def _streaming(
         call = _Call(method, context, gate, metrics)
         try:
             await call.admit()
-            result = behaviour(request, context)
+            result = behaviour(_decoded(request), context)
             if inspect.isasyncgen(result):
                 async for item in result:
                     await call.send_headers()

@@ -18,16 +18,21 @@ pytestmark = pytest.mark.grpc
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 
 
-def grpcurl(server: ServerThread, *verb: str, data: object = None) -> str:
-    """Runs `grpcurl -plaintext [-d DATA] ADDRESS VERB...` and returns what it printed."""
+def run_grpcurl(server: ServerThread, *verb: str, data: object = None) -> subprocess.CompletedProcess[str]:
+    """Runs `grpcurl -plaintext [-d DATA] ADDRESS VERB...`."""
     flags = ["-d", json.dumps(data)] if data is not None else []
-    result = subprocess.run(
+    return subprocess.run(
         [GRPCURL, "-plaintext", *flags, f"127.0.0.1:{server.port}", *verb],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def grpcurl(server: ServerThread, *verb: str, data: object = None) -> str:
+    """What a successful grpcurl call printed."""
+    result = run_grpcurl(server, *verb, data=data)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -57,6 +62,16 @@ def test_a_call_creates_and_returns_an_assistant(grpc_server: ServerThread) -> N
     assistant = json.loads(output)
     assert assistant["id"].startswith("asst_")
     assert assistant["name"] == "from grpcurl"
+
+
+def test_metadata_is_a_json_object_and_its_values_are_checked(grpc_server: ServerThread) -> None:
+    method = "sovereign_assistant.v1.AssistantService/CreateAssistant"
+    assistant = json.loads(grpcurl(grpc_server, method, data={"model": "builtin", "metadata": {"team": "ta"}}))
+    assert assistant["metadata"] == {"team": "ta"}
+    rejected = run_grpcurl(grpc_server, method, data={"model": "builtin", "metadata": {"team": {}}})
+    assert rejected.returncode != 0
+    assert "Code: InvalidArgument" in rejected.stderr
+    assert "Invalid type for 'metadata.team'" in rejected.stderr
 
 
 def test_health_check_says_serving(grpc_server: ServerThread) -> None:
