@@ -100,6 +100,12 @@ def expected_tokens(text: str) -> int:
     return len(split_tokens("You said: " + text))
 
 
+def builtin_tokens(text: str) -> int:
+    """How many of the built-in engine's tokens a delta's text holds: a stream joins the deltas that
+    queued up behind a busy client, so one delta may carry several."""
+    return len(split_tokens(text))
+
+
 # ----------------------------------------------------------------------------------------- settings
 
 
@@ -448,6 +454,8 @@ class RunResult:
     first_token: float | None = None
     tokens: int = 0
     completed: bool = False
+    # The completion tokens the model server reported, where the path counts by them.
+    usage_tokens: int | None = None
     # The run's last_error, when the server reports the run failed.
     failure: str = ""
 
@@ -462,9 +470,14 @@ def _run_failure(frame: bytes) -> str:
 
 
 async def sse_run(
-    http: httpx.AsyncClient, thread_id: str, body: dict[str, Any], window: Window | None = None
+    http: httpx.AsyncClient,
+    thread_id: str,
+    body: dict[str, Any],
+    window: Window | None = None,
+    tokens_of: Callable[[str], int] | None = None,
 ) -> RunResult:
-    """POST /threads/{id}/runs with `stream: true` through Envoy; counts `thread.message.delta` events."""
+    """POST /threads/{id}/runs with `stream: true` through Envoy; counts the tokens of the
+    `thread.message.delta` events with `tokens_of` (their text), else the run's completion tokens."""
     result = RunResult()
     async with http.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
         if response.status_code != 200:
@@ -477,9 +490,11 @@ async def sse_run(
             deltas = 0
             for frame in frames:
                 if frame.startswith(SSE_DELTA):
-                    deltas += 1
+                    deltas += tokens_of(_delta_text(frame)) if tokens_of is not None else 1
                 elif frame.startswith(SSE_COMPLETED):
                     result.completed = True
+                    if tokens_of is None:
+                        result.usage_tokens = _completion_tokens(frame)
                 elif frame.startswith(SSE_FAILED):
                     result.failure = _run_failure(frame)
             if deltas:
@@ -488,7 +503,23 @@ async def sse_run(
                 result.tokens += deltas
                 if window is not None:
                     window.add_tokens(deltas)
+    if result.usage_tokens is not None:
+        result.tokens = result.usage_tokens
     return result
+
+
+def _frame_data(frame: bytes) -> Any:
+    return json.loads(frame.split(b"\ndata: ", 1)[1])
+
+
+def _delta_text(frame: bytes) -> str:
+    return str(_frame_data(frame)["delta"]["content"][0]["text"]["value"])
+
+
+def _completion_tokens(frame: bytes) -> int | None:
+    usage = _frame_data(frame).get("usage") or {}
+    tokens = usage.get("completion_tokens")
+    return int(tokens) if tokens is not None else None
 
 
 class Paths:
@@ -518,7 +549,7 @@ class Paths:
 
     async def sse(self, thread_id: str, window: Window | None = None) -> RunResult:
         body = {"assistant_id": self.fixture.assistant_id, "stream": True}
-        return await sse_run(self.http, thread_id, body, window)
+        return await sse_run(self.http, thread_id, body, window, builtin_tokens)
 
     async def grpc_stream(self, thread_id: str, window: Window | None = None) -> RunResult:
         result = RunResult()
@@ -528,9 +559,10 @@ class Paths:
             if name == DELTA_EVENT:
                 if result.first_token is None:
                     result.first_token = time.perf_counter()
-                result.tokens += 1
+                tokens = builtin_tokens(event.message_delta.delta.content[0].text.value)
+                result.tokens += tokens
                 if window is not None:
-                    window.add_tokens(1)
+                    window.add_tokens(tokens)
             elif name == COMPLETED_EVENT:
                 result.completed = True
         return result
@@ -1028,7 +1060,10 @@ def tiny_llama_model(directory: Path) -> LlamaModel:
     path = directory / "tiny.gguf"
     answers = tiny_model.write_tiny_model(path)
     text = f"Count for the benchmark {answers.long_marker}"
-    return LlamaModel("tiny", path, text, LLAMA_PARALLEL * 512, int(answers.long_token_count))
+    # Counted as llama-server reports it, with the end token.
+    return LlamaModel(
+        "tiny", path, text, LLAMA_PARALLEL * 512, int(answers.completion_tokens(answers.long_token_count))
+    )
 
 
 def smollm2_llama_model() -> LlamaModel:
@@ -1085,7 +1120,8 @@ def direct_body(model: LlamaModel) -> dict[str, Any]:
 
 
 async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult:
-    """Streams POST /v1/chat/completions from llama-server; counts the chunks that carry content."""
+    """Streams POST /v1/chat/completions from llama-server; counts the completion tokens it reports
+    (the same count our runs report), else the chunks that carry content."""
     result = RunResult()
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
@@ -1104,6 +1140,10 @@ async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult
                     if result.first_token is None:
                         result.first_token = time.perf_counter()
                     result.tokens += 1
+            if chunk.get("usage"):
+                result.usage_tokens = int(chunk["usage"]["completion_tokens"])
+    if result.usage_tokens is not None:
+        result.tokens = result.usage_tokens
     return result
 
 
