@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Histogram
 
 from sovereign_assistant.v1 import (
     admin_service_pb2,
@@ -28,6 +29,7 @@ from sovereign_server.engines import create_engine
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import RunManager, RunSettings
+from sovereign_server.runs.generation import TokenTiming
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
 from sovereign_storage import KeyStore, Repository, RunRecord, Usage, migrate, observe_transactions, open_database
 
@@ -156,6 +158,18 @@ class _Closing:
         self.close = close
 
 
+class _TokenHistograms:
+    def __init__(self, first: Histogram, gaps: Histogram) -> None:
+        self._first = first
+        self._gaps = gaps
+
+    def first_token(self, seconds: float) -> None:
+        self._first.observe(seconds)
+
+    def token_gap(self, seconds: float) -> None:
+        self._gaps.observe(seconds)
+
+
 class RunReports:
     """Where the run layer's reports go: the caller's token budget, and the metrics."""
 
@@ -170,11 +184,11 @@ class RunReports:
             self._metrics.tokens.labels("prompt", run.model).inc(usage.prompt_tokens)
             self._metrics.tokens.labels("completion", run.model).inc(usage.completion_tokens)
 
-    def first_token(self, model: str, backend: str, seconds: float) -> None:
-        self._metrics.time_to_first_token.labels(model, backend).observe(seconds)
-
-    def token_gap(self, model: str, backend: str, seconds: float) -> None:
-        self._metrics.time_between_tokens.labels(model, backend).observe(seconds)
+    def token_timing(self, model: str, backend: str) -> TokenTiming:
+        return _TokenHistograms(
+            self._metrics.time_to_first_token.labels(model, backend),
+            self._metrics.time_between_tokens.labels(model, backend),
+        )
 
     def engine_failed(self, code: str) -> None:
         self._metrics.engine_errors.labels(code).inc()
