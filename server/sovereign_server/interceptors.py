@@ -29,7 +29,7 @@ from sovereign_server.errors import (
     ServerError,
 )
 from sovereign_server.metrics import Metrics
-from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError
+from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError, UnstorableValueError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.calls")
@@ -89,6 +89,8 @@ def as_api_error(error: Exception) -> ApiError:
         return ConflictError(str(error))
     if isinstance(error, InvalidCursorError):
         return InvalidRequestError(str(error), param=error.param, code="invalid_cursor")
+    if isinstance(error, UnstorableValueError):
+        return InvalidRequestError(str(error))
     logger.exception("unexpected error", exc_info=error)
     return ServerError("The server had an error while processing your request.")
 

@@ -4,7 +4,7 @@ Independent of the transport: nothing here imports gRPC or protobuf.
 """
 
 from .database import observe_transactions, open_database, write_transaction
-from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
+from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError, UnstorableValueError
 from .ids import new_id
 from .migrations import LATEST_VERSION, migrate, schema_version
 from .models import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME
@@ -87,6 +87,7 @@ __all__ = [
     "ToolCalls",
     "Transition",
     "TruncationStrategy",
+    "UnstorableValueError",
     "Usage",
     "migrate",
     "new_id",
