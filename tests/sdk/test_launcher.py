@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +17,8 @@ pytestmark = pytest.mark.sdk
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(tmp_path / "data" / "db.sqlite3")
+def served(database: str) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(database)
     yield service
     service.stop()
 
