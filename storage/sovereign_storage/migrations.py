@@ -215,12 +215,76 @@ def _add_projects_and_keys(db: peewee.Database) -> None:
     migrator.add_index("assistants", ("project_id", "created_at", "seq"), False).run()
 
 
+# Frozen copies of the tables migration 6 created.
+class _V6Replica(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    host = peewee.TextField()
+    pid = peewee.IntegerField()
+    started_at = peewee.DoubleField()
+    heartbeat_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "replicas"
+
+
+class _V6RunClaim(_V1Model):
+    seq = peewee.AutoField()
+    run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", unique=True)
+    replica_id = peewee.TextField()
+    stretch = peewee.IntegerField()
+    claimed_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "run_claims"
+        indexes = ((("replica_id",), False),)
+
+
+class _V6RunEvent(_V1Model):
+    seq = peewee.AutoField()
+    run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", index=False)
+    stretch = peewee.IntegerField()
+    number = peewee.IntegerField()
+    name = peewee.TextField()
+    data = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "run_events"
+        indexes = ((("run", "stretch", "number"), True),)
+
+
+class _V6RateBucket(_V1Model):
+    seq = peewee.AutoField()
+    key_id = peewee.TextField()
+    kind = peewee.TextField()
+    capacity = peewee.IntegerField()
+    level = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "rate_buckets"
+        indexes = ((("key_id", "kind"), True),)
+
+
+def _add_replica_coordination(db: peewee.Database) -> None:
+    tables = [_V6Replica, _V6RunClaim, _V6RunEvent, _V6RateBucket]
+    with db.bind_ctx(tables):
+        db.create_tables(tables, safe=False)
+    # One active run per thread, enforced by the database itself (replicas create runs concurrently).
+    execute: Callable[..., Any] = db.execute_sql  # untyped in peewee's stubs
+    execute(
+        "CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)"
+        " WHERE status IN ('cancelling', 'in_progress', 'queued', 'requires_action')"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
     _index_messages_by_run,  # 3: index messages(thread_id, run_id, created_at, seq)
     _index_runs_by_status,  # 4: index runs(thread_id, status) and runs(status, expires_at)
     _add_projects_and_keys,  # 5: projects, api_keys; assistants and threads belong to a project
+    _add_replica_coordination,  # 6: replicas, run_claims, run_events, rate_buckets; one active run per thread
 )
 LATEST_VERSION = len(MIGRATIONS)
 
