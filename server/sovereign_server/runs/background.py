@@ -8,14 +8,18 @@ import logging
 import time
 from asyncio import to_thread
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from sovereign_server.runs.model import RUNS
-from sovereign_storage import LastError, Repository, RunStatus, TextContent
+from sovereign_storage import LastError, Repository, RunRecord, RunStatus, TextContent
 
 logger = logging.getLogger("sovereign.runs")
 
 INTERRUPTED_MESSAGE = "The server stopped while the run was in progress."
+
+T = TypeVar("T")
+# Runs `work` unless another replica does the same work right now (then returns None).
+Once = Callable[[str, Callable[[], T]], T | None]
 
 
 class GrowingText(Protocol):
@@ -56,22 +60,30 @@ def end_interrupted_runs(repository: Repository) -> list[str]:
     )
 
 
+def _alone(name: str, work: Callable[[], Any]) -> Any:
+    return work()
+
+
 class Housekeeping:
     """The expiry sweeper and the reply flusher, as two background tasks."""
 
     def __init__(
-        self, repository: Repository, growing: GrowingReplies, *, flush_interval: float, sweep_interval: float
+        self,
+        repository: Repository,
+        growing: GrowingReplies,
+        *,
+        flush_interval: float,
+        sweep_interval: float,
+        once: Once[Any] = _alone,
     ) -> None:
         self._repository = repository
         self._growing = growing
         self._flush_interval = flush_interval
         self._sweep_interval = sweep_interval
+        self._once = once
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        ended = await to_thread(end_interrupted_runs, self._repository)
-        if ended:
-            logger.warning("ended %d run(s) interrupted by the previous shutdown: %s", len(ended), ", ".join(ended))
         self._tasks = [
             asyncio.create_task(self._every(self._sweep_interval, self._expire, "expiry sweep"), name="run-expiry"),
             asyncio.create_task(
@@ -86,7 +98,12 @@ class Housekeeping:
 
     async def _expire(self) -> None:
         expiring = RUNS.sources(RunStatus.EXPIRED)
-        for run in await to_thread(self._repository.expire_runs, int(time.time()), expiring):
+
+        def expire() -> list[RunRecord]:
+            return self._repository.expire_runs(int(time.time()), expiring)
+
+        # One sweep at a time across replicas: a second would only find what the first ended.
+        for run in await to_thread(self._once, "sovereign.expiry", expire) or []:
             logger.info("run %s expired", run.id)
 
     @staticmethod
