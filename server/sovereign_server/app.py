@@ -28,6 +28,7 @@ from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
+from sovereign_server.replicas import coordination_for
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
@@ -106,7 +107,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
     keys = KeyStore(database)
-    gate = Gate(keys)
+    coordination, limiter = coordination_for(database, repository, lease_seconds=config.replica_lease)
+    gate = Gate(keys, limiter)
     metrics = Metrics()
     stop_observing = observe_transactions(
         lambda kind, seconds: metrics.transaction_seconds.labels(kind).observe(seconds)
@@ -118,6 +120,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=RunReports(gate.limiter, metrics),
+        coordination=coordination,
     )
     await runs.start()
 

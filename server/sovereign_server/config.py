@@ -38,3 +38,6 @@ class ServerConfig:
     insecure_no_auth: bool = False
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = 5.0
+    # Replicas on PostgreSQL: seconds after its last heartbeat that a replica counts as gone, and
+    # the runs it was executing are ended.
+    replica_lease: float = 5.0

@@ -50,6 +50,9 @@ class Allowance:
 
 
 class RateLimiter(Protocol):
+    # Whether `admit` waits for I/O (a shared store): then callers run it off the event loop.
+    blocking: bool
+
     def admit(self, caller: Caller, *, uses_tokens: bool) -> Allowance:
         """Spends one request of the caller's key; raises RateLimitError when the key is over its
         requests per minute, or (for a call that uses tokens) over its tokens per minute."""
@@ -80,6 +83,8 @@ class _Bucket:
 
 
 class MemoryRateLimiter:
+    blocking = False
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
