@@ -2,6 +2,9 @@
 manages API keys.
 
     sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] ...
+    sovereign serve --workers N --db postgresql://...    (N replicas and the gateway, supervised)
+    sovereign server --db postgresql://... [--grpc-port P]  (one replica, gRPC only)
+    sovereign gateway --upstream HOST:PORT[,HOST:PORT...]   (the gateway over replicas)
     sovereign keys create --project NAME [--name LABEL] [--rpm N] [--tpm N] [--admin]
     sovereign keys list
     sovereign keys revoke KEY_ID
@@ -32,6 +35,8 @@ from sovereign_server.auth.admin import create_key
 from sovereign_server.config import ServerConfig
 from sovereign_server.errors import ApiError
 from sovereign_server.gateway import Gateway, GatewayConfig, GatewayError
+from sovereign_server.replicas import commands as replicas
+from sovereign_server.replicas.supervisor import check_workers, serve_workers
 from sovereign_storage import ApiKeyRecord, KeyStore, StorageError, migrate, open_database
 
 __all__ = ["build_parser", "config_from_args", "main", "serve"]
@@ -77,6 +82,20 @@ _OPTIONS = (
         int,
     ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
+    _Option(
+        "--workers",
+        "SOVEREIGN_WORKERS",
+        "workers",
+        "replicas to run on this machine behind the gateway, supervised (above 1: PostgreSQL only)",
+        int,
+    ),
+    _Option(
+        "--replica-lease",
+        "SOVEREIGN_REPLICA_LEASE",
+        "replica_lease",
+        "PostgreSQL: seconds after which a silent replica counts as gone and its runs are ended",
+        float,
+    ),
 )
 
 
@@ -89,23 +108,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the gRPC server and the JSON gateway until Ctrl-C or SIGTERM.",
     )
     defaults = ServerConfig()
+    _add_options(serve_parser, frozenset())
+    replicas.add_commands(commands, _add_options)
+    _add_keys_commands(commands, defaults)
+    return parser
+
+
+def _add_options(parser: argparse.ArgumentParser, skip: frozenset[str]) -> None:
+    """The `ServerConfig` options, but those of the fields in `skip`."""
+    defaults = ServerConfig()
     for option in _OPTIONS:
-        serve_parser.add_argument(
+        if option.field in skip:
+            continue
+        parser.add_argument(
             option.flag,
             dest=option.field,
             type=option.type,
             default=None,
             help=f"{option.help} (env {option.env}, default {getattr(defaults, option.field)})",
         )
-    serve_parser.add_argument(
-        "--insecure-no-auth",
-        dest="insecure_no_auth",
-        action="store_true",
-        default=None,
-        help="serve beyond loopback although no API key exists: anyone who can connect sees everything",
-    )
-    _add_keys_commands(commands, defaults)
-    return parser
+    if "insecure_no_auth" not in skip:
+        parser.add_argument(
+            "--insecure-no-auth",
+            dest="insecure_no_auth",
+            action="store_true",
+            default=None,
+            help="serve beyond loopback although no API key exists: anyone who can connect sees everything",
+        )
 
 
 def _add_keys_commands(commands: Any, defaults: ServerConfig) -> None:
@@ -295,13 +324,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return run_keys_command(args)
     config = config_from_args(args)
+    if args.command == "serve":
+        check_workers(config)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        asyncio.run(serve(config))
+        if args.command == "server":
+            authentication_status(config)  # refuses an open service beyond loopback
+            asyncio.run(replicas.run_server(config))
+        elif args.command == "gateway":
+            asyncio.run(replicas.run_gateway(replicas.parse_upstreams(args.upstream), config))
+        elif config.workers > 1:
+            options = [(option.flag, option.field) for option in _OPTIONS]
+            asyncio.run(serve_workers(config, options, authentication_status(config)))
+        else:
+            asyncio.run(serve(config))
     except GatewayError as error:
         logger.error("%s", error)
         return 1

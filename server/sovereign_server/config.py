@@ -41,3 +41,5 @@ class ServerConfig:
     # Replicas on PostgreSQL: seconds after its last heartbeat that a replica counts as gone, and
     # the runs it was executing are ended.
     replica_lease: float = 5.0
+    # `sovereign serve`: replicas (processes) to run on this machine, with the gateway over them.
+    workers: int = 1

@@ -214,7 +214,9 @@ class _Call:
         if self._metrics is not None:
             self._metrics.calls.labels(self._method, self.code.name).inc()
             self._metrics.call_seconds.labels(self._method).observe(elapsed)
-        if logger.isEnabledFor(logging.INFO):
+        # A gateway's health checks come every second per replica: logged only when debugging.
+        level = logging.DEBUG if self._method.startswith("/grpc.health.") else logging.INFO
+        if logger.isEnabledFor(level):
             line: dict[str, Any] = {
                 "method": self._method,
                 "status": self.code.name,
@@ -227,7 +229,7 @@ class _Call:
                 line["project"] = self._caller.project_id
                 if self._caller.key_id:
                     line["key"] = self._caller.key_id
-            logger.info(json.dumps(line))
+            logger.log(level, json.dumps(line))
 
 
 def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode) -> grpc.StatusCode:
