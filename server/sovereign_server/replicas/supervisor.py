@@ -124,7 +124,7 @@ async def serve_workers(
         print(
             "Sovereign Assistant is ready.\n"
             f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
-            f"  workers (gRPC):                 {', '.join(worker.address for worker in workers)}\n"
+            f"  gRPC:                           {', '.join(worker.address for worker in workers)} (one per worker)\n"
             f"  engine:                         {config.engine}\n"
             f"  authentication:                 {authentication}\n"
             f"  gateway statistics:             {gateway.admin_url('/stats/prometheus')}\n"
