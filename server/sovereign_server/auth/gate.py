@@ -85,7 +85,7 @@ class Gate:
         if service == ADMIN_SERVICE and not caller.admin:
             raise PermissionDeniedError("This call needs an admin key (`sovereign keys create --admin`).")
         uses_tokens = name in TOKEN_METHODS
-        if self.limiter.blocking:
+        if self.limiter.blocks(caller):
             return Admission(caller, await to_thread(self.limiter.admit, caller, uses_tokens=uses_tokens))
         return Admission(caller, self.limiter.admit(caller, uses_tokens=uses_tokens))
 

@@ -50,8 +50,9 @@ class Allowance:
 
 
 class RateLimiter(Protocol):
-    # Whether `admit` waits for I/O (a shared store): then callers run it off the event loop.
-    blocking: bool
+    def blocks(self, caller: Caller) -> bool:
+        """Whether `admit(caller)` waits for I/O (a shared store): callers then run it off the event loop."""
+        ...
 
     def admit(self, caller: Caller, *, uses_tokens: bool) -> Allowance:
         """Spends one request of the caller's key; raises RateLimitError when the key is over its
@@ -83,13 +84,14 @@ class _Bucket:
 
 
 class MemoryRateLimiter:
-    blocking = False
-
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         # Tokens are charged from the run layer's threads as well as the event loop.
         self._lock = threading.Lock()
+
+    def blocks(self, caller: Caller) -> bool:
+        return False
 
     def admit(self, caller: Caller, *, uses_tokens: bool) -> Allowance:
         if caller.key_id is None or (caller.rpm is None and caller.tpm is None):

@@ -17,16 +17,18 @@ class DatabaseRateLimiter:
     """Requests and tokens per minute per key, counted in the database, so that a key's limit holds
     however its calls spread over replicas. Only keys with limits cost a transaction."""
 
-    # `admit` waits for the database: callers run it off the event loop.
-    blocking = True
-
     def __init__(self, store: ReplicaStore) -> None:
         self._store = store
         self._spending: set[asyncio.Future[None]] = set()
 
+    def blocks(self, caller: Caller) -> bool:
+        # Only limited keys cost a transaction.
+        return caller.key_id is not None and (caller.rpm is not None or caller.tpm is not None)
+
     def admit(self, caller: Caller, *, uses_tokens: bool) -> Allowance:
-        if caller.key_id is None or (caller.rpm is None and caller.tpm is None):
+        if not self.blocks(caller):
             return Allowance()
+        assert caller.key_id is not None
         capacities = _capacities(caller)
         require = [
             kind for kind in ("requests", "tokens") if kind in capacities and (kind == "requests" or uses_tokens)
