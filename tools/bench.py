@@ -81,7 +81,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "llama")
+SECTIONS = (*BUILTIN_SECTIONS, "llama", "scale")
 
 DELTA_EVENT = "thread.message.delta"
 COMPLETED_EVENT = "thread.run.completed"
@@ -1519,6 +1519,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_service(settings, workdir, settings.delay, delayed, raw)
         if "llama" in settings.sections:
             rows += await bench_llama(settings, workdir, raw)
+        if "scale" in settings.sections:
+            from bench_scale import bench_scale  # a section of its own: replicas on PostgreSQL
+
+            rows += await bench_scale(args.quick, workdir, raw)
     rows.sort(key=section_order)
     table = render_table(rows)
     verdicts = [row["passed"] for row in rows if row.get("passed") is not None]
@@ -1541,6 +1545,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             " directly vs through our server + Envoy SSE (openai engine); closed-loop cells of"
             f" {settings.llama_cell_seconds:g} s or {settings.llama_max_requests} requests x max(1, c/4);"
             " tokens/s = content deltas / cell wall time; cpu% = client / server / Envoy + llama-server"
+        )
+    if "scale" in settings.sections:
+        print(
+            "  scale: sovereign serve --workers 1 and 2 on PostgreSQL, built-in engine at 0 ms, SSE through the"
+            " gateway; cpu% = client / gRPC server(s) / Envoy / PostgreSQL"
         )
     print(table)
     print(summary)

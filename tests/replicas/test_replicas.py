@@ -252,6 +252,11 @@ def test_a_replica_killed_mid_run_has_its_run_ended_once_by_another(cluster: Clu
         assert (run.status, json_of(run.last_error)["code"]) == ("failed", "server_error")
         assert [(m.role, m.status) for m in messages] == [("user", "completed"), ("assistant", "incomplete")]
         assert json_of(messages[-1].incomplete_details) == {"reason": "run_failed"}
+        # The partial reply, as the victim last wrote it, is what any replica shows.
+        partial = messages[-1].content[0].text.value
+        assert partial.startswith("You said: killed")
+        streamed = delta_text(seen)
+        assert streamed.startswith(partial) or partial.startswith(streamed)
         assert delta_text(seen).startswith("You said: killed")
         events = cluster.sql("SELECT name FROM run_events WHERE run_id = %s AND name = 'thread.run.failed'", run_id)
         assert len(events) == 1
