@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,8 @@ from typing import Any
 import pytest
 
 from sovereign_client import SovereignClient
-from sovereign_server.children import ChildProcess
+from sovereign_server.children import ChildProcess, http_ok
 from sovereign_server.engines.local import free_port
-from sovereign_server.gateway import Gateway, GatewayConfig
 from sovereign_server.replicas.supervisor import grpc_serving
 from sovereign_storage import open_database
 from tests.databases import PostgresServer
@@ -52,8 +52,34 @@ class Replica:
         return SovereignClient(self.address, **options)
 
 
+class GatewayProcess:
+    """`sovereign gateway --upstream ...` on a free port, as an operator runs it."""
+
+    def __init__(self, upstreams: list[Replica], logs: Path) -> None:
+        addresses = ",".join(replica.address for replica in upstreams)
+        argv = [SOVEREIGN, "gateway", "--upstream", addresses, "--http-port", "0", "--log-level", "warning"]
+        self.child = ChildProcess(argv, name="gateway", log=logs / "gateway.log")
+        self.base_url = ""
+
+    def start(self) -> GatewayProcess:
+        self.child.start()
+        self.child.wait_ready(self._ready, 30)
+        # Ready once Envoy listens; the first health checks pass a moment later.
+        self.child.wait_ready(http_ok(self.url("/health")), 30)
+        return self
+
+    def _ready(self) -> bool:
+        found = re.search(r"base_url\):\s*(http://\S+)", self.child.log_text())
+        if found is not None:
+            self.base_url = found.group(1)
+        return found is not None
+
+    def url(self, path: str) -> str:
+        return self.base_url.removesuffix("/v1") + path
+
+
 class Cluster:
-    def __init__(self, database: str, model: ModelServer, replicas: list[Replica], gateway: Gateway) -> None:
+    def __init__(self, database: str, model: ModelServer, replicas: list[Replica], gateway: GatewayProcess) -> None:
         self.database = database
         self.model = model
         self.replicas = replicas
@@ -92,19 +118,14 @@ def cluster(
     database = postgres_server.create_database()
     logs = tmp_path_factory.mktemp("replicas")
     replicas = [Replica(name, database, model_server.base_url, logs) for name in ("a", "b", "c")]
-    gateway: Gateway | None = None
+    gateway = GatewayProcess(replicas, logs)
     try:
         for replica in replicas:
             replica.start()
-        upstreams = tuple(("127.0.0.1", replica.port) for replica in replicas)
-        gateway = Gateway(
-            GatewayConfig(grpc_port=replicas[0].port, upstreams=upstreams, health_checks=True, http_port=0)
-        )
         gateway.start()
         yield Cluster(database, model_server, replicas, gateway)
     finally:
-        if gateway is not None:
-            gateway.stop()
+        gateway.child.stop()
         for replica in replicas:
             replica.child.stop()
         postgres_server.drop_database(database)

@@ -252,9 +252,9 @@ def test_a_replica_killed_mid_run_has_its_run_ended_once_by_another(cluster: Clu
         assert (run.status, json_of(run.last_error)["code"]) == ("failed", "server_error")
         assert [(m.role, m.status) for m in messages] == [("user", "completed"), ("assistant", "incomplete")]
         assert json_of(messages[-1].incomplete_details) == {"reason": "run_failed"}
-        # The partial reply, as the victim last wrote it, is what any replica shows.
+        # The partial reply, as the victim last wrote it (every quarter second), is what any replica shows.
         partial = messages[-1].content[0].text.value
-        assert partial.startswith("You said: killed")
+        assert f"You said: {prompt}".startswith(partial)
         streamed = delta_text(seen)
         assert streamed.startswith(partial) or partial.startswith(streamed)
         assert delta_text(seen).startswith("You said: killed")
@@ -263,6 +263,15 @@ def test_a_replica_killed_mid_run_has_its_run_ended_once_by_another(cluster: Clu
         # Never executed again; the bystander's run finished.
         assert len(cluster.model.of(prompt)) == 1
         assert other_events[-2:] == ["thread.run.completed", "done"]
+        # Meanwhile the gateway sends calls to the others only.
+        with OpenAI(base_url=cluster.gateway.base_url, api_key="sk-local", max_retries=0) as sdk:
+            meanwhile = [
+                sdk.beta.threads.create_and_run_poll(
+                    assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": unique("meanwhile")}]}
+                )
+                for _ in range(6)
+            ]
+        assert {run.status for run in meanwhile} == {"completed"}
     finally:
         victim.start()
     # The restarted replica serves again through the gateway.
@@ -274,3 +283,18 @@ def test_a_replica_killed_mid_run_has_its_run_ended_once_by_another(cluster: Clu
             for _ in range(6)
         ]
     assert {run.status for run in again} == {"completed"}
+
+
+def test_a_replica_starting_ends_only_the_runs_of_replicas_gone(cluster: Cluster, assistant_id: str) -> None:
+    cluster.model.token_delay = 0.02
+    executing, restarted = cluster.replicas[0], cluster.replicas[2]
+    prompt = unique("survives", 250)
+    with executing.client() as client:
+        thread = client.threads.create(messages=[{"role": "user", "content": prompt}])
+        run = client.threads.runs.create(thread.id, assistant_id=assistant_id)
+        restarted.child.stop()
+        restarted.start()
+        assert client.threads.runs.retrieve(run.id, thread_id=thread.id).status == "in_progress"
+        finished = client.threads.runs.poll(run.id, thread_id=thread.id)
+    assert finished.status == "completed"
+    assert len(cluster.model.of(prompt)) == 1
