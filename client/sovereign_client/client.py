@@ -30,7 +30,7 @@ from sovereign_assistant.v1 import (
     thread_service_pb2_grpc,
 )
 from sovereign_client import requests
-from sovereign_client.auth import AsyncKeyInterceptor, KeyInterceptor
+from sovereign_client.auth import KeyInterceptor, async_key_interceptors
 from sovereign_client.errors import InternalServerError, from_rpc_error
 
 _T = TypeVar("_T")
@@ -519,7 +519,7 @@ class AsyncSovereignClient:
     def __init__(
         self, target: str = "127.0.0.1:50051", *, api_key: str | None = None, channel: grpc.aio.Channel | None = None
     ) -> None:
-        interceptors = [AsyncKeyInterceptor(api_key)] if api_key is not None else None
+        interceptors = async_key_interceptors(api_key) if api_key is not None else None
         self._channel = channel or grpc.aio.insecure_channel(target, interceptors=interceptors)
         self.assistants = AsyncAssistants(self._channel)
         self.threads = AsyncThreads(self._channel)
