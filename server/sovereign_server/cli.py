@@ -31,7 +31,7 @@ from sovereign_server.app import start_server
 from sovereign_server.auth.admin import create_key
 from sovereign_server.config import ServerConfig
 from sovereign_server.errors import ApiError
-from sovereign_server.gateway import Gateway, GatewayConfig, GatewayError
+from sovereign_server.gateway import STREAM_IDLE_TIMEOUT, Gateway, GatewayConfig, GatewayError
 from sovereign_storage import ApiKeyRecord, KeyStore, StorageError, migrate, open_database
 
 __all__ = ["build_parser", "config_from_args", "main", "serve"]
@@ -195,6 +195,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
     config = replace(ServerConfig(), **values)
     if config.log_level.lower() not in LOG_LEVELS:
         raise SystemExit(f"sovereign: unknown log level {config.log_level!r}")
+    if config.stream_heartbeat <= 0:
+        raise SystemExit("sovereign: --stream-heartbeat must be positive")
     return config
 
 
@@ -232,6 +234,20 @@ def authentication_status(config: ServerConfig) -> str:
     )
 
 
+def gateway_config(config: ServerConfig, grpc_port: int) -> GatewayConfig:
+    """The gateway in front of the gRPC server on `grpc_port`."""
+    return GatewayConfig(
+        grpc_host=_dial_host(config.grpc_host),
+        grpc_port=grpc_port,
+        http_host=config.http_host,
+        http_port=config.http_port,
+        admin_port=config.gateway_admin_port,
+        # Live event streams send a keep-alive every `stream_heartbeat` seconds: never cut them.
+        stream_idle_timeout=max(STREAM_IDLE_TIMEOUT, 4 * config.stream_heartbeat),
+        inherit_output=True,
+    )
+
+
 def _dial_host(host: str) -> str:
     """The address to connect to for a server bound to `host` (a wildcard means this machine)."""
     if host in ("", "0.0.0.0"):
@@ -250,16 +266,7 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     server = await start_server(config)
-    gateway = Gateway(
-        GatewayConfig(
-            grpc_host=_dial_host(config.grpc_host),
-            grpc_port=server.port,
-            http_host=config.http_host,
-            http_port=config.http_port,
-            admin_port=config.gateway_admin_port,
-            inherit_output=True,
-        )
-    )
+    gateway = Gateway(gateway_config(config, server.port))
     try:
         await gateway.astart()
         grpc_address = f"{_dial_host(config.grpc_host)}:{server.port}"

@@ -6,6 +6,9 @@ port it really bound (port 0 means "pick one") from Envoy's admin API, and waits
 `stop()` ends it and leaves no process behind; on Linux Envoy is also killed if this process dies
 without calling `stop()`.
 
+The listener is hardened for exposure: timeouts for slow headers, slow bodies, idle connections
+and silent streams, a connection limit, and bounded buffers, all settings of `GatewayConfig`.
+
     with Gateway(GatewayConfig(grpc_port=server.port, http_port=0)) as gateway:
         httpx.get(gateway.url("/health"))
 
@@ -52,6 +55,11 @@ ENVOY_FILES_PACKAGE = "sovereign_envoy"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Direct responses are capped at 4 KiB by default; Swagger UI's bundle is about 1.5 MB.
 MAX_DIRECT_RESPONSE_BYTES = 16 * 1024 * 1024
+# Whole unary responses the transcoder may buffer to turn them into JSON: the server's gRPC send limit.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# Above this many seconds of silence a stream is cut: comfortably above the server's SSE heartbeat
+# (15 s by default), so live run streams stay open while dead ones are reclaimed.
+STREAM_IDLE_TIMEOUT = 60.0
 
 
 class GatewayError(RuntimeError):
@@ -60,7 +68,8 @@ class GatewayError(RuntimeError):
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """Where the gateway listens, where the gRPC server is, and which files it serves."""
+    """Where the gateway listens, where the gRPC server is, which files it serves, and the limits
+    that keep a slow or hostile client from holding resources without bound."""
 
     grpc_port: int
     grpc_host: str = "127.0.0.1"
@@ -70,6 +79,22 @@ class GatewayConfig:
     # Envoy's admin API, on loopback only (its statistics for Prometheus: `/stats/prometheus`).
     admin_port: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES
+    # Seconds to receive a request's headers, counted from its first byte.
+    request_headers_timeout: float = 10.0
+    # Seconds to receive a whole request (its body is at most `max_request_bytes`); responses,
+    # event streams included, are not counted.
+    request_timeout: float = 300.0
+    # Seconds a connection may stay open with no request in flight; it is closed `drain_timeout`
+    # seconds later (HTTP/2 clients are told first, with a GOAWAY).
+    idle_timeout: float = 120.0
+    drain_timeout: float = 5.0
+    # Seconds a request or response may go without a byte in either direction.
+    stream_idle_timeout: float = STREAM_IDLE_TIMEOUT
+    # Client connections open at once; further ones are closed as soon as they are accepted.
+    max_connections: int = 10_000
+    # Bytes Envoy buffers per connection before it stops reading (request bodies are buffered up to
+    # `max_request_bytes` by the buffer filter, whole unary responses up to MAX_RESPONSE_BYTES).
+    connection_buffer_bytes: int = 32 * 1024
     # Envoy's own log level: trace, debug, info, warning, error, critical, off.
     log_level: str = "warning"
     # Envoy worker threads; one is plenty on loopback and keeps start-up fast.
@@ -146,6 +171,14 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     # JSON strings are valid YAML scalars: paths and hosts are substituted quoted and escaped.
     values: dict[str, str] = {name: json.dumps(str(path)) for name, path in files.items()}
     values.update(
+        request_headers_timeout=_duration(config.request_headers_timeout),
+        request_timeout=_duration(config.request_timeout),
+        idle_timeout=_duration(config.idle_timeout),
+        drain_timeout=_duration(config.drain_timeout),
+        stream_idle_timeout=_duration(config.stream_idle_timeout),
+        max_connections=str(int(config.max_connections)),
+        connection_buffer_bytes=str(int(config.connection_buffer_bytes)),
+        max_response_bytes=str(MAX_RESPONSE_BYTES),
         http_host=json.dumps(config.http_host),
         http_port=str(int(config.http_port)),
         grpc_host=json.dumps(config.grpc_host),
@@ -158,6 +191,14 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     out = run_dir / "envoy.yaml"
     out.write_text(template.substitute(values))
     return out
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf Duration in JSON: decimal seconds, 0, 3, 6 or 9 fractional digits."""
+    if seconds <= 0:
+        # 0 would disable the timeout in Envoy: a typo must not remove a protection.
+        raise GatewayError(f"gateway timeouts must be positive, got {seconds}")
+    return f"{seconds:.3f}s"
 
 
 class Gateway:
