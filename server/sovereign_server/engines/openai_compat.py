@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import tomllib
 from collections.abc import AsyncIterator, Mapping
@@ -35,6 +36,8 @@ from sovereign_server.engines.base import (
     ToolCallDelta,
     Usage,
 )
+
+logger = logging.getLogger("sovereign.engines.openai")
 
 # Attempts to send a request whose connection fails before any response.
 CONNECT_ATTEMPTS = 3
@@ -93,6 +96,8 @@ class _Connection:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.slots = asyncio.Semaphore(backend.max_concurrency)
+        # Whether requests may reuse a kept-alive connection (see `_open_stream`).
+        self.reuse = True
         self.client = openai.AsyncOpenAI(
             base_url=backend.base_url,
             api_key=backend.api_key,
@@ -231,6 +236,7 @@ class OpenAICompatibleEngine:
                     "/chat/completions",
                     body=parameters,
                     cast_to=httpx2.Response,
+                    options={"headers": {} if connection.reuse else {"Connection": "close"}},
                     stream=True,
                     stream_cls=openai.AsyncStream[Any],
                 )
@@ -243,7 +249,12 @@ class OpenAICompatibleEngine:
             except openai.APIConnectionError as error:
                 # No response came, so the request was not served: sending it again is safe. Servers
                 # such as llama-server close kept-alive connections after a streamed reply, which the
-                # next request on that connection only learns by failing.
+                # next request on that connection only learns by failing: after the first such
+                # failure, this backend gets a fresh connection per request (a connect costs far
+                # less than a request sent in vain and sent again).
+                if connection.reuse:
+                    connection.reuse = False
+                    logger.info("model server '%s' closes connections after replies: not reusing them", name)
                 if attempt == CONNECT_ATTEMPTS:
                     message = f"Could not connect to the model server '{name}' at {backend.base_url}."
                     raise EngineError(message) from error
