@@ -170,4 +170,5 @@ def test_the_estimate_counts_generously() -> None:
     assert estimate_tokens("internationalization") == 7  # a token per three letters
     assert estimate_tokens("13714") == 5  # digits one by one
     assert estimate_tokens("a, b.") == 4
+    assert estimate_tokens("at 1.5") == 5  # the space before a figure stands alone
     assert estimate_tokens("株価") == 4  # each character's extra UTF-8 bytes
