@@ -32,6 +32,8 @@ from sovereign_storage import (
 # Messages read with the run's start (one database trip), then in pages twice as large each time.
 FIRST_PAGE = 32
 MAX_PAGE = 1024
+# Messages counted in one go (a request each to a model server's tokenizer, sent together).
+COUNT_BATCH = 8
 
 
 def message_text(content: Sequence[ContentPart]) -> str:
@@ -142,7 +144,7 @@ class ThreadHistory:
         self._repository = repository
         self._tokenizer = tokenizer
         self._opening = context.opening
-        self._page: list[MessageRecord] | None = context.recent
+        self._unread: list[MessageRecord] = list(context.recent)
         self._more = context.more
         self._oldest = context.recent[-1].id if context.recent else None
         self._page_size = FIRST_PAGE
@@ -155,18 +157,24 @@ class ThreadHistory:
         return next(iter(await self._turns([self._opening])), None)
 
     async def older(self) -> Sequence[Turn]:
-        page, self._page = self._page, None
-        if page is None:
+        if not self._unread:
             if not self._more or self._oldest is None:
                 return ()
             self._page_size = min(self._page_size * 2, MAX_PAGE)
             request = PageRequest(limit=self._page_size, order="desc", after=self._oldest)
             read = await to_thread(self._repository.list_messages, self._run.thread_id, request)
-            page, self._more = read.items, read.has_more
-            if not page:
+            self._unread, self._more = read.items, read.has_more
+            if not self._unread:
                 return ()
-            self._oldest = page[-1].id
-        return await self._turns(page)
+            self._oldest = self._unread[-1].id
+        # Up to COUNT_BATCH messages still to count at a time: the walk stops where the window is
+        # full, so a thread's first run counts little more than what it sends.
+        taken, missing = 0, 0
+        while taken < len(self._unread) and missing < COUNT_BATCH:
+            missing += self._known(self._unread[taken]) is None
+            taken += 1
+        batch, self._unread = self._unread[:taken], self._unread[taken:]
+        return await self._turns(batch)
 
     async def _turns(self, messages: Sequence[MessageRecord]) -> list[Turn]:
         sent = [message for message in messages if not _own_unfinished_reply(self._run, message)]
