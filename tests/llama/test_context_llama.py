@@ -303,13 +303,14 @@ def trading_note(index: int) -> str:
     )
 
 
-def test_the_local_model_answers_a_thread_thirty_times_its_window(tmp_path: Path) -> None:
-    # Four slots of 512 tokens (SmolLM2 on two shared cores reads about 30 tokens a second under
-    # load; the default 2,048-token slots behave the same, four times slower).
-    options = ("--engine", "local", "--ctx-size", "2048", "--parallel", "4")
+@pytest.mark.timeout(300)
+def test_the_local_model_answers_a_thread_sixty_times_its_window(tmp_path: Path) -> None:
+    # Four slots of 256 tokens: SmolLM2 on two shared cores may read as few as 30 tokens a second
+    # (the default 2,048-token slots behave the same, eight times slower).
+    options = ("--engine", "local", "--ctx-size", "1024", "--parallel", "4")
     service = ServiceProcess(tmp_path / "db.sqlite3", *options)
     try:
-        with OpenAI(base_url=service.base_url, api_key="sk-local", max_retries=0, timeout=120) as sdk:
+        with OpenAI(base_url=service.base_url, api_key="sk-local", max_retries=0, timeout=240) as sdk:
             assistant = sdk.beta.assistants.create(model="smollm2", instructions="You are a trading analyst.")
             messages: Any = [{"role": "user", "content": trading_note(index)} for index in range(120)]
             thread = sdk.beta.threads.create(messages=[*messages, {"role": "user", "content": QUESTION}])
@@ -323,7 +324,7 @@ def test_the_local_model_answers_a_thread_thirty_times_its_window(tmp_path: Path
                 assert run.incomplete_details is not None
                 assert run.incomplete_details.reason == "max_completion_tokens"
             assert run.usage is not None
-            assert 512 - 128 - 200 < run.usage.prompt_tokens <= 512 - 128
+            assert 256 - 64 - 150 < run.usage.prompt_tokens <= 256 - 64
             reply = sdk.beta.threads.messages.list(thread.id).data[0]
             assert reply.role == "assistant"
             assert reply.content[0].text.value.strip()  # type: ignore[union-attr]
