@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from sovereign_server.gateway import Gateway, GatewayConfig
 from sovereign_storage import ApiKeyRecord, KeyStore, migrate, open_database
 
 
-def reply_events(deltas: int, *, done: bool = True) -> list[str]:
-    """OpenAI's event order for a run that answers with text in `deltas` tokens."""
+def reply_events(deltas: int = 1, *, done: bool = True) -> list[str]:
+    """OpenAI's event order for a run that answers with text in `deltas` text deltas."""
     return [
         "thread.run.created",
         "thread.run.queued",
@@ -36,6 +36,14 @@ def reply_events(deltas: int, *, done: bool = True) -> list[str]:
         "thread.run.step.completed",
         "thread.run.completed",
         *(["done"] if done else []),
+    ]
+
+
+def merged_deltas(names: Sequence[str]) -> list[str]:
+    """Event names with each run of text deltas as one: a stream joins the deltas that queued up
+    while its client was behind, so how many arrive depends on timing; their order and text do not."""
+    return [
+        name for index, name in enumerate(names) if not (name == "thread.message.delta" == names[index - 1] and index)
     ]
 
 
@@ -89,6 +97,7 @@ class ServiceProcess:
 
     def __init__(self, database: Path, *options: str) -> None:
         command = [str(Path(sys.executable).parent / "sovereign"), "serve", "--grpc-port", "0", "--http-port", "0"]
+        command += ["--metrics-port", "0"]
         self.process = subprocess.Popen(
             [*command, "--db", str(database), "--log-level", "warning", *options],
             stdout=subprocess.PIPE,
@@ -153,7 +162,7 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     """A real gRPC server whose database holds keys: every call needs one."""
     database = tmp_path_factory.mktemp("keyed") / "sovereign.sqlite3"
     keys = Keys(database)
-    server = ServerThread(ServerConfig(grpc_port=0, database=str(database))).start()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database))).start()
     yield server, keys
     server.stop()
 
@@ -168,7 +177,7 @@ def server_options() -> dict[str, Any]:
 def grpc_server(tmp_path_factory: pytest.TempPathFactory, server_options: dict[str, Any]) -> Iterator[ServerThread]:
     """A real gRPC server on a free port, with its own SQLite file, for one test module."""
     database = tmp_path_factory.mktemp("grpc") / "sovereign.sqlite3"
-    server = ServerThread(ServerConfig(grpc_port=0, database=str(database), **server_options)).start()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database), **server_options)).start()
     yield server
     server.stop()
 

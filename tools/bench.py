@@ -34,8 +34,6 @@ import os
 import platform
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,12 +54,12 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
-from sovereign_server.children import with_parent_death_signal
+from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
 from sovereign_server.engines.local import default_model, find_llama_server, free_port
 from sovereign_server.engines.openai_compat import completion_parameters
-from sovereign_storage import NewAssistant, Repository, migrate, open_database, write_transaction
+from sovereign_storage import NewAssistant, Repository, TextContent, migrate, open_database, write_transaction
 from sovereign_storage.database import connection_scope
 from sovereign_storage.models import Message, Thread
 
@@ -103,6 +101,12 @@ GRPC_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
 def expected_tokens(text: str) -> int:
     return len(split_tokens("You said: " + text))
+
+
+def builtin_tokens(text: str) -> int:
+    """How many of the built-in engine's tokens a delta's text holds: a stream joins the deltas that
+    queued up behind a busy client, so one delta may carry several."""
+    return len(split_tokens(text))
 
 
 # ----------------------------------------------------------------------------------------- settings
@@ -226,8 +230,8 @@ def _bulk_id(prefix: str) -> str:
     return prefix + "_" + secrets.token_hex(12)
 
 
-def _text_content(text: str) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": {"value": text, "annotations": []}}]
+def _text_content(text: str) -> tuple[TextContent]:
+    return (TextContent(text),)
 
 
 def prepare_database(
@@ -323,80 +327,72 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-class ChildProcess:
-    """A server this benchmark started; `stop` ends it, SIGTERM first."""
+# Seconds a server gets to drain the runs still streaming when the benchmark stops it.
+STOP_GRACE = 30.0
 
-    process: subprocess.Popen[bytes] | None
-    log_path: Path
 
-    def stop(self, within: float = 30.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(within)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+class Server:
+    """A server this benchmark runs as a child process, killed by the kernel if the benchmark dies."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.child: ChildProcess | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child else None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it still runs after its grace period."""
+        if self.child is not None:
+            self.child.stop(STOP_GRACE)
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return self.child.log_tail(lines) if self.child else ""
 
 
-class Service(ChildProcess):
+class Service(Server):
     """One `sovereign serve` subprocess (gRPC server and its Envoy child) on free loopback ports."""
 
     def __init__(
         self, name: str, database: Path, token_delay: float | None, log_path: Path, engine_args: Sequence[str] = ()
     ) -> None:
+        super().__init__(log_path)
         self.name = name
         self.database = database
         self.token_delay = token_delay
-        self.log_path = log_path
         self.engine_args = tuple(engine_args)
-        self.process: subprocess.Popen[bytes] | None = None
         self.envoy_pid: int | None = None
         self.base_url = ""
         self.grpc_target = ""
 
-    def start(self, ready_within: float = 60.0) -> None:
+    async def start(self, ready_within: float = 60.0) -> None:
         argv = [
             str(_sovereign_executable()), "serve",
             "--grpc-host", "127.0.0.1", "--grpc-port", "0",
             "--http-host", "127.0.0.1", "--http-port", "0",
+            "--metrics-port", "0",
             "--db", str(self.database),
             "--log-level", "warning",
             *self.engine_args,
         ]  # fmt: skip
         if self.token_delay is not None:
             argv += ["--token-delay", repr(self.token_delay)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + ready_within
-        while True:
-            text = self.log_path.read_text(errors="replace")
-            base = re.search(r"JSON API \(openai SDK base_url\):\s*(\S+)", text)
-            target = re.search(r"gRPC:\s*(\S+)", text)
-            if base and target:
-                self.base_url, self.grpc_target = base.group(1), target.group(1)
-                break
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name}: server exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: server not ready within {ready_within:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-        children = child_pids(self.process.pid)
+        child = ChildProcess(argv, name=self.name, env={"PYTHONUNBUFFERED": "1"}, log=self.log_path)
+        self.child = child
+        # Started on the loop's thread: the kernel's kill-with-parent follows the starting thread.
+        child.start()
+        await child.await_ready(lambda: self._read_banner(child.log_text()), ready_within, interval=0.1)
+        children = child_pids(child.pid or 0)
         self.envoy_pid = children[0] if children else None
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+    def _read_banner(self, text: str) -> bool:
+        base = re.search(r"JSON API \(openai SDK base_url\):\s*(\S+)", text)
+        target = re.search(r"gRPC:\s*(\S+)", text)
+        if base is None or target is None:
+            return False
+        self.base_url, self.grpc_target = base.group(1), target.group(1)
+        return True
 
 
 @dataclass(frozen=True)
@@ -461,6 +457,8 @@ class RunResult:
     first_token: float | None = None
     tokens: int = 0
     completed: bool = False
+    # The completion tokens the model server reported, where the path counts by them.
+    usage_tokens: int | None = None
     # The run's last_error, when the server reports the run failed.
     failure: str = ""
 
@@ -475,9 +473,14 @@ def _run_failure(frame: bytes) -> str:
 
 
 async def sse_run(
-    http: httpx.AsyncClient, thread_id: str, body: dict[str, Any], window: Window | None = None
+    http: httpx.AsyncClient,
+    thread_id: str,
+    body: dict[str, Any],
+    window: Window | None = None,
+    tokens_of: Callable[[str], int] | None = None,
 ) -> RunResult:
-    """POST /threads/{id}/runs with `stream: true` through Envoy; counts `thread.message.delta` events."""
+    """POST /threads/{id}/runs with `stream: true` through Envoy; counts the tokens of the
+    `thread.message.delta` events with `tokens_of` (their text), else the run's completion tokens."""
     result = RunResult()
     async with http.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
         if response.status_code != 200:
@@ -490,9 +493,11 @@ async def sse_run(
             deltas = 0
             for frame in frames:
                 if frame.startswith(SSE_DELTA):
-                    deltas += 1
+                    deltas += tokens_of(_delta_text(frame)) if tokens_of is not None else 1
                 elif frame.startswith(SSE_COMPLETED):
                     result.completed = True
+                    if tokens_of is None:
+                        result.usage_tokens = _completion_tokens(frame)
                 elif frame.startswith(SSE_FAILED):
                     result.failure = _run_failure(frame)
             if deltas:
@@ -501,7 +506,23 @@ async def sse_run(
                 result.tokens += deltas
                 if window is not None:
                     window.add_tokens(deltas)
+    if result.usage_tokens is not None:
+        result.tokens = result.usage_tokens
     return result
+
+
+def _frame_data(frame: bytes) -> Any:
+    return json.loads(frame.split(b"\ndata: ", 1)[1])
+
+
+def _delta_text(frame: bytes) -> str:
+    return str(_frame_data(frame)["delta"]["content"][0]["text"]["value"])
+
+
+def _completion_tokens(frame: bytes) -> int | None:
+    usage = _frame_data(frame).get("usage") or {}
+    tokens = usage.get("completion_tokens")
+    return int(tokens) if tokens is not None else None
 
 
 class Paths:
@@ -531,7 +552,7 @@ class Paths:
 
     async def sse(self, thread_id: str, window: Window | None = None) -> RunResult:
         body = {"assistant_id": self.fixture.assistant_id, "stream": True}
-        return await sse_run(self.http, thread_id, body, window)
+        return await sse_run(self.http, thread_id, body, window, builtin_tokens)
 
     async def grpc_stream(self, thread_id: str, window: Window | None = None) -> RunResult:
         result = RunResult()
@@ -541,9 +562,10 @@ class Paths:
             if name == DELTA_EVENT:
                 if result.first_token is None:
                     result.first_token = time.perf_counter()
-                result.tokens += 1
+                tokens = builtin_tokens(event.message_delta.delta.content[0].text.value)
+                result.tokens += tokens
                 if window is not None:
-                    window.add_tokens(1)
+                    window.add_tokens(tokens)
             elif name == COMPLETED_EVENT:
                 result.completed = True
         return result
@@ -1041,7 +1063,10 @@ def tiny_llama_model(directory: Path) -> LlamaModel:
     path = directory / "tiny.gguf"
     answers = tiny_model.write_tiny_model(path)
     text = f"Count for the benchmark {answers.long_marker}"
-    return LlamaModel("tiny", path, text, LLAMA_PARALLEL * 512, int(answers.long_token_count))
+    # Counted as llama-server reports it, with the end token.
+    return LlamaModel(
+        "tiny", path, text, LLAMA_PARALLEL * 512, int(answers.completion_tokens(answers.long_token_count))
+    )
 
 
 def smollm2_llama_model() -> LlamaModel:
@@ -1049,26 +1074,21 @@ def smollm2_llama_model() -> LlamaModel:
     return LlamaModel("smollm2", default_model(), SMOLLM2_QUESTION, LLAMA_PARALLEL * 1024, None)
 
 
-class LlamaServer(ChildProcess):
-    """One `llama-server` on a free loopback port, killed by the kernel if this process dies."""
+class LlamaServer(Server):
+    """One `llama-server` on a free loopback port."""
 
     def __init__(self, model: LlamaModel, log_path: Path) -> None:
+        super().__init__(log_path)
         self.model = model
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def start(self) -> None:
+    async def start(self) -> None:
         binary = find_llama_server()
-        for _attempt in range(3):  # another process may take the free port before llama-server binds it
+        for attempt in range(3):  # another process may take the free port before llama-server binds it
             self.port = free_port()
             command = [
                 str(binary),
@@ -1081,31 +1101,14 @@ class LlamaServer(ChildProcess):
                 "--threads", str(LLAMA_THREADS),
                 "--no-webui",
             ]  # fmt: skip
-            with self.log_path.open("ab") as log:
-                # The launcher execs llama-server in the same process: `pid` is llama-server's.
-                self.process = subprocess.Popen(
-                    with_parent_death_signal(command),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            if self._wait_until_healthy():
+            self.child = ChildProcess(command, name=f"llama-server on {self.model.name}", log=self.log_path)
+            self.child.start()
+            try:
+                await self.child.await_ready(http_ok(f"{self.url}/health"), LLAMA_STARTUP_SECONDS, interval=0.1)
                 return
-            self.stop()
-        raise RuntimeError(f"llama-server on {self.model.name} did not become healthy:\n{self.log_tail()}")
-
-    def _wait_until_healthy(self) -> bool:
-        deadline = time.monotonic() + LLAMA_STARTUP_SECONDS
-        with httpx.Client(trust_env=False, timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if self.process is None or self.process.poll() is not None:
-                    return False
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(f"{self.url}/health").status_code == 200:
-                        return True
-                time.sleep(0.1)
-        return False
+            except ChildError:
+                if attempt == 2:
+                    raise
 
 
 def direct_body(model: LlamaModel) -> dict[str, Any]:
@@ -1120,7 +1123,8 @@ def direct_body(model: LlamaModel) -> dict[str, Any]:
 
 
 async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult:
-    """Streams POST /v1/chat/completions from llama-server; counts the chunks that carry content."""
+    """Streams POST /v1/chat/completions from llama-server; counts the completion tokens it reports
+    (the same count our runs report), else the chunks that carry content."""
     result = RunResult()
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
@@ -1139,6 +1143,10 @@ async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult
                     if result.first_token is None:
                         result.first_token = time.perf_counter()
                     result.tokens += 1
+            if chunk.get("usage"):
+                result.usage_tokens = int(chunk["usage"]["completion_tokens"])
+    if result.usage_tokens is not None:
+        result.tokens = result.usage_tokens
     return result
 
 
@@ -1308,9 +1316,9 @@ async def bench_llama_model(settings: Settings, workdir: Path, model: LlamaModel
     timeout = httpx.Timeout(LLAMA_REQUEST_TIMEOUT)
     started = time.perf_counter()
     try:
-        await asyncio.to_thread(llama.start)
+        await llama.start()
         service.engine_args = ("--engine", "openai", "--engine-url", f"{llama.url}/v1")
-        await asyncio.to_thread(service.start)
+        await service.start()
         print(
             f"[llama {model.name}] llama-server {llama.url} and our server {service.base_url} ready"
             f" in {time.perf_counter() - started:.1f} s ({model.path.name})",
@@ -1460,7 +1468,7 @@ async def bench_service(
     service = Service(name, database, delay, workdir / f"{name}.log")
     rows: list[Row] = []
     try:
-        service.start()
+        await service.start()
         print(f"[{name}] server ready: {service.base_url}  gRPC {service.grpc_target}", flush=True)
         if "ttft" in sections:
             warm = Paths(service, fixture, 1, delay)

@@ -2,14 +2,18 @@
 
 The document describes what the gateway really serves: the `google.api.http` rules of our
 services, and the JSON the transcoder prints with `preserve_proto_field_names` (proto field names
-as keys). It is derived, never edited: `tools/build_protos.py` rewrites it with the descriptor set,
-and the bytes depend on the descriptors only (sorted keys, no timestamps).
+as keys). Fields marked `(google.api.field_behavior) = REQUIRED` are required; what protobuf cannot
+type (the JSON shapes of `Struct` / `Value` fields, OpenAI's enums and limits, the bodies of the
+`HttpBody` routes) comes from `json_shapes.py`. It is derived, never edited: `tools/build_protos.py`
+rewrites it with the descriptor set, and the bytes depend on the descriptors and `json_shapes.py`
+only (sorted keys, no timestamps).
 
 Usage: python tools/openapi_from_descriptors.py envoy/descriptors.pb envoy/openapi.json
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -17,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2, http_pb2
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
+from json_shapes import COMPONENTS, FIELDS, HTTP_BODY_RESPONSES, SSE_EVENT, WHOLE
 
 Schema = dict[str, Any]
 FieldProto = descriptor_pb2.FieldDescriptorProto
@@ -28,6 +33,8 @@ VERSION = "v1"
 # Services of these packages get no OpenAPI paths: `GET /health` is operational, not the API.
 SKIPPED_PACKAGES = ("grpc.", "google.")
 HTTP_BODY = "google.api.HttpBody"
+# Well-known types whose JSON is free-form: `json_shapes.FIELDS` must say what each such field holds.
+FREE_FORM = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
 
 # Well-known types print as native JSON (proto3 JSON mapping), not as their message structure.
 WELL_KNOWN: dict[str, Schema] = {
@@ -159,6 +166,21 @@ class _Descriptors:
             self.enums[f"{full_name}.{enum.name}"] = enum
 
 
+def _is_required(field: FieldProto) -> bool:
+    behaviors = field.options.Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviors
+
+
+def _refs(value: Any) -> set[str]:
+    """The component names `value` refers to with `#/components/schemas/<name>`."""
+    if isinstance(value, dict):
+        found = {value["$ref"].rsplit("/", 1)[-1]} if isinstance(value.get("$ref"), str) else set()
+        return found.union(*(_refs(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs(item) for item in value))
+    return set()
+
+
 def _clean(comment: str) -> str:
     """A proto comment as Markdown: indentation removed, paragraphs kept."""
     lines = [line[1:] if line.startswith(" ") else line for line in comment.strip("\n").split("\n")]
@@ -177,8 +199,7 @@ def _lower_camel(name: str) -> str:
 class _Builder:
     def __init__(self, descriptors: _Descriptors) -> None:
         self.d = descriptors
-        self.components: dict[str, Schema] = {"ErrorResponse": ERROR_SCHEMA}
-        self._pending: list[str] = []
+        self.components: dict[str, Schema] = {"ErrorResponse": ERROR_SCHEMA, **copy.deepcopy(COMPONENTS)}
 
     # Schemas ----------------------------------------------------------------------------------
 
@@ -188,6 +209,19 @@ class _Builder:
         if message.package.startswith(("sovereign_assistant.", "grpc.", "google.")) or not message.package:
             return relative
         return f"{message.package}.{relative}"
+
+    def ref_by_name(self, name: str) -> Schema:
+        """A reference to the message whose component name is `name`, built if needed."""
+        full_names = [full for full in self.d.messages if self.component_name(full) == name]
+        if len(full_names) != 1:
+            raise ValueError(f"json_shapes names {name!r}, which is not one message of the descriptor set")
+        return self.ref(full_names[0])
+
+    def complete(self, paths: Schema) -> None:
+        """Builds the messages that only `json_shapes` refers to (by component name)."""
+        while missing := sorted(_refs([paths, self.components]) - set(self.components)):
+            for name in missing:
+                self.ref_by_name(name)
 
     def ref(self, full_name: str) -> Schema:
         if full_name.lstrip(".") in WELL_KNOWN:
@@ -201,25 +235,40 @@ class _Builder:
 
     def message_schema(self, full_name: str, exclude: frozenset[str] = frozenset()) -> Schema:
         message = self.d.messages[full_name]
+        name = self.component_name(full_name)
+        fields = [field for field in message.proto.field if field.name not in exclude]
         properties = {
-            field.name: self.field_schema(field, message.field_comments.get(field.name, ""))
-            for field in message.proto.field
-            if field.name not in exclude
+            field.name: self.field_schema(field, message.field_comments.get(field.name, ""), f"{name}.{field.name}")
+            for field in fields
         }
         schema: Schema = {"type": "object", "properties": properties}
+        if name in WHOLE:
+            required = [field.name for field in fields]
+        else:
+            required = [field.name for field in fields if _is_required(field)]
+        if required:
+            schema["required"] = required
         if message.comment:
             schema["description"] = message.comment
         return schema
 
-    def field_schema(self, field: FieldProto, comment: str = "") -> Schema:
+    def field_schema(self, field: FieldProto, comment: str = "", key: str = "") -> Schema:
         entry = self.d.messages.get(field.type_name) if field.type == FieldProto.TYPE_MESSAGE else None
-        if entry is not None and entry.proto.options.map_entry:
+        shape = FIELDS.get(key)
+        if shape is not None and (
+            field.type_name.lstrip(".") in FREE_FORM or (entry and entry.proto.options.map_entry)
+        ):
+            schema: Schema = copy.deepcopy(shape)
+        elif field.type_name.lstrip(".") in FREE_FORM:
+            raise ValueError(f"{key} is a {field.type_name.lstrip('.')}: say what JSON it holds in json_shapes.FIELDS")
+        elif entry is not None and entry.proto.options.map_entry:
             value_field = next(f for f in entry.proto.field if f.name == "value")
-            schema: Schema = {"type": "object", "additionalProperties": self.single_schema(value_field)}
+            schema = {"type": "object", "additionalProperties": self.single_schema(value_field)}
         elif field.label == FieldProto.LABEL_REPEATED:
             schema = {"type": "array", "items": self.single_schema(field)}
         else:
-            schema = self.single_schema(field)
+            # OpenAI's enums and limits on a scalar, or a shape on a typed message field.
+            schema = {**self.single_schema(field), **copy.deepcopy(shape or {})}
         if comment:
             if "$ref" in schema:
                 # Siblings of `$ref` are allowed in OpenAPI 3.1, but some renderers drop them.
@@ -286,7 +335,7 @@ class _Builder:
                     "name": field.name,
                     "in": "query",
                     "required": False,
-                    "schema": self.field_schema(field),
+                    "schema": self.field_schema(field, key=f"{self.component_name(request.full_name)}.{field.name}"),
                     **self._description(request, field.name),
                 }
             )
@@ -327,14 +376,15 @@ class _Builder:
         output = method.proto.output_type.lstrip(".")
         if output == HTTP_BODY:
             # The server writes these bytes itself; Envoy passes them through.
+            body = HTTP_BODY_RESPONSES.get(method.proto.name)
             return {
                 "description": "The resource as JSON, or OpenAI's Server-Sent Events when `stream` is true.",
                 "content": {
-                    "application/json": {"schema": {"type": "object"}},
+                    "application/json": {"schema": self.ref_by_name(body) if body else {"type": "object"}},
                     "text/event-stream": {
                         "schema": {
-                            "type": "string",
-                            "description": "`event: <name>` / `data: <json>` frames, ending with "
+                            **copy.deepcopy(SSE_EVENT),
+                            "description": "One event: `event: <name>` / `data: <json>`; the stream ends with "
                             "`event: done` / `data: [DONE]`.",
                         }
                     },
@@ -355,6 +405,7 @@ def build_openapi(descriptor_set: descriptor_pb2.FileDescriptorSet) -> Schema:
     for method in descriptors.methods:
         path, verb, operation = builder.operation(method)
         paths.setdefault(path, {})[verb] = operation
+    builder.complete(paths)
     tags = [
         {"name": name.rsplit(".", 1)[-1], **({"description": comment} if comment else {})}
         for name, comment in sorted(descriptors.services.items(), key=lambda item: item[0].rsplit(".", 1)[-1])

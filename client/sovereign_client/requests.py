@@ -58,7 +58,6 @@ def create_assistant(
     return assistant_service_pb2.CreateAssistantRequest(
         model=model,
         tools=_tools(tools),
-        metadata=dict(metadata or {}),
         **_given(
             name=name,
             description=description,
@@ -68,6 +67,7 @@ def create_assistant(
         ),
         **_given(
             tool_resources=_struct(tool_resources) if tool_resources is not None else None,
+            metadata=_struct(metadata) if metadata is not None else None,
             response_format=_value(response_format) if response_format is not None else None,
         ),
     )
@@ -99,7 +99,7 @@ def message_input(
         role=role,
         content=_value(content if isinstance(content, str) else [dict(part) for part in content]),
         attachments=[json_format.ParseDict(dict(item), common_pb2.Attachment()) for item in attachments],
-        metadata=dict(metadata or {}),
+        **_given(metadata=_struct(metadata) if metadata is not None else None),
     )
 
 
@@ -111,8 +111,10 @@ def create_thread(
 ) -> thread_service_pb2.CreateThreadRequest:
     return thread_service_pb2.CreateThreadRequest(
         messages=[message_input(**message) for message in messages],
-        metadata=dict(metadata or {}),
-        **_given(tool_resources=_struct(tool_resources) if tool_resources is not None else None),
+        **_given(
+            tool_resources=_struct(tool_resources) if tool_resources is not None else None,
+            metadata=_struct(metadata) if metadata is not None else None,
+        ),
     )
 
 
@@ -154,22 +156,20 @@ def _run_options(
 ) -> dict[str, Any]:
     """The fields CreateRunRequest and CreateThreadAndRunRequest share. An explicit empty `tools`
     list is still sent, since it means "no tools" rather than "the assistant's tools"."""
-    return {
-        "metadata": dict(metadata or {}),
-        **_given(
-            model=model,
-            instructions=instructions,
-            temperature=temperature,
-            top_p=top_p,
-            max_prompt_tokens=max_prompt_tokens,
-            max_completion_tokens=max_completion_tokens,
-            parallel_tool_calls=parallel_tool_calls,
-            tools=_list(dict(tool) for tool in tools) if tools is not None else None,
-            truncation_strategy=_struct(truncation_strategy) if truncation_strategy is not None else None,
-            tool_choice=_value(tool_choice) if tool_choice is not None else None,
-            response_format=_value(response_format) if response_format is not None else None,
-        ),
-    }
+    return _given(
+        model=model,
+        instructions=instructions,
+        temperature=temperature,
+        top_p=top_p,
+        max_prompt_tokens=max_prompt_tokens,
+        max_completion_tokens=max_completion_tokens,
+        parallel_tool_calls=parallel_tool_calls,
+        tools=_list(dict(tool) for tool in tools) if tools is not None else None,
+        truncation_strategy=_struct(truncation_strategy) if truncation_strategy is not None else None,
+        tool_choice=_value(tool_choice) if tool_choice is not None else None,
+        metadata=_struct(metadata) if metadata is not None else None,
+        response_format=_value(response_format) if response_format is not None else None,
+    )
 
 
 def create_run(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Histogram
 
 from sovereign_assistant.v1 import (
     admin_service_pb2,
@@ -20,13 +22,16 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
-from sovereign_server.auth import Gate
+from sovereign_server.auth import Gate, RateLimiter
+from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.interceptors import CallInterceptor
+from sovereign_server.metrics import Metrics
 from sovereign_server.runs import RunManager, RunSettings
+from sovereign_server.runs.generation import TokenTiming
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
-from sovereign_storage import KeyStore, Repository, migrate, open_database
+from sovereign_storage import KeyStore, Repository, RunRecord, Usage, migrate, observe_transactions, open_database
 
 logger = logging.getLogger("sovereign.server")
 
@@ -52,6 +57,7 @@ class RunningServer:
         runs: RunManager,
         background: list[asyncio.Task[None]],
         close: list[object],
+        metrics_port: int,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -59,6 +65,7 @@ class RunningServer:
         self._background = background
         self._closing = close
         self.port = port
+        self.metrics_port = metrics_port
 
     async def stop(self, grace: float | None = 5.0) -> None:
         # Tell load balancers first, then let in-flight calls finish.
@@ -104,18 +111,22 @@ async def start_server(config: ServerConfig) -> RunningServer:
     repository = Repository(database)
     keys = KeyStore(database)
     gate = Gate(keys)
+    metrics = Metrics()
+    stop_observing = observe_transactions(
+        lambda kind, seconds: metrics.transaction_seconds.labels(kind).observe(seconds)
+    )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
     runs = RunManager(
         repository,
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
-        on_usage=lambda caller, usage: gate.limiter.spend_tokens(caller, usage.total_tokens),
+        observer=RunReports(gate.limiter, metrics),
     )
     await runs.start()
 
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(gate)],
+        interceptors=[CallInterceptor(gate, metrics)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -125,7 +136,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
     thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
 
     health_servicer = health.aio.HealthServicer()
@@ -140,5 +151,48 @@ async def start_server(config: ServerConfig) -> RunningServer:
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("gRPC server listening on %s:%d", config.grpc_host, port)
+    metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
-    return RunningServer(server, port, health_servicer, runs, background, [database])
+    closing = [metrics, _Closing(stop_observing), database]
+    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port)
+
+
+class _Closing:
+    def __init__(self, close: Callable[[], None]) -> None:
+        self.close = close
+
+
+class _TokenHistograms:
+    def __init__(self, first: Histogram, gaps: Histogram) -> None:
+        self._first = first
+        self._gaps = gaps
+
+    def first_token(self, seconds: float) -> None:
+        self._first.observe(seconds)
+
+    def token_gap(self, seconds: float) -> None:
+        self._gaps.observe(seconds)
+
+
+class RunReports:
+    """Where the run layer's reports go: the caller's token budget, and the metrics."""
+
+    def __init__(self, limiter: RateLimiter, metrics: Metrics) -> None:
+        self._limiter = limiter
+        self._metrics = metrics
+
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        self._limiter.spend_tokens(caller, usage.total_tokens)
+        self._metrics.runs.labels(run.status).inc()
+        if usage.total_tokens:
+            self._metrics.tokens.labels("prompt", run.model).inc(usage.prompt_tokens)
+            self._metrics.tokens.labels("completion", run.model).inc(usage.completion_tokens)
+
+    def token_timing(self, model: str, backend: str) -> TokenTiming:
+        return _TokenHistograms(
+            self._metrics.time_to_first_token.labels(model, backend),
+            self._metrics.time_between_tokens.labels(model, backend),
+        )
+
+    def engine_failed(self, code: str) -> None:
+        self._metrics.engine_errors.labels(code).inc()

@@ -76,6 +76,15 @@ _OPTIONS = (
     _Option(
         "--stream-heartbeat", "SOVEREIGN_STREAM_HEARTBEAT", "stream_heartbeat", "seconds between SSE keep-alives", float
     ),
+    _Option("--metrics-host", "SOVEREIGN_METRICS_HOST", "metrics_host", "address the Prometheus metrics bind"),
+    _Option("--metrics-port", "SOVEREIGN_METRICS_PORT", "metrics_port", "Prometheus metrics port (0: pick one)", int),
+    _Option(
+        "--gateway-admin-port",
+        "SOVEREIGN_GATEWAY_ADMIN_PORT",
+        "gateway_admin_port",
+        "Envoy's loopback admin port, with its statistics at /stats/prometheus (0: pick one)",
+        int,
+    ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
 )
 
@@ -256,6 +265,7 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
             grpc_port=server.port,
             http_host=config.http_host,
             http_port=config.http_port,
+            admin_port=config.gateway_admin_port,
             inherit_output=True,
         )
     )
@@ -268,6 +278,8 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
             f"  gRPC:                           {grpc_address}\n"
             f"  engine:                         {config.engine}\n"
             f"  authentication:                 {authentication}\n"
+            f"  metrics (Prometheus):           http://{_dial_host(config.metrics_host)}:{server.metrics_port}/metrics\n"
+            f"  gateway statistics:             {gateway.admin_url('/stats/prometheus')}\n"
             f"  API docs:                       {gateway.url('/docs')}",
             flush=True,
         )

@@ -35,6 +35,11 @@ class ServerConfig:
     run_expires_in: int = 600
     # Seconds of silence on an SSE stream before a `: keep-alive` comment.
     stream_heartbeat: float = 15.0
+    # Prometheus metrics at http://metrics_host:metrics_port/metrics (0: a free port).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    # Envoy's admin API (and its statistics at /stats/prometheus), on loopback; 0: a free port.
+    gateway_admin_port: int = 0
     log_level: str = "info"
     # Serve beyond loopback with no API key in the database (anyone who can connect sees everything).
     insecure_no_auth: bool = False

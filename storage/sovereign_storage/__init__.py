@@ -3,7 +3,7 @@
 Independent of the transport: nothing here imports gRPC or protobuf.
 """
 
-from .database import open_database, write_transaction
+from .database import observe_transactions, open_database, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
 from .ids import new_id
 from .migrations import LATEST_VERSION, migrate, schema_version
@@ -90,6 +90,7 @@ __all__ = [
     "Usage",
     "migrate",
     "new_id",
+    "observe_transactions",
     "open_database",
     "schema_version",
     "write_transaction",

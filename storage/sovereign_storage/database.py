@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,49 @@ def _write_lock(db: peewee.Database) -> threading.RLock:
         return _WRITE_LOCKS.setdefault(id(db), threading.RLock())
 
 
+# Told the kind ("read" or "write") and the seconds of every transaction (metrics subscribe here).
+TransactionObserver = Callable[[str, float], None]
+_OBSERVERS: list[TransactionObserver] = []
+
+
+def observe_transactions(observer: TransactionObserver) -> Callable[[], None]:
+    """Subscribes `observer` to every transaction of this process; returns the unsubscribe."""
+    _OBSERVERS.append(observer)
+    return lambda: _OBSERVERS.remove(observer)
+
+
+_NESTING = threading.local()
+
+
+@contextlib.contextmanager
+def _timed(kind: str) -> Iterator[None]:
+    # Only the outermost transaction of a thread counts: inner ones are savepoints within it.
+    depth: int = getattr(_NESTING, "depth", 0)
+    if not _OBSERVERS or depth:
+        _NESTING.depth = depth + 1
+        try:
+            yield
+        finally:
+            _NESTING.depth = depth
+        return
+    _NESTING.depth = 1
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _NESTING.depth = 0
+        elapsed = time.perf_counter() - started
+        for observer in _OBSERVERS:
+            observer(kind, elapsed)
+
+
+@contextlib.contextmanager
+def read_transaction(db: peewee.Database) -> Iterator[Any]:
+    """A transaction that only reads: what it reads depends on nothing written meanwhile."""
+    with _timed("read"), db.atomic() as transaction:
+        yield transaction
+
+
 @contextlib.contextmanager
 def write_transaction(db: peewee.Database) -> Iterator[Any]:
     """A transaction meant to write.
@@ -65,10 +109,10 @@ def write_transaction(db: peewee.Database) -> Iterator[Any]:
     by sleeping (up to 100 ms a time), which turned contention between our threads into latency.
     """
     if not isinstance(db, peewee.SqliteDatabase):
-        with db.atomic() as transaction:
+        with _timed("write"), db.atomic() as transaction:
             yield transaction
         return
-    with _write_lock(db), db.atomic("IMMEDIATE") as transaction:
+    with _timed("write"), _write_lock(db), db.atomic("IMMEDIATE") as transaction:
         yield transaction
 
 

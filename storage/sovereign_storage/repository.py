@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from .database import connection_scope, write_transaction
+from .database import connection_scope, read_transaction, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
 from .ids import (
     ASSISTANT_PREFIX,
@@ -169,7 +169,7 @@ class Repository:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         # One transaction, so that a lookup and the query depending on it see the same snapshot.
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             yield
 
     @contextlib.contextmanager
@@ -417,11 +417,22 @@ class Repository:
 
         A message that is no longer `in_progress` keeps its content: its final text was written
         when it ended, and an earlier snapshot must not overwrite it."""
+        if not contents:
+            return
+        # One statement for every reply, prepared once: with many streams this runs several times a
+        # second, and building an UPDATE per reply cost more than SQLite's work.
+        param = self._db.param
+        statement = (
+            f"UPDATE {Message._meta.table_name} SET {Message.content.column_name} = {param}"
+            f" WHERE {Message.id.column_name} = {param} AND {Message.status.column_name} = {param}"
+        )
+        rows = [
+            (Message.content.db_value(tuple(content)), message_id, str(MessageStatus.IN_PROGRESS))
+            for message_id, content in contents.items()
+        ]
         with self._writing():
-            for message_id, content in contents.items():
-                Message.update({Message.content: tuple(content)}).where(
-                    (Message.id == message_id) & (Message.status == MessageStatus.IN_PROGRESS)
-                ).execute()
+            cursor: Any = self._db.cursor()  # type: ignore[no-untyped-call]
+            cursor.executemany(statement, rows)
 
     def thread_messages(self, thread_id: str, last: int | None = None) -> list[MessageRecord]:
         """The thread's messages oldest first: all of them, or only the `last` most recent ones."""
@@ -726,7 +737,7 @@ class KeyStore:
             return _record(row, ProjectRecord)
 
     def list_projects(self) -> list[ProjectRecord]:
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             return [_record(row, ProjectRecord) for row in Project.select().order_by(Project.seq)]
 
     def create_key(
@@ -757,7 +768,7 @@ class KeyStore:
             return self._key_record(ApiKey.get(ApiKey.id == key_id))
 
     def list_keys(self) -> list[ApiKeyRecord]:
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             return [self._key_record(row) for row in self._keys().order_by(ApiKey.seq)]
 
     def revoke_key(self, key_id: str) -> ApiKeyRecord:
@@ -771,13 +782,13 @@ class KeyStore:
 
     def find_key(self, secret_hash: str) -> ApiKeyRecord | None:
         """The key whose secret hashes to `secret_hash`, revoked or not; None if there is none."""
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             row: ApiKey | None = self._keys().where(ApiKey.secret_hash == secret_hash).first()
             return None if row is None else self._key_record(row)
 
     def has_keys(self) -> bool:
         """Whether any key, even a revoked one, was ever created: then every call needs a key."""
-        with connection_scope(self._db), self._db.atomic():
+        with connection_scope(self._db), read_transaction(self._db):
             return bool(ApiKey.select(ApiKey.seq).limit(1).count())
 
     def mark_used(self, last_used: Mapping[str, int]) -> None:
@@ -833,11 +844,16 @@ def _transition(
     if stamp is not None:
         # COALESCE: a status entered again (in_progress after tool outputs) keeps its first stamp.
         changes[stamp] = peewee.fn.COALESCE(stamp, _now())
-    applied: int = model.update(changes).where(row_key == row_id, status.in_(list(sources))).execute() if sources else 0
+    if sources:
+        # RETURNING gives the changed row in the same statement: no read after the write.
+        query = model.update(changes).where(row_key == row_id, status.in_(list(sources))).returning(model)
+        changed: list[_Row] = list(query.execute())
+        if changed:
+            return changed[0], True
     row = model.get_or_none(row_key == row_id)
     if row is None:
         raise NotFoundError(kind, row_id)
-    return row, applied > 0
+    return row, False
 
 
 def _active_run_row(thread_id: str) -> Run | None:

@@ -61,7 +61,7 @@ class FakeAssistants(assistant_service_pb2_grpc.AssistantServiceServicer):
         assistant = assistant_pb2.Assistant(
             id="asst_1", object="assistant", created_at=1700000000, model=request.model, tools=request.tools
         )
-        assistant.metadata.update(request.metadata)
+        assistant.metadata.update({key: str(value) for key, value in request.metadata.items()})
         assistant.name.null_value = struct_pb2.NULL_VALUE
         assistant.instructions.string_value = request.instructions
         assistant.tool_resources.SetInParent()

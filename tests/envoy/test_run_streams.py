@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sovereign_server.gateway import Gateway
-from tests.conftest import reply_events
+from tests.conftest import merged_deltas, reply_events
 
 pytestmark = pytest.mark.envoy
 
@@ -57,15 +57,17 @@ def test_streamed_run_is_openai_sse_byte_for_byte(http: httpx.Client, assistant_
     assert response.headers["content-type"] == "text/event-stream"
     assert "grpc-status" not in response.headers
     events = frames(body)
-    assert [name for name, _ in events] == reply_events(4)
+    assert merged_deltas([name for name, _ in events]) == reply_events()
     assert body.endswith(b"event: done\ndata: [DONE]\n\n")
     deltas = [data for name, data in events if name == "thread.message.delta"]
     message_id = events[5][1]["id"]
-    assert deltas[0] == {
-        "id": message_id,
-        "object": "thread.message.delta",
-        "delta": {"content": [{"index": 0, "type": "text", "text": {"value": "You ", "annotations": []}}]},
-    }
+    for delta in deltas:
+        text = delta["delta"]["content"][0]["text"]["value"]
+        assert delta == {
+            "id": message_id,
+            "object": "thread.message.delta",
+            "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+        }
     assert "".join(d["delta"]["content"][0]["text"]["value"] for d in deltas) == "You said: alpha beta"
 
 

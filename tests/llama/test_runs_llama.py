@@ -52,7 +52,7 @@ def tool_assistant(sdk: OpenAI) -> Assistant:
     return sdk.beta.assistants.create(model="tiny", tools=[PRICE_TOOL])
 
 
-def test_a_plain_reply_streams_token_by_token_with_the_servers_usage(
+def test_a_plain_reply_streams_as_it_comes_with_the_servers_usage(
     sdk: OpenAI, assistant: Assistant, llama_server: LlamaServer
 ) -> None:
     answers = llama_server.answers
@@ -67,7 +67,8 @@ def test_a_plain_reply_streams_token_by_token_with_the_servers_usage(
         s.until_done()
         run = s.get_final_run()
     assert "".join(tokens) == answers.plain_reply
-    assert len(tokens) == answers.plain_token_count
+    # A delta per token, or fewer when tokens queued up behind a busy client and left together.
+    assert 1 <= len(tokens) <= answers.plain_token_count
     assert run.status == "completed"
     assert run.usage is not None
     assert run.usage.completion_tokens == answers.completion_tokens(answers.plain_token_count)
@@ -125,7 +126,9 @@ def stack(tmp_path: Path) -> Iterator[Callable[..., SovereignClient]]:
     started: list[tuple[ServerThread, SovereignClient]] = []
 
     def start(**options: Any) -> SovereignClient:
-        config = ServerConfig(grpc_port=0, database=str(tmp_path / f"db{len(started)}.sqlite3"), **options)
+        config = ServerConfig(
+            grpc_port=0, metrics_port=0, database=str(tmp_path / f"db{len(started)}.sqlite3"), **options
+        )
         server = ServerThread(config).start()
         client = SovereignClient(f"127.0.0.1:{server.port}")
         started.append((server, client))

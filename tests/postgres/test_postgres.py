@@ -102,7 +102,7 @@ def test_deleting_a_thread_deletes_its_messages_runs_and_steps(repo: Repository)
 
 @pytest.fixture(scope="module")
 def sdk(postgres_url: str) -> Iterator[OpenAI]:
-    server = ServerThread(ServerConfig(grpc_port=0, database=postgres_url)).start()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=postgres_url)).start()
     try:
         with (
             Gateway(GatewayConfig(grpc_port=server.port, http_port=0)) as gateway,

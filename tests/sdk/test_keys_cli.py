@@ -59,7 +59,20 @@ def test_keys_are_created_listed_and_revoked_and_the_secret_is_printed_once(tmp_
 def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path: Path) -> None:
     database = str(tmp_path / "db.sqlite3")
     refused = subprocess.run(
-        [SOVEREIGN, "serve", "--http-host", "0.0.0.0", "--http-port", "0", "--grpc-port", "0", "--db", database],
+        [
+            SOVEREIGN,
+            "serve",
+            "--http-host",
+            "0.0.0.0",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--db",
+            database,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,12 +11,12 @@ from openai import AssistantEventHandler, OpenAI
 from openai.types.beta import Assistant
 from openai.types.beta.threads import Run, TextDelta
 
-from tests.conftest import reply_events
+from tests.conftest import merged_deltas, reply_events
 
 pytestmark = pytest.mark.sdk
 
 PRICE_TOOL: Any = {"type": "function", "function": {"name": "get_price", "parameters": {"type": "object"}}}
-STREAM_ORDER = reply_events(3, done=False)
+STREAM_ORDER = reply_events(done=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +87,13 @@ def test_create_and_run_poll(openai_client: OpenAI, assistant: Assistant) -> Non
 def test_stream_yields_typed_events_in_openai_order(openai_client: OpenAI, assistant: Assistant) -> None:
     thread = openai_client.beta.threads.create(messages=[{"role": "user", "content": "stream"}])
     events = list(openai_client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True))
-    assert [event.event for event in events] == STREAM_ORDER
+    assert merged_deltas([event.event for event in events]) == STREAM_ORDER
     deltas = [
         event.data.delta.content[0].text.value  # type: ignore[union-attr,index]
         for event in events
         if event.event == "thread.message.delta"
     ]
-    assert deltas == ["You ", "said: ", "stream"]
+    assert "".join(delta or "" for delta in deltas) == "You said: stream"
     completed = events[-1].data
     assert isinstance(completed, Run)
     assert completed.status == "completed"
@@ -109,7 +109,9 @@ def test_create_and_run_stream_starts_with_the_thread(openai_client: OpenAI, ass
     assert events[-1].event == "thread.run.completed"
 
 
-def test_event_handler_receives_each_token_and_the_final_run(openai_client: OpenAI, assistant: Assistant) -> None:
+def test_event_handler_receives_the_text_as_it_streams_and_the_final_run(
+    openai_client: OpenAI, assistant: Assistant
+) -> None:
     thread = openai_client.beta.threads.create(messages=[{"role": "user", "content": "one two three"}])
     tokens: list[str] = []
 
@@ -123,7 +125,8 @@ def test_event_handler_receives_each_token_and_the_final_run(openai_client: Open
         stream.until_done()
         final = stream.get_final_run()
         text = stream.get_final_messages()[0].content[0].text.value  # type: ignore[union-attr]
-    assert tokens == ["You ", "said: ", "one ", "two ", "three"]
+    assert tokens
+    assert "".join(tokens) == "You said: one two three"
     assert text == "You said: one two three"
     assert final.status == "completed"
 

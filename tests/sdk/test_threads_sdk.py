@@ -144,7 +144,7 @@ def test_list_filtered_by_run_id_returns_only_that_runs_messages(openai_client: 
         ({"role": "user", "content": []}, "content", "empty_array"),
         ({"role": "user", "content": [{"type": "video"}]}, "content[0].type", "invalid_value"),
         ({"role": "user", "content": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", None),
-        ({"role": "user", "content": "x", "extra_body": {"metadata": {"k": 1}}}, "metadata", "invalid_type"),
+        ({"role": "user", "content": "x", "extra_body": {"metadata": {"k": 1}}}, "metadata.k", "invalid_type"),
     ],
 )
 def test_invalid_messages_raise_bad_request_and_are_not_stored(

@@ -36,8 +36,10 @@ from sovereign_server.runs import (
     RunSettings,
     ToolOutput,
 )
+from sovereign_server.runs.channel import merge_text_deltas
 from sovereign_server.runs.context import generation_request
 from sovereign_server.runs.execution import ALL_STEPS
+from sovereign_server.runs.fitting import PROMPT_OVERHEAD
 from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
 from sovereign_storage import (
     DEFAULT_PROJECT_ID,
@@ -137,6 +139,17 @@ async def test_followers_get_events_published_while_they_wait_then_stop_at_close
     names = [event.name async for batch in channel.follow() for event in batch]
     await producer
     assert names == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+
+
+def test_deltas_that_queued_up_leave_as_one_and_nothing_else_is_merged() -> None:
+    def delta(text: str, message: str = "msg_1", index: int = 0) -> Event:
+        return Event(EventName.MESSAGE_DELTA, MessageDelta(message, text, index))
+
+    step = Event(EventName.STEP_COMPLETED)
+    batch = [delta("a"), delta("b"), delta("c", index=1), delta("d", "msg_2"), step, delta("e"), delta("f")]
+    assert merge_text_deltas(batch) == [delta("ab"), delta("c", index=1), delta("d", "msg_2"), step, delta("ef")]
+    single = [delta("a")]
+    assert merge_text_deltas(single) is single
 
 
 async def test_silence_yields_empty_batches_as_heartbeats() -> None:
@@ -334,6 +347,9 @@ class ScriptedEngine:
 
     async def tokenizer(self, model: str) -> WordTokenizer:
         return self.words
+
+    def backend_name(self, model: str) -> str:
+        return self.name
 
     async def aclose(self) -> None:
         pass
@@ -660,3 +676,58 @@ async def test_a_cancel_that_lands_after_the_last_token_still_ends_the_run_cance
     assert "thread.run.completed" not in names
     ended = repository.get_run(run.thread_id, run.id)
     assert (ended.status, ended.usage) == ("cancelled", Usage(7, 1))
+
+
+class Reports:
+    """A run observer that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str, Usage]] = []
+        self.first_tokens: list[tuple[str, str]] = []
+        self.gaps = 0
+        self.failures: list[str] = []
+
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        self.ended.append((caller.project_id, run.status, usage))
+
+    def token_timing(self, model: str, backend: str) -> Reports.Timing:
+        return Reports.Timing(self, model, backend)
+
+    class Timing:
+        def __init__(self, reports: Reports, model: str, backend: str) -> None:
+            self._reports, self._model, self._backend = reports, model, backend
+
+        def first_token(self, seconds: float) -> None:
+            assert seconds >= 0
+            self._reports.first_tokens.append((self._model, self._backend))
+
+        def token_gap(self, seconds: float) -> None:
+            self._reports.gaps += 1
+
+    def engine_failed(self, code: str) -> None:
+        self.failures.append(code)
+
+
+async def test_the_observer_hears_of_first_tokens_gaps_failures_and_each_stretchs_usage(
+    repository: Repository,
+) -> None:
+    reports = Reports()
+    engine = ScriptedEngine(
+        [TextDelta("a"), TextDelta("b"), TextDelta("c"), Finish("stop", Usage(7, 3))],
+        later_turns=[[TextDelta("x"), EngineError("down", code="rate_limit_exceeded")]],
+    )
+    manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60), observer=reports)
+    assistant = repository.create_assistant(NewAssistant(model="m"))
+    for _ in range(2):
+        thread, _ = repository.create_thread({}, {}, [])
+        _, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id))
+        await _names(channel)
+    # A failed stretch bills what it sent: the fitted prompt (of an empty thread, the template's
+    # fixed share) and the fragment that came.
+    assert reports.ended == [
+        (DEFAULT_PROJECT_ID, "completed", Usage(7, 3)),
+        (DEFAULT_PROJECT_ID, "failed", Usage(PROMPT_OVERHEAD, 1)),
+    ]
+    assert reports.first_tokens == [("m", "scripted"), ("m", "scripted")]
+    assert reports.gaps == 2
+    assert reports.failures == ["rate_limit_exceeded"]

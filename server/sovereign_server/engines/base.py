@@ -178,6 +178,10 @@ class Engine(Protocol):
         """How `model` counts tokens."""
         ...
 
+    def backend_name(self, model: str) -> str:
+        """Which of the engine's backends serves `model` (metrics label their figures with it)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections or models; the engine is not used afterwards."""
         ...

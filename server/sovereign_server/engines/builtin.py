@@ -142,6 +142,9 @@ class BuiltinEngine:
     async def start(self) -> None:
         pass
 
+    def backend_name(self, model: str) -> str:
+        return self.name
+
     async def context_window(self, model: str) -> int:
         return self.window
 

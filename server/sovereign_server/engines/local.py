@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sovereign_server.children import http_get, with_parent_death_signal
+from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines.base import Chunk, EngineError, GenerationRequest, Tokenizer
 from sovereign_server.engines.openai_compat import OpenAICompatibleEngine
 
@@ -25,6 +24,8 @@ logger = logging.getLogger("sovereign.engines.local")
 
 # How often the supervisor restarts a server that keeps dying before it gives up.
 MAX_RESTARTS = 5
+# Seconds llama-server gets to finish its requests on SIGTERM before SIGKILL.
+STOP_GRACE = 10.0
 
 
 def find_llama_server() -> Path:
@@ -73,24 +74,35 @@ class LocalEngine:
         self._startup_timeout = startup_timeout
         self._extra_args = extra_args
         self._log_path = Path(log_path) if log_path else None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._server: ChildProcess | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._delegate: OpenAICompatibleEngine | None = None
         self._closing = False
         self.port = 0
 
     @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
     async def start(self) -> None:
         """Starts `llama-server` and returns once it answers; then watches it, restarting it if it dies."""
         if self.model_path is None:
             self.model_path = default_model()
         self.port = free_port()
-        await asyncio.to_thread(self._launch)
+        self._server = ChildProcess(
+            self._command(),
+            name="llama-server",
+            # Without a log file its output is dropped: llama-server logs every request.
+            log=self._log_path or Path(os.devnull),
+            stop_grace=STOP_GRACE,
+        )
+        await self._launch(self._server)
         self._delegate = OpenAICompatibleEngine.for_url(self.base_url, max_concurrency=self._parallel)
-        self._supervisor = asyncio.create_task(self._supervise(), name="llama-server-supervisor")
+        self._supervisor = asyncio.create_task(self._supervise(self._server), name="llama-server-supervisor")
 
     def _command(self) -> list[str]:
         command = [
@@ -108,39 +120,20 @@ class LocalEngine:
             command += ["--threads", str(self._threads)]
         return command + list(self._extra_args)
 
-    def _launch(self) -> None:
-        log = self._log_path.open("ab") if self._log_path else subprocess.DEVNULL
+    async def _launch(self, server: ChildProcess) -> None:
+        # Started on the event loop's thread, not a worker's: the kernel's kill-with-parent follows
+        # the thread that starts a child, and worker threads come and go.
+        server.start()
         try:
-            self._process = subprocess.Popen(
-                with_parent_death_signal(self._command()),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            if not isinstance(log, int):
-                log.close()
-        deadline = time.monotonic() + self._startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EngineError(f"llama-server exited with status {self._process.returncode} while starting.")
-            with contextlib.suppress(OSError):
-                status, _ = http_get(f"http://127.0.0.1:{self.port}/health", timeout=1.0)
-                if status == 200:
-                    logger.info("llama-server on %s serving %s", self.base_url, self.model_path)
-                    return
-            time.sleep(0.1)
-        self._terminate()
-        raise EngineError(f"llama-server did not become ready within {self._startup_timeout:g} seconds.")
+            await server.await_ready(http_ok(f"{self.url}/health", 1.0), self._startup_timeout)
+        except ChildError as error:
+            raise EngineError(str(error)) from None
+        logger.info("llama-server on %s serving %s", self.base_url, self.model_path)
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, server: ChildProcess) -> None:
         restarts = 0
         while not self._closing:
-            process = self._process
-            if process is None:
-                return
-            code = await asyncio.to_thread(process.wait)
+            code = await server.await_exit()
             if self._closing:
                 return
             restarts += 1
@@ -148,10 +141,16 @@ class LocalEngine:
             if restarts > MAX_RESTARTS:
                 return
             await asyncio.sleep(min(2.0**restarts, 30.0))
+            if self._closing:
+                return
             try:
-                await asyncio.to_thread(self._launch)
+                await self._launch(server)
             except EngineError:
-                logger.exception("llama-server did not come back")
+                if not self._closing:
+                    logger.exception("llama-server did not come back")
+
+    def backend_name(self, model: str) -> str:
+        return self.name
 
     async def context_window(self, model: str) -> int:
         """One slot's share of the context: llama-server divides `--ctx-size` among its `--parallel`
@@ -171,22 +170,12 @@ class LocalEngine:
         async for chunk in self._delegate.generate(request):
             yield chunk
 
-    def _terminate(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
     async def aclose(self) -> None:
         self._closing = True
         if self._delegate is not None:
             await self._delegate.aclose()
-        await asyncio.to_thread(self._terminate)
+        if self._server is not None:
+            await self._server.astop()
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,7 +3,7 @@ execution (`execution`, on the API-neutral engine turn of `generation`), and wha
 (`background`). Plain values only: the transports convert requests and render events."""
 
 from sovereign_server.runs.channel import EventChannel
-from sovereign_server.runs.model import DONE, Event, EventName, NewThread, RunOptions, ToolOutput
+from sovereign_server.runs.model import DONE, Event, EventName, NewThread, RunObserver, RunOptions, ToolOutput
 from sovereign_server.runs.service import RunManager, RunSettings
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "EventName",
     "NewThread",
     "RunManager",
+    "RunObserver",
     "RunOptions",
     "RunSettings",
     "ToolOutput",

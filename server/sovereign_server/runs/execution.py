@@ -21,6 +21,7 @@ from asyncio import to_thread
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from sovereign_server.caller import Caller
 from sovereign_server.engines import ContextOverflowError, Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
 from sovereign_server.runs.background import GrowingReplies
@@ -35,6 +36,7 @@ from sovereign_server.runs.model import (
     Event,
     EventName,
     MessageDelta,
+    RunObserver,
     StreamError,
     ToolCallDelta,
 )
@@ -78,10 +80,12 @@ class RunExecution:
         engine: Engine,
         growing: GrowingReplies,
         expires_in: int,
-        on_usage: Callable[[Usage], None],
+        caller: Caller,
+        observer: RunObserver,
     ) -> None:
         self.run = run
-        self._on_usage = on_usage
+        self._caller = caller
+        self._observer = observer
         self.channel = EventChannel()
         self.cancellation = Cancellation()
         self._repository = repository
@@ -109,6 +113,7 @@ class RunExecution:
         try:
             await work
         except EngineError as error:
+            self._observer.engine_failed(error.code)
             await self._fail(LastError(error.code, error.message))
         except asyncio.CancelledError:
             raise  # the server is stopping: the run is ended as interrupted
@@ -120,8 +125,8 @@ class RunExecution:
             except Exception:
                 logger.exception("run %s could not be marked failed", self.run.id)
         finally:
-            if self._generation is not None:
-                self._on_usage(self._generation.usage)
+            usage = self._generation.usage if self._generation is not None else Usage()
+            self._observer.stretch_ended(self._caller, self.run, usage)
             self.publish(DONE)
             self.channel.close()
 
@@ -162,7 +167,8 @@ class RunExecution:
                 RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
             )
             return
-        self._generation = Generation(self._engine, prompt.fitted.request, prompt.fitted.prompt_tokens)
+        timing = self._observer.token_timing(self.run.model, self._engine.backend_name(self.run.model))
+        self._generation = Generation(self._engine, prompt.fitted.request, prompt.fitted.prompt_tokens, timing)
         try:
             reply = await self._generation.run(self, self.cancellation)
         except ContextOverflowError as overflow:

@@ -9,6 +9,7 @@ A `Cancellation` stops the turn: at once while the engine is silent, else after 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,14 @@ class ReplySink(Protocol):
     async def on_text(self, text: str) -> None: ...
 
     async def on_tool_call(self, fragment: EngineToolCallDelta) -> None: ...
+
+
+class TokenTiming(Protocol):
+    """Told how long the first token took, and each one after it."""
+
+    def first_token(self, seconds: float) -> None: ...
+
+    def token_gap(self, seconds: float) -> None: ...
 
 
 @dataclass
@@ -81,9 +90,12 @@ class Generation:
     """One engine turn for `request`, fed to `sink`; its text and usage so far stay readable while
     it runs and after it failed (a partial reply is kept, and its tokens are billed)."""
 
-    def __init__(self, engine: Engine, request: GenerationRequest, prompt_tokens: int) -> None:
+    def __init__(
+        self, engine: Engine, request: GenerationRequest, prompt_tokens: int, timing: TokenTiming | None = None
+    ) -> None:
         self._engine = engine
         self._request = request
+        self._timing = timing
         self._pieces: list[str] = []
         self._calls: dict[int, _CallParts] = {}
         self._prompt_tokens = prompt_tokens
@@ -100,6 +112,7 @@ class Generation:
     async def run(self, sink: ReplySink, cancellation: Cancellation) -> Reply | None:
         """The finished reply; None when cancelled. Raises EngineError if the engine fails."""
         finish: Finish | None = None
+        last = time.perf_counter()
         stream = self._engine.generate(self._request)
         try:
             while not cancellation.requested:
@@ -109,6 +122,13 @@ class Generation:
                 if isinstance(chunk, Finish):
                     finish = chunk
                     continue
+                if self._timing is not None:
+                    now = time.perf_counter()
+                    if self._completion_tokens:
+                        self._timing.token_gap(now - last)
+                    else:
+                        self._timing.first_token(now - last)
+                    last = now
                 # Until the engine reports usage, each fragment counts as a token.
                 self._completion_tokens += 1
                 if isinstance(chunk, TextDelta):

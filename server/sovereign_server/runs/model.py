@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
+from sovereign_server.caller import Caller
+from sovereign_server.runs.generation import TokenTiming
 from sovereign_storage import (
     MessageRecord,
     MessageStatus,
@@ -22,6 +24,7 @@ from sovereign_storage import (
     StepStatus,
     ThreadRecord,
     TruncationStrategy,
+    Usage,
 )
 
 
@@ -215,3 +218,30 @@ class NewThread:
 class ToolOutput:
     tool_call_id: str
     output: str
+
+
+# ---------------------------------------------------------------- what the run layer reports
+
+
+class RunObserver(Protocol):
+    """Told what runs do as they do it (metrics and rate limits listen); calls must be quick."""
+
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        """A stretch of execution left `run` in its status, having used `usage` (this stretch's)."""
+
+    def token_timing(self, model: str, backend: str) -> TokenTiming | None:
+        """Where one generation of `model` on `backend` reports its token times (None: nowhere);
+        asked once per generation, so that each token costs only the report itself."""
+
+    def engine_failed(self, code: str) -> None: ...
+
+
+class NoObserver:
+    def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
+        pass
+
+    def token_timing(self, model: str, backend: str) -> TokenTiming | None:
+        return None
+
+    def engine_failed(self, code: str) -> None:
+        pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import to_thread
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,17 @@ from sovereign_server.errors import ConflictError
 from sovereign_server.runs.background import GrowingReplies, Housekeeping, end_interrupted_runs
 from sovereign_server.runs.channel import EventChannel
 from sovereign_server.runs.execution import ALL_STEPS, RunExecution
-from sovereign_server.runs.model import RUNS, STEPS, Event, EventName, NewThread, RunOptions, ToolOutput
+from sovereign_server.runs.model import (
+    RUNS,
+    STEPS,
+    Event,
+    EventName,
+    NewThread,
+    NoObserver,
+    RunObserver,
+    RunOptions,
+    ToolOutput,
+)
 from sovereign_storage import (
     AssistantRecord,
     NewRun,
@@ -29,7 +39,6 @@ from sovereign_storage import (
     RunStatus,
     StepStatus,
     ToolCalls,
-    Usage,
 )
 
 logger = logging.getLogger("sovereign.runs")
@@ -77,11 +86,10 @@ class RunManager:
         engine: Engine,
         settings: RunSettings | None = None,
         *,
-        on_usage: Callable[[Caller, Usage], None] | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self._repository = repository
-        # Told the tokens each stretch of a run used, on behalf of whom (rate limits bill them).
-        self._on_usage = on_usage or (lambda caller, usage: None)
+        self._observer: RunObserver = observer or NoObserver()
         self._engine = engine
         self.settings = settings or RunSettings()
         self._growing = GrowingReplies(repository)
@@ -120,11 +128,11 @@ class RunManager:
         repository = self._repository.scoped(caller.project_id)
 
         def queue_and_begin() -> tuple[RunRecord, RunExecution, Any]:
-            # One trip to the database thread, from the request to a run in progress with its
-            # context read: the time to the first token is mostly such trips.
-            repository.get_thread(thread_id)
-            run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
+            # One trip to the database thread and one transaction, from the request to a run in
+            # progress with its context read: the time to the first token is mostly such trips.
             with repository.batch():
+                repository.get_thread(thread_id)
+                run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
                 queued, _ = repository.create_run(
                     thread_id, run_to_queue, options.additional_messages, self.settings.expires_in
                 )
@@ -145,8 +153,8 @@ class RunManager:
         repository = self._repository.scoped(caller.project_id)
 
         def create_and_begin() -> tuple[Any, RunRecord, RunExecution, Any]:
-            run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
             with repository.batch():
+                run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
                 created, queued = repository.create_thread_and_run(
                     thread.tool_resources, thread.metadata, thread.messages, run_to_queue, self.settings.expires_in
                 )
@@ -220,10 +228,9 @@ class RunManager:
     # ------------------------------------------------------------------ executions
 
     def _execution(self, run: RunRecord, repository: Repository, caller: Caller) -> RunExecution:
-        def bill(usage: Usage) -> None:
-            self._on_usage(caller, usage)
-
-        return RunExecution(run, repository, self._engine, self._growing, self.settings.expires_in, bill)
+        return RunExecution(
+            run, repository, self._engine, self._growing, self.settings.expires_in, caller, self._observer
+        )
 
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:
         run_id = execution.run.id

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from asyncio import to_thread
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
@@ -11,7 +13,9 @@ from google.api import httpbody_pb2
 from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
 from sovereign_server import convert, sse, validation
 from sovereign_server.caller import current_caller
+from sovereign_server.metrics import Metrics
 from sovereign_server.runs import EventChannel, RunManager
+from sovereign_server.runs.channel import merge_text_deltas
 from sovereign_server.servicers.scope import CallerScoped
 from sovereign_storage import Repository, RunRecord
 
@@ -26,9 +30,10 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     Server-Sent Events when `stream` is set) and gRPC callers with typed `RunEvent`s; both render
     the same events from `RunManager`."""
 
-    def __init__(self, repository: Repository, runs: RunManager) -> None:
+    def __init__(self, repository: Repository, runs: RunManager, metrics: Metrics | None = None) -> None:
         super().__init__(repository)
         self._runs = runs
+        self._metrics = metrics
 
     # ------------------------------------------------------------------ creating and resuming runs
 
@@ -57,21 +62,21 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
         _, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
-        async for event in _typed(channel):
+        async for event in self._typed(channel):
             yield event
 
     async def CreateThreadAndRunEvents(
         self, request: run_service_pb2.CreateThreadAndRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
         _, channel = await self._create_thread_and_run(request)
-        async for event in _typed(channel):
+        async for event in self._typed(channel):
             yield event
 
     async def SubmitToolOutputsEvents(
         self, request: run_service_pb2.SubmitToolOutputsRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
         _, channel = await self._submit_tool_outputs(request)
-        async for event in _typed(channel):
+        async for event in self._typed(channel):
             yield event
 
     async def _create_thread_and_run(
@@ -88,12 +93,26 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
 
     async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
-            data = json.dumps(convert.openai_json(convert.run_message(run)), separators=(",", ":")).encode()
+            data = json.dumps(convert.run_json(run), separators=(",", ":"), ensure_ascii=False).encode()
             yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
             return
-        async for batch in channel.follow(self._runs.settings.heartbeat):
-            data = b"".join(sse.frame(event) for event in batch) if batch else sse.SSE_HEARTBEAT
-            yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
+        with self._streaming("sse"):
+            async for batch in channel.follow(self._runs.settings.heartbeat):
+                data = b"".join(sse.frame(event) for event in merge_text_deltas(batch)) if batch else sse.SSE_HEARTBEAT
+                yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
+
+    async def _typed(self, channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
+        # gRPC keeps idle streams alive itself: no heartbeats here.
+        with self._streaming("grpc"):
+            async for batch in channel.follow():
+                for event in merge_text_deltas(batch):
+                    yield convert.event_message(event)
+
+    def _streaming(self, transport: str) -> AbstractContextManager[None]:
+        """Counts the stream as active while it is open."""
+        if self._metrics is None:
+            return contextlib.nullcontext()
+        return self._metrics.active_streams.labels(transport).track_inprogress()
 
     # ------------------------------------------------------------------ reading and changing runs
 
@@ -140,10 +159,3 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     async def GetRunStep(self, request: run_service_pb2.GetRunStepRequest, context: Context) -> run_pb2.RunStep:
         step = await to_thread(self._repository.get_step, request.thread_id, request.run_id, request.step_id)
         return convert.step_message(step)
-
-
-async def _typed(channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
-    # gRPC keeps idle streams alive itself: no heartbeats here.
-    async for batch in channel.follow():
-        for event in batch:
-            yield convert.event_message(event)

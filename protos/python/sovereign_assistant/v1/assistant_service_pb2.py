@@ -23,20 +23,21 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from sovereign_assistant.v1 import assistant_pb2 as sovereign__assistant_dot_v1_dot_assistant__pb2
 from sovereign_assistant.v1 import common_pb2 as sovereign__assistant_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.sovereign_assistant/v1/assistant_service.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a&sovereign_assistant/v1/assistant.proto\x1a#sovereign_assistant/v1/common.proto\"\xa5\x04\n\x16\x43reateAssistantRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x19\n\x0cinstructions\x18\x04 \x01(\tH\x02\x88\x01\x01\x12+\n\x05tools\x18\x05 \x03(\x0b\x32\x1c.sovereign_assistant.v1.Tool\x12/\n\x0etool_resources\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12N\n\x08metadata\x18\x07 \x03(\x0b\x32<.sovereign_assistant.v1.CreateAssistantRequest.MetadataEntry\x12\x18\n\x0btemperature\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\x05top_p\x18\t \x01(\x01H\x04\x88\x01\x01\x12/\n\x0fresponse_format\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1d\n\x10reasoning_effort\x18\x0b \x01(\tH\x05\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0f\n\r_instructionsB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_reasoning_effort\"c\n\x15ListAssistantsRequest\x12\x12\n\x05limit\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05order\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x04 \x01(\tB\x08\n\x06_limit\"\xbe\x01\n\x16ListAssistantsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12/\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32!.sovereign_assistant.v1.Assistant\x12(\n\x08\x66irst_id\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x07last_id\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08has_more\x18\x05 \x01(\x08\"+\n\x13GetAssistantRequest\x12\x14\n\x0c\x61ssistant_id\x18\x01 \x01(\t\"\xf2\x03\n\x16ModifyAssistantRequest\x12\x14\n\x0c\x61ssistant_id\x18\x01 \x01(\t\x12\x12\n\x05model\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04name\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x19\n\x0cinstructions\x18\x05 \x01(\tH\x03\x88\x01\x01\x12)\n\x05tools\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12/\n\x0etool_resources\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0btemperature\x18\t \x01(\x01H\x04\x88\x01\x01\x12\x12\n\x05top_p\x18\n \x01(\x01H\x05\x88\x01\x01\x12/\n\x0fresponse_format\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1d\n\x10reasoning_effort\x18\x0c \x01(\tH\x06\x88\x01\x01\x42\x08\n\x06_modelB\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0f\n\r_instructionsB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_reasoning_effort\".\n\x16\x44\x65leteAssistantRequest\x12\x14\n\x0c\x61ssistant_id\x18\x01 \x01(\t2\xc9\x05\n\x10\x41ssistantService\x12\x7f\n\x0f\x43reateAssistant\x12..sovereign_assistant.v1.CreateAssistantRequest\x1a!.sovereign_assistant.v1.Assistant\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/assistants:\x01*\x12\x87\x01\n\x0eListAssistants\x12-.sovereign_assistant.v1.ListAssistantsRequest\x1a..sovereign_assistant.v1.ListAssistantsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/assistants\x12\x85\x01\n\x0cGetAssistant\x12+.sovereign_assistant.v1.GetAssistantRequest\x1a!.sovereign_assistant.v1.Assistant\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/assistants/{assistant_id}\x12\x8e\x01\n\x0fModifyAssistant\x12..sovereign_assistant.v1.ModifyAssistantRequest\x1a!.sovereign_assistant.v1.Assistant\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/assistants/{assistant_id}:\x01*\x12\x90\x01\n\x0f\x44\x65leteAssistant\x12..sovereign_assistant.v1.DeleteAssistantRequest\x1a&.sovereign_assistant.v1.DeletionStatus\"%\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/assistants/{assistant_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.sovereign_assistant/v1/assistant_service.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a&sovereign_assistant/v1/assistant.proto\x1a#sovereign_assistant/v1/common.proto\"\xdb\x03\n\x16\x43reateAssistantRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x19\n\x0cinstructions\x18\x04 \x01(\tH\x02\x88\x01\x01\x12+\n\x05tools\x18\x05 \x03(\x0b\x32\x1c.sovereign_assistant.v1.Tool\x12/\n\x0etool_resources\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0btemperature\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\x05top_p\x18\t \x01(\x01H\x04\x88\x01\x01\x12/\n\x0fresponse_format\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1d\n\x10reasoning_effort\x18\x0b \x01(\tH\x05\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0f\n\r_instructionsB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_reasoning_effortJ\x04\x08\x07\x10\x08\"c\n\x15ListAssistantsRequest\x12\x12\n\x05limit\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05order\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x04 \x01(\tB\x08\n\x06_limit\"\xbe\x01\n\x16ListAssistantsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12/\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32!.sovereign_assistant.v1.Assistant\x12(\n\x08\x66irst_id\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x07last_id\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08has_more\x18\x05 \x01(\x08\"+\n\x13GetAssistantRequest\x12\x14\n\x0c\x61ssistant_id\x18\x01 \x01(\t\"\xf2\x03\n\x16ModifyAssistantRequest\x12\x14\n\x0c\x61ssistant_id\x18\x01 \x01(\t\x12\x12\n\x05model\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04name\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x19\n\x0cinstructions\x18\x05 \x01(\tH\x03\x88\x01\x01\x12)\n\x05tools\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12/\n\x0etool_resources\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0btemperature\x18\t \x01(\x01H\x04\x88\x01\x01\x12\x12\n\x05top_p\x18\n \x01(\x01H\x05\x88\x01\x01\x12/\n\x0fresponse_format\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1d\n\x10reasoning_effort\x18\x0c \x01(\tH\x06\x88\x01\x01\x42\x08\n\x06_modelB\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0f\n\r_instructionsB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_reasoning_effort\".\n\x16\x44\x65leteAssistantRequest\x12\x14\n\x0c\x61ssistant_id\x18\x01 \x01(\t2\xc9\x05\n\x10\x41ssistantService\x12\x7f\n\x0f\x43reateAssistant\x12..sovereign_assistant.v1.CreateAssistantRequest\x1a!.sovereign_assistant.v1.Assistant\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/assistants:\x01*\x12\x87\x01\n\x0eListAssistants\x12-.sovereign_assistant.v1.ListAssistantsRequest\x1a..sovereign_assistant.v1.ListAssistantsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/assistants\x12\x85\x01\n\x0cGetAssistant\x12+.sovereign_assistant.v1.GetAssistantRequest\x1a!.sovereign_assistant.v1.Assistant\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/assistants/{assistant_id}\x12\x8e\x01\n\x0fModifyAssistant\x12..sovereign_assistant.v1.ModifyAssistantRequest\x1a!.sovereign_assistant.v1.Assistant\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/assistants/{assistant_id}:\x01*\x12\x90\x01\n\x0f\x44\x65leteAssistant\x12..sovereign_assistant.v1.DeleteAssistantRequest\x1a&.sovereign_assistant.v1.DeletionStatus\"%\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/assistants/{assistant_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sovereign_assistant.v1.assistant_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEASSISTANTREQUEST_METADATAENTRY']._loaded_options = None
-  _globals['_CREATEASSISTANTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_CREATEASSISTANTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_CREATEASSISTANTREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
   _globals['_ASSISTANTSERVICE'].methods_by_name['CreateAssistant']._loaded_options = None
   _globals['_ASSISTANTSERVICE'].methods_by_name['CreateAssistant']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/assistants:\001*'
   _globals['_ASSISTANTSERVICE'].methods_by_name['ListAssistants']._loaded_options = None
@@ -47,20 +48,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSISTANTSERVICE'].methods_by_name['ModifyAssistant']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/assistants/{assistant_id}:\001*'
   _globals['_ASSISTANTSERVICE'].methods_by_name['DeleteAssistant']._loaded_options = None
   _globals['_ASSISTANTSERVICE'].methods_by_name['DeleteAssistant']._serialized_options = b'\202\323\344\223\002\037*\035/v1/assistants/{assistant_id}'
-  _globals['_CREATEASSISTANTREQUEST']._serialized_start=212
-  _globals['_CREATEASSISTANTREQUEST']._serialized_end=761
-  _globals['_CREATEASSISTANTREQUEST_METADATAENTRY']._serialized_start=625
-  _globals['_CREATEASSISTANTREQUEST_METADATAENTRY']._serialized_end=672
-  _globals['_LISTASSISTANTSREQUEST']._serialized_start=763
-  _globals['_LISTASSISTANTSREQUEST']._serialized_end=862
-  _globals['_LISTASSISTANTSRESPONSE']._serialized_start=865
-  _globals['_LISTASSISTANTSRESPONSE']._serialized_end=1055
-  _globals['_GETASSISTANTREQUEST']._serialized_start=1057
-  _globals['_GETASSISTANTREQUEST']._serialized_end=1100
-  _globals['_MODIFYASSISTANTREQUEST']._serialized_start=1103
-  _globals['_MODIFYASSISTANTREQUEST']._serialized_end=1601
-  _globals['_DELETEASSISTANTREQUEST']._serialized_start=1603
-  _globals['_DELETEASSISTANTREQUEST']._serialized_end=1649
-  _globals['_ASSISTANTSERVICE']._serialized_start=1652
-  _globals['_ASSISTANTSERVICE']._serialized_end=2365
+  _globals['_CREATEASSISTANTREQUEST']._serialized_start=245
+  _globals['_CREATEASSISTANTREQUEST']._serialized_end=720
+  _globals['_LISTASSISTANTSREQUEST']._serialized_start=722
+  _globals['_LISTASSISTANTSREQUEST']._serialized_end=821
+  _globals['_LISTASSISTANTSRESPONSE']._serialized_start=824
+  _globals['_LISTASSISTANTSRESPONSE']._serialized_end=1014
+  _globals['_GETASSISTANTREQUEST']._serialized_start=1016
+  _globals['_GETASSISTANTREQUEST']._serialized_end=1059
+  _globals['_MODIFYASSISTANTREQUEST']._serialized_start=1062
+  _globals['_MODIFYASSISTANTREQUEST']._serialized_end=1560
+  _globals['_DELETEASSISTANTREQUEST']._serialized_start=1562
+  _globals['_DELETEASSISTANTREQUEST']._serialized_end=1608
+  _globals['_ASSISTANTSERVICE']._serialized_start=1611
+  _globals['_ASSISTANTSERVICE']._serialized_end=2324
 # @@protoc_insertion_point(module_scope)

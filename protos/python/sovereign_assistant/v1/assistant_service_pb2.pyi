@@ -25,26 +25,6 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class CreateAssistantRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class MetadataEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     MODEL_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
@@ -63,13 +43,18 @@ class CreateAssistantRequest(_message.Message):
     temperature: _builtins.float
     top_p: _builtins.float
     reasoning_effort: _builtins.str
-    """`minimal`, `low`, `medium` or `high`; stored and passed to the engine."""
+    """`none`, `minimal`, `low`, `medium`, `high`, `xhigh` or `max`; stored and passed to the engine."""
     @_builtins.property
     def tools(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]: ...
     @_builtins.property
     def tool_resources(self) -> _struct_pb2.Struct: ...
     @_builtins.property
-    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def metadata(self) -> _struct_pb2.Struct:
+        """String values only, at most 16 pairs. A `Struct` rather than a `map<string, string>`: the
+        gateway writes unparseable protobuf for a JSON object placed in a string map, while any JSON
+        fits a `Struct`, so the server can answer a wrong value with a 400 that names it.
+        """
+
     @_builtins.property
     def response_format(self) -> _struct_pb2.Value:
         """`"auto"` or an object such as `{"type": "json_object"}`."""
@@ -83,13 +68,13 @@ class CreateAssistantRequest(_message.Message):
         instructions: _builtins.str | None = ...,
         tools: _abc.Iterable[_common_pb2.Tool] | None = ...,
         tool_resources: _struct_pb2.Struct | None = ...,
-        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
         temperature: _builtins.float | None = ...,
         top_p: _builtins.float | None = ...,
         response_format: _struct_pb2.Value | None = ...,
         reasoning_effort: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_instructions", b"_instructions", "_name", b"_name", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "description", b"description", "instructions", b"instructions", "name", b"name", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "tool_resources", b"tool_resources", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_instructions", b"_instructions", "_name", b"_name", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "description", b"description", "instructions", b"instructions", "metadata", b"metadata", "name", b"name", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "tool_resources", b"tool_resources", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_instructions", b"_instructions", "_name", b"_name", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "description", b"description", "instructions", b"instructions", "metadata", b"metadata", "model", b"model", "name", b"name", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...

@@ -22,22 +22,29 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sovereign_assistant/v1/common.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x80\x01\n\x04Tool\x12\x0c\n\x04type\x18\x01 \x01(\t\x12<\n\x08\x66unction\x18\x02 \x01(\x0b\x32*.sovereign_assistant.v1.FunctionDefinition\x12,\n\x0b\x66ile_search\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x99\x01\n\x12\x46unctionDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x0e\n\x0c_descriptionB\t\n\x07_strict\"J\n\nAttachment\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12+\n\x05tools\x18\x02 \x03(\x0b\x32\x1c.sovereign_assistant.v1.Tool\"=\n\x0e\x44\x65letionStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sovereign_assistant/v1/common.proto\x12\x16sovereign_assistant.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x86\x01\n\x04Tool\x12\x12\n\x04type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12<\n\x08\x66unction\x18\x02 \x01(\x0b\x32*.sovereign_assistant.v1.FunctionDefinition\x12,\n\x0b\x66ile_search\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x9f\x01\n\x12\x46unctionDefinition\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x0e\n\x0c_descriptionB\t\n\x07_strict\"P\n\nAttachment\x12\x15\n\x07\x66ile_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x05tools\x18\x02 \x03(\x0b\x32\x1c.sovereign_assistant.v1.Tool\"=\n\x0e\x44\x65letionStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sovereign_assistant.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOOL']._serialized_start=94
-  _globals['_TOOL']._serialized_end=222
-  _globals['_FUNCTIONDEFINITION']._serialized_start=225
-  _globals['_FUNCTIONDEFINITION']._serialized_end=378
-  _globals['_ATTACHMENT']._serialized_start=380
-  _globals['_ATTACHMENT']._serialized_end=454
-  _globals['_DELETIONSTATUS']._serialized_start=456
-  _globals['_DELETIONSTATUS']._serialized_end=517
+  _globals['_TOOL'].fields_by_name['type']._loaded_options = None
+  _globals['_TOOL'].fields_by_name['type']._serialized_options = b'\342A\001\002'
+  _globals['_FUNCTIONDEFINITION'].fields_by_name['name']._loaded_options = None
+  _globals['_FUNCTIONDEFINITION'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_ATTACHMENT'].fields_by_name['file_id']._loaded_options = None
+  _globals['_ATTACHMENT'].fields_by_name['file_id']._serialized_options = b'\342A\001\002'
+  _globals['_TOOL']._serialized_start=127
+  _globals['_TOOL']._serialized_end=261
+  _globals['_FUNCTIONDEFINITION']._serialized_start=264
+  _globals['_FUNCTIONDEFINITION']._serialized_end=423
+  _globals['_ATTACHMENT']._serialized_start=425
+  _globals['_ATTACHMENT']._serialized_end=505
+  _globals['_DELETIONSTATUS']._serialized_start=507
+  _globals['_DELETIONSTATUS']._serialized_end=568
 # @@protoc_insertion_point(module_scope)

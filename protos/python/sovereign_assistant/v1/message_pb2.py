@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from sovereign_assistant.v1 import common_pb2 as sovereign__assistant_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sovereign_assistant/v1/message.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a#sovereign_assistant/v1/common.proto\"\xb5\x04\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\r\x12\x11\n\tthread_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x32\n\x12incomplete_details\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12,\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12-\n\rincomplete_at\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0c\n\x04role\x18\t \x01(\t\x12\x37\n\x07\x63ontent\x18\n \x03(\x0b\x32&.sovereign_assistant.v1.MessageContent\x12,\n\x0c\x61ssistant_id\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x06run_id\x18\x0c \x01(\x0b\x32\x16.google.protobuf.Value\x12\x37\n\x0b\x61ttachments\x18\r \x03(\x0b\x32\".sovereign_assistant.v1.Attachment\x12?\n\x08metadata\x18\x0e \x03(\x0b\x32-.sovereign_assistant.v1.Message.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdf\x01\n\x0eMessageContent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x31\n\x04text\x18\x02 \x01(\x0b\x32#.sovereign_assistant.v1.TextContent\x12\x35\n\nimage_file\x18\x03 \x01(\x0b\x32!.sovereign_assistant.v1.ImageFile\x12\x33\n\timage_url\x18\x04 \x01(\x0b\x32 .sovereign_assistant.v1.ImageUrl\x12\x14\n\x07refusal\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_refusal\"J\n\x0bTextContent\x12\r\n\x05value\x18\x01 \x01(\t\x12,\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"<\n\tImageFile\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x13\n\x06\x64\x65tail\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_detail\"7\n\x08ImageUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x06\x64\x65tail\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_detail\"\xf5\x01\n\x0cMessageInput\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\'\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x37\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\".sovereign_assistant.v1.Attachment\x12\x44\n\x08metadata\x18\x04 \x03(\x0b\x32\x32.sovereign_assistant.v1.MessageInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sovereign_assistant/v1/message.proto\x12\x16sovereign_assistant.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#sovereign_assistant/v1/common.proto\"\xb5\x04\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\r\x12\x11\n\tthread_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x32\n\x12incomplete_details\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12,\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12-\n\rincomplete_at\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0c\n\x04role\x18\t \x01(\t\x12\x37\n\x07\x63ontent\x18\n \x03(\x0b\x32&.sovereign_assistant.v1.MessageContent\x12,\n\x0c\x61ssistant_id\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x06run_id\x18\x0c \x01(\x0b\x32\x16.google.protobuf.Value\x12\x37\n\x0b\x61ttachments\x18\r \x03(\x0b\x32\".sovereign_assistant.v1.Attachment\x12?\n\x08metadata\x18\x0e \x03(\x0b\x32-.sovereign_assistant.v1.Message.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdf\x01\n\x0eMessageContent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x31\n\x04text\x18\x02 \x01(\x0b\x32#.sovereign_assistant.v1.TextContent\x12\x35\n\nimage_file\x18\x03 \x01(\x0b\x32!.sovereign_assistant.v1.ImageFile\x12\x33\n\timage_url\x18\x04 \x01(\x0b\x32 .sovereign_assistant.v1.ImageUrl\x12\x14\n\x07refusal\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_refusal\"J\n\x0bTextContent\x12\r\n\x05value\x18\x01 \x01(\t\x12,\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"<\n\tImageFile\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x13\n\x06\x64\x65tail\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_detail\"7\n\x08ImageUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x06\x64\x65tail\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_detail\"\xbb\x01\n\x0cMessageInput\x12\x12\n\x04role\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueB\x04\xe2\x41\x01\x02\x12\x37\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\".sovereign_assistant.v1.Attachment\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructJ\x04\x08\x04\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +36,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MESSAGE_METADATAENTRY']._loaded_options = None
   _globals['_MESSAGE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MESSAGEINPUT_METADATAENTRY']._loaded_options = None
-  _globals['_MESSAGEINPUT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MESSAGE']._serialized_start=132
-  _globals['_MESSAGE']._serialized_end=697
-  _globals['_MESSAGE_METADATAENTRY']._serialized_start=650
-  _globals['_MESSAGE_METADATAENTRY']._serialized_end=697
-  _globals['_MESSAGECONTENT']._serialized_start=700
-  _globals['_MESSAGECONTENT']._serialized_end=923
-  _globals['_TEXTCONTENT']._serialized_start=925
-  _globals['_TEXTCONTENT']._serialized_end=999
-  _globals['_IMAGEFILE']._serialized_start=1001
-  _globals['_IMAGEFILE']._serialized_end=1061
-  _globals['_IMAGEURL']._serialized_start=1063
-  _globals['_IMAGEURL']._serialized_end=1118
-  _globals['_MESSAGEINPUT']._serialized_start=1121
-  _globals['_MESSAGEINPUT']._serialized_end=1366
-  _globals['_MESSAGEINPUT_METADATAENTRY']._serialized_start=650
-  _globals['_MESSAGEINPUT_METADATAENTRY']._serialized_end=697
+  _globals['_MESSAGEINPUT'].fields_by_name['role']._loaded_options = None
+  _globals['_MESSAGEINPUT'].fields_by_name['role']._serialized_options = b'\342A\001\002'
+  _globals['_MESSAGEINPUT'].fields_by_name['content']._loaded_options = None
+  _globals['_MESSAGEINPUT'].fields_by_name['content']._serialized_options = b'\342A\001\002'
+  _globals['_MESSAGE']._serialized_start=165
+  _globals['_MESSAGE']._serialized_end=730
+  _globals['_MESSAGE_METADATAENTRY']._serialized_start=683
+  _globals['_MESSAGE_METADATAENTRY']._serialized_end=730
+  _globals['_MESSAGECONTENT']._serialized_start=733
+  _globals['_MESSAGECONTENT']._serialized_end=956
+  _globals['_TEXTCONTENT']._serialized_start=958
+  _globals['_TEXTCONTENT']._serialized_end=1032
+  _globals['_IMAGEFILE']._serialized_start=1034
+  _globals['_IMAGEFILE']._serialized_end=1094
+  _globals['_IMAGEURL']._serialized_start=1096
+  _globals['_IMAGEURL']._serialized_end=1151
+  _globals['_MESSAGEINPUT']._serialized_start=1154
+  _globals['_MESSAGEINPUT']._serialized_end=1341
 # @@protoc_insertion_point(module_scope)

@@ -28,26 +28,6 @@ class CreateRunRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class MetadataEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     THREAD_ID_FIELD_NUMBER: _builtins.int
     ASSISTANT_ID_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
@@ -89,7 +69,12 @@ class CreateRunRequest(_message.Message):
         """Tool objects; replaces the assistant's tools when present."""
 
     @_builtins.property
-    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def metadata(self) -> _struct_pb2.Struct:
+        """String values only, at most 16 pairs. A `Struct` rather than a `map<string, string>`: the
+        gateway writes unparseable protobuf for a JSON object placed in a string map, while any JSON
+        fits a `Struct`, so the server can answer a wrong value with a 400 that names it.
+        """
+
     @_builtins.property
     def truncation_strategy(self) -> _struct_pb2.Struct:
         """`{"type": "auto" | "last_messages", "last_messages": n}`."""
@@ -112,7 +97,7 @@ class CreateRunRequest(_message.Message):
         additional_instructions: _builtins.str | None = ...,
         additional_messages: _abc.Iterable[_message_pb2.MessageInput] | None = ...,
         tools: _struct_pb2.ListValue | None = ...,
-        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
         temperature: _builtins.float | None = ...,
         top_p: _builtins.float | None = ...,
         stream: _builtins.bool = ...,
@@ -125,7 +110,7 @@ class CreateRunRequest(_message.Message):
         include: _abc.Iterable[_builtins.str] | None = ...,
         reasoning_effort: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions", "_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "additional_instructions", b"additional_instructions", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions", "_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "additional_instructions", b"additional_instructions", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions", "_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "additional_instructions", b"additional_instructions", "additional_messages", b"additional_messages", "assistant_id", b"assistant_id", "include", b"include", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "stream", b"stream", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -172,26 +157,6 @@ Global___CreateRunRequest: _TypeAlias = CreateRunRequest  # noqa: Y015
 class CreateThreadAndRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class MetadataEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     ASSISTANT_ID_FIELD_NUMBER: _builtins.int
     THREAD_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
@@ -224,7 +189,12 @@ class CreateThreadAndRunRequest(_message.Message):
     @_builtins.property
     def tool_resources(self) -> _struct_pb2.Struct: ...
     @_builtins.property
-    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def metadata(self) -> _struct_pb2.Struct:
+        """String values only, at most 16 pairs. A `Struct` rather than a `map<string, string>`: the
+        gateway writes unparseable protobuf for a JSON object placed in a string map, while any JSON
+        fits a `Struct`, so the server can answer a wrong value with a 400 that names it.
+        """
+
     @_builtins.property
     def truncation_strategy(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -240,7 +210,7 @@ class CreateThreadAndRunRequest(_message.Message):
         instructions: _builtins.str | None = ...,
         tools: _struct_pb2.ListValue | None = ...,
         tool_resources: _struct_pb2.Struct | None = ...,
-        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
         temperature: _builtins.float | None = ...,
         top_p: _builtins.float | None = ...,
         stream: _builtins.bool = ...,
@@ -251,7 +221,7 @@ class CreateThreadAndRunRequest(_message.Message):
         parallel_tool_calls: _builtins.bool | None = ...,
         response_format: _struct_pb2.Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_temperature", b"_temperature", "_top_p", b"_top_p", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "temperature", b"temperature", "thread", b"thread", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_temperature", b"_temperature", "_top_p", b"_top_p", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "temperature", b"temperature", "thread", b"thread", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_temperature", b"_temperature", "_top_p", b"_top_p", "assistant_id", b"assistant_id", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "stream", b"stream", "temperature", b"temperature", "thread", b"thread", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...

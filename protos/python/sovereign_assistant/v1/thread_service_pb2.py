@@ -29,15 +29,13 @@ from sovereign_assistant.v1 import message_pb2 as sovereign__assistant_dot_v1_do
 from sovereign_assistant.v1 import thread_pb2 as sovereign__assistant_dot_v1_dot_thread__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+sovereign_assistant/v1/thread_service.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#sovereign_assistant/v1/common.proto\x1a$sovereign_assistant/v1/message.proto\x1a#sovereign_assistant/v1/thread.proto\"\xfc\x01\n\x13\x43reateThreadRequest\x12\x36\n\x08messages\x18\x01 \x03(\x0b\x32$.sovereign_assistant.v1.MessageInput\x12/\n\x0etool_resources\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12K\n\x08metadata\x18\x03 \x03(\x0b\x32\x39.sovereign_assistant.v1.CreateThreadRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x10GetThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"\x84\x01\n\x13ModifyThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12/\n\x0etool_resources\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"(\n\x13\x44\x65leteThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"`\n\x14\x43reateMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x35\n\x07message\x18\x02 \x01(\x0b\x32$.sovereign_assistant.v1.MessageInput\"\x84\x01\n\x13ListMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05order\x18\x03 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\tB\x08\n\x06_limit\"\xba\x01\n\x14ListMessagesResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12-\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x1f.sovereign_assistant.v1.Message\x12(\n\x08\x66irst_id\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x07last_id\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08has_more\x18\x05 \x01(\x08\":\n\x11GetMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"h\n\x14ModifyMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"=\n\x14\x44\x65leteMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t2\xfa\t\n\rThreadService\x12s\n\x0c\x43reateThread\x12+.sovereign_assistant.v1.CreateThreadRequest\x1a\x1e.sovereign_assistant.v1.Thread\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/threads:\x01*\x12v\n\tGetThread\x12(.sovereign_assistant.v1.GetThreadRequest\x1a\x1e.sovereign_assistant.v1.Thread\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/threads/{thread_id}\x12\x7f\n\x0cModifyThread\x12+.sovereign_assistant.v1.ModifyThreadRequest\x1a\x1e.sovereign_assistant.v1.Thread\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/threads/{thread_id}:\x01*\x12\x84\x01\n\x0c\x44\x65leteThread\x12+.sovereign_assistant.v1.DeleteThreadRequest\x1a&.sovereign_assistant.v1.DeletionStatus\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/threads/{thread_id}\x12\x91\x01\n\rCreateMessage\x12,.sovereign_assistant.v1.CreateMessageRequest\x1a\x1f.sovereign_assistant.v1.Message\"1\x82\xd3\xe4\x93\x02+\" /v1/threads/{thread_id}/messages:\x07message\x12\x93\x01\n\x0cListMessages\x12+.sovereign_assistant.v1.ListMessagesRequest\x1a,.sovereign_assistant.v1.ListMessagesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/threads/{thread_id}/messages\x12\x8f\x01\n\nGetMessage\x12).sovereign_assistant.v1.GetMessageRequest\x1a\x1f.sovereign_assistant.v1.Message\"5\x82\xd3\xe4\x93\x02/\x12-/v1/threads/{thread_id}/messages/{message_id}\x12\x98\x01\n\rModifyMessage\x12,.sovereign_assistant.v1.ModifyMessageRequest\x1a\x1f.sovereign_assistant.v1.Message\"8\x82\xd3\xe4\x93\x02\x32\"-/v1/threads/{thread_id}/messages/{message_id}:\x01*\x12\x9c\x01\n\rDeleteMessage\x12,.sovereign_assistant.v1.DeleteMessageRequest\x1a&.sovereign_assistant.v1.DeletionStatus\"5\x82\xd3\xe4\x93\x02/*-/v1/threads/{thread_id}/messages/{message_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+sovereign_assistant/v1/thread_service.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#sovereign_assistant/v1/common.proto\x1a$sovereign_assistant/v1/message.proto\x1a#sovereign_assistant/v1/thread.proto\"\xaf\x01\n\x13\x43reateThreadRequest\x12\x36\n\x08messages\x18\x01 \x03(\x0b\x32$.sovereign_assistant.v1.MessageInput\x12/\n\x0etool_resources\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructJ\x04\x08\x03\x10\x04\"%\n\x10GetThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"\x84\x01\n\x13ModifyThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12/\n\x0etool_resources\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"(\n\x13\x44\x65leteThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"`\n\x14\x43reateMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x35\n\x07message\x18\x02 \x01(\x0b\x32$.sovereign_assistant.v1.MessageInput\"\x84\x01\n\x13ListMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05order\x18\x03 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\tB\x08\n\x06_limit\"\xba\x01\n\x14ListMessagesResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12-\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x1f.sovereign_assistant.v1.Message\x12(\n\x08\x66irst_id\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x07last_id\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08has_more\x18\x05 \x01(\x08\":\n\x11GetMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"h\n\x14ModifyMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"=\n\x14\x44\x65leteMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t2\xfa\t\n\rThreadService\x12s\n\x0c\x43reateThread\x12+.sovereign_assistant.v1.CreateThreadRequest\x1a\x1e.sovereign_assistant.v1.Thread\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/threads:\x01*\x12v\n\tGetThread\x12(.sovereign_assistant.v1.GetThreadRequest\x1a\x1e.sovereign_assistant.v1.Thread\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/threads/{thread_id}\x12\x7f\n\x0cModifyThread\x12+.sovereign_assistant.v1.ModifyThreadRequest\x1a\x1e.sovereign_assistant.v1.Thread\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/threads/{thread_id}:\x01*\x12\x84\x01\n\x0c\x44\x65leteThread\x12+.sovereign_assistant.v1.DeleteThreadRequest\x1a&.sovereign_assistant.v1.DeletionStatus\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/threads/{thread_id}\x12\x91\x01\n\rCreateMessage\x12,.sovereign_assistant.v1.CreateMessageRequest\x1a\x1f.sovereign_assistant.v1.Message\"1\x82\xd3\xe4\x93\x02+\" /v1/threads/{thread_id}/messages:\x07message\x12\x93\x01\n\x0cListMessages\x12+.sovereign_assistant.v1.ListMessagesRequest\x1a,.sovereign_assistant.v1.ListMessagesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/threads/{thread_id}/messages\x12\x8f\x01\n\nGetMessage\x12).sovereign_assistant.v1.GetMessageRequest\x1a\x1f.sovereign_assistant.v1.Message\"5\x82\xd3\xe4\x93\x02/\x12-/v1/threads/{thread_id}/messages/{message_id}\x12\x98\x01\n\rModifyMessage\x12,.sovereign_assistant.v1.ModifyMessageRequest\x1a\x1f.sovereign_assistant.v1.Message\"8\x82\xd3\xe4\x93\x02\x32\"-/v1/threads/{thread_id}/messages/{message_id}:\x01*\x12\x9c\x01\n\rDeleteMessage\x12,.sovereign_assistant.v1.DeleteMessageRequest\x1a&.sovereign_assistant.v1.DeletionStatus\"5\x82\xd3\xe4\x93\x02/*-/v1/threads/{thread_id}/messages/{message_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sovereign_assistant.v1.thread_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATETHREADREQUEST_METADATAENTRY']._loaded_options = None
-  _globals['_CREATETHREADREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_THREADSERVICE'].methods_by_name['CreateThread']._loaded_options = None
   _globals['_THREADSERVICE'].methods_by_name['CreateThread']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/threads:\001*'
   _globals['_THREADSERVICE'].methods_by_name['GetThread']._loaded_options = None
@@ -57,27 +55,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_THREADSERVICE'].methods_by_name['DeleteMessage']._loaded_options = None
   _globals['_THREADSERVICE'].methods_by_name['DeleteMessage']._serialized_options = b'\202\323\344\223\002/*-/v1/threads/{thread_id}/messages/{message_id}'
   _globals['_CREATETHREADREQUEST']._serialized_start=244
-  _globals['_CREATETHREADREQUEST']._serialized_end=496
-  _globals['_CREATETHREADREQUEST_METADATAENTRY']._serialized_start=449
-  _globals['_CREATETHREADREQUEST_METADATAENTRY']._serialized_end=496
-  _globals['_GETTHREADREQUEST']._serialized_start=498
-  _globals['_GETTHREADREQUEST']._serialized_end=535
-  _globals['_MODIFYTHREADREQUEST']._serialized_start=538
-  _globals['_MODIFYTHREADREQUEST']._serialized_end=670
-  _globals['_DELETETHREADREQUEST']._serialized_start=672
-  _globals['_DELETETHREADREQUEST']._serialized_end=712
-  _globals['_CREATEMESSAGEREQUEST']._serialized_start=714
-  _globals['_CREATEMESSAGEREQUEST']._serialized_end=810
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=813
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=945
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=948
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1134
-  _globals['_GETMESSAGEREQUEST']._serialized_start=1136
-  _globals['_GETMESSAGEREQUEST']._serialized_end=1194
-  _globals['_MODIFYMESSAGEREQUEST']._serialized_start=1196
-  _globals['_MODIFYMESSAGEREQUEST']._serialized_end=1300
-  _globals['_DELETEMESSAGEREQUEST']._serialized_start=1302
-  _globals['_DELETEMESSAGEREQUEST']._serialized_end=1363
-  _globals['_THREADSERVICE']._serialized_start=1366
-  _globals['_THREADSERVICE']._serialized_end=2640
+  _globals['_CREATETHREADREQUEST']._serialized_end=419
+  _globals['_GETTHREADREQUEST']._serialized_start=421
+  _globals['_GETTHREADREQUEST']._serialized_end=458
+  _globals['_MODIFYTHREADREQUEST']._serialized_start=461
+  _globals['_MODIFYTHREADREQUEST']._serialized_end=593
+  _globals['_DELETETHREADREQUEST']._serialized_start=595
+  _globals['_DELETETHREADREQUEST']._serialized_end=635
+  _globals['_CREATEMESSAGEREQUEST']._serialized_start=637
+  _globals['_CREATEMESSAGEREQUEST']._serialized_end=733
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=736
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=868
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=871
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1057
+  _globals['_GETMESSAGEREQUEST']._serialized_start=1059
+  _globals['_GETMESSAGEREQUEST']._serialized_end=1117
+  _globals['_MODIFYMESSAGEREQUEST']._serialized_start=1119
+  _globals['_MODIFYMESSAGEREQUEST']._serialized_end=1223
+  _globals['_DELETEMESSAGEREQUEST']._serialized_start=1225
+  _globals['_DELETEMESSAGEREQUEST']._serialized_end=1286
+  _globals['_THREADSERVICE']._serialized_start=1289
+  _globals['_THREADSERVICE']._serialized_end=2563
 # @@protoc_insertion_point(module_scope)

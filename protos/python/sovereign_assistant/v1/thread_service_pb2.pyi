@@ -24,26 +24,6 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class CreateThreadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class MetadataEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     MESSAGES_FIELD_NUMBER: _builtins.int
     TOOL_RESOURCES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
@@ -52,15 +32,20 @@ class CreateThreadRequest(_message.Message):
     @_builtins.property
     def tool_resources(self) -> _struct_pb2.Struct: ...
     @_builtins.property
-    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def metadata(self) -> _struct_pb2.Struct:
+        """String values only, at most 16 pairs. A `Struct` rather than a `map<string, string>`: the
+        gateway writes unparseable protobuf for a JSON object placed in a string map, while any JSON
+        fits a `Struct`, so the server can answer a wrong value with a 400 that names it.
+        """
+
     def __init__(
         self,
         *,
         messages: _abc.Iterable[_message_pb2.MessageInput] | None = ...,
         tool_resources: _struct_pb2.Struct | None = ...,
-        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tool_resources", b"tool_resources"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "tool_resources", b"tool_resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "metadata", b"metadata", "tool_resources", b"tool_resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
