@@ -60,7 +60,9 @@ def small_server(
 @pytest.fixture(scope="module")
 def client(small_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SovereignClient]:
     database = tmp_path_factory.mktemp("context") / "db.sqlite3"
-    config = ServerConfig(grpc_port=0, database=str(database), engine="openai", engine_url=small_server.base_url)
+    config = ServerConfig(
+        grpc_port=0, metrics_port=0, database=str(database), engine="openai", engine_url=small_server.base_url
+    )
     server = ServerThread(config).start()
     with SovereignClient(f"127.0.0.1:{server.port}") as client:
         yield client
@@ -124,6 +126,7 @@ def test_a_window_configured_too_large_is_corrected_by_the_servers_refusal(
 ) -> None:
     config = ServerConfig(
         grpc_port=0,
+        metrics_port=0,
         database=str(tmp_path / "db.sqlite3"),
         engine="openai",
         engine_url=small_server.base_url,
