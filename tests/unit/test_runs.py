@@ -37,7 +37,7 @@ from sovereign_server.runs import (
     ToolOutput,
 )
 from sovereign_server.runs.channel import merge_text_deltas
-from sovereign_server.runs.context import generation_request
+from sovereign_server.runs.context import Context, ThreadHistory, generation_request
 from sovereign_server.runs.execution import ALL_STEPS
 from sovereign_server.runs.fitting import PROMPT_OVERHEAD
 from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
@@ -51,6 +51,7 @@ from sovereign_storage import (
     MessageStatus,
     NewAssistant,
     NewMessage,
+    NewRun,
     PageRequest,
     Repository,
     RunRecord,
@@ -496,6 +497,19 @@ async def test_last_messages_is_also_fitted_to_the_window(repository: Repository
     # Fewer than 50 fit; the newest are kept, and the thread's start is outside the 50 asked for.
     assert 1 < len(sent) < 50
     assert sent == notes[-len(sent) :]
+
+
+async def test_the_runs_own_unfinished_reply_is_left_out_without_ending_the_walk_back(
+    repository: Repository,
+) -> None:
+    thread, notes = repository.create_thread({}, {}, [_stored(0, _note(index)) for index in range(3)])
+    assistant = repository.create_assistant(NewAssistant(model="m"))
+    run, _ = repository.create_run(thread.id, NewRun(assistant_id=assistant.id, model="m"))
+    reply, _ = repository.open_reply(run)
+    # A first page of the reply alone, older messages left to read.
+    history = ThreadHistory(run, Context([reply], True, None, []), repository, WordTokenizer(), {})
+    older = await history.older()
+    assert [turn.id for turn in older] == [message.id for message in reversed(notes)]
 
 
 async def test_a_server_refusing_the_prompt_for_its_smaller_window_gets_it_fitted_again(

@@ -157,24 +157,33 @@ class ThreadHistory:
         return next(iter(await self._turns([self._opening])), None)
 
     async def older(self) -> Sequence[Turn]:
+        # A batch may hold nothing to send (the run's own unfinished reply): read on.
+        while (batch := await self._next_batch()) is not None:
+            turns = await self._turns(batch)
+            if turns:
+                return turns
+        return ()
+
+    async def _next_batch(self) -> list[MessageRecord] | None:
+        """Up to COUNT_BATCH messages still to count, and those already counted between them: the
+        walk back stops where the window is full, so a thread's first run counts little more than
+        what it sends. None once the thread's start is reached."""
         if not self._unread:
             if not self._more or self._oldest is None:
-                return ()
+                return None
             self._page_size = min(self._page_size * 2, MAX_PAGE)
             request = PageRequest(limit=self._page_size, order="desc", after=self._oldest)
             read = await to_thread(self._repository.list_messages, self._run.thread_id, request)
             self._unread, self._more = read.items, read.has_more
             if not self._unread:
-                return ()
+                return None
             self._oldest = self._unread[-1].id
-        # Up to COUNT_BATCH messages still to count at a time: the walk stops where the window is
-        # full, so a thread's first run counts little more than what it sends.
         taken, missing = 0, 0
         while taken < len(self._unread) and missing < COUNT_BATCH:
             missing += self._known(self._unread[taken]) is None
             taken += 1
         batch, self._unread = self._unread[:taken], self._unread[taken:]
-        return await self._turns(batch)
+        return batch
 
     async def _turns(self, messages: Sequence[MessageRecord]) -> list[Turn]:
         sent = [message for message in messages if not _own_unfinished_reply(self._run, message)]
