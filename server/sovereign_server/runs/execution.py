@@ -201,6 +201,17 @@ class RunExecution:
             self.run, context, self._engine, self._repository, self._counted, prompt_tokens_used=used
         )
         self._tokenizer_key = prompt.tokenizer_key
+        if prompt.fitted is not None:
+            fitted = prompt.fitted
+            logger.debug(
+                "run %s: %d turns of its thread sent, %d prompt tokens (%s) of %d, window %d",
+                self.run.id,
+                fitted.turns,
+                fitted.prompt_tokens,
+                "exact" if fitted.exact else "estimated",
+                prompt.budget.prompt,
+                prompt.budget.window,
+            )
         return prompt
 
     async def on_text(self, text: str) -> None:
