@@ -12,7 +12,9 @@ It measures, in one asyncio loop of this process:
 2. runs/s and tokens/s of closed-loop workers at each concurrency, against asyncio tasks consuming
    `BuiltinEngine.generate` directly;
 3. create + retrieve message requests/s and latency, through Envoy and through gRPC;
-4. `messages.list` latency on a 10-message thread and on a 100,000-message thread.
+4. `messages.list` latency on a 10-message thread and on a 100,000-message thread;
+5. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
+   `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server.
 
 The client shares the machine's cores with the server and Envoy: every throughput and CRUD row shows
 the CPU each process used during the cell (100% = one core). Prints one table and writes it, with
@@ -42,6 +44,7 @@ from typing import Any
 
 import grpc
 import httpx
+from bench_context import bench_context
 from google.protobuf import struct_pb2
 
 from sovereign_assistant.v1 import (
@@ -91,7 +94,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "llama")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "llama", "context")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1588,6 +1591,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await measure_auth(settings, workdir, raw)
         if "llama" in settings.sections:
             rows += await bench_llama(settings, workdir, raw)
+        if "context" in settings.sections:
+            rows += await bench_context(workdir, raw, quick=bool(args.quick))
     rows.sort(key=section_order)
     table = render_table(rows)
     verdicts = [row["passed"] for row in rows if row.get("passed") is not None]

@@ -91,16 +91,20 @@ class RunningServer:
 def engine_options(config: ServerConfig) -> dict[str, Any]:
     """The options of the configured engine, from the server's configuration."""
     if config.engine == "builtin":
-        return {"token_delay": config.token_delay}
+        return {"token_delay": config.token_delay, "context_window": config.context_window}
     if config.engine == "openai":
-        options = {"base_url": config.engine_url, "config_file": config.engine_config}
+        options: dict[str, Any] = {
+            "base_url": config.engine_url,
+            "config_file": config.engine_config,
+            "context_window": config.context_window,
+        }
         if config.engine_api_key:
             options["api_key"] = config.engine_api_key
         if config.engine_model:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path}
+        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
     return {}
 
 

@@ -70,6 +70,15 @@ _OPTIONS = (
     _Option("--engine-model", "SOVEREIGN_ENGINE_MODEL", "engine_model", "openai engine: model name sent upstream"),
     _Option("--engine-config", "SOVEREIGN_ENGINE_CONFIG", "engine_config", "openai engine: TOML file of backends"),
     _Option("--model-path", "SOVEREIGN_MODEL_PATH", "model_path", "local engine: a GGUF model file"),
+    _Option("--ctx-size", "SOVEREIGN_CTX_SIZE", "ctx_size", "local engine: context tokens, shared by all slots", int),
+    _Option("--parallel", "SOVEREIGN_PARALLEL", "parallel", "local engine: slots (requests served at once)", int),
+    _Option(
+        "--context-window",
+        "SOVEREIGN_CONTEXT_WINDOW",
+        "context_window",
+        "tokens one request may hold, prompt and reply (openai engine: else asked from the server)",
+        int,
+    ),
     _Option("--token-delay", "SOVEREIGN_TOKEN_DELAY", "token_delay", "seconds between built-in engine tokens", float),
     _Option("--run-expires-in", "SOVEREIGN_RUN_EXPIRES_IN", "run_expires_in", "seconds a run may wait", int),
     _Option(

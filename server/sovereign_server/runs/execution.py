@@ -1,8 +1,9 @@
 """One stretch of a run's execution, read top to bottom: from `queued` until the run ends or waits
 for tool outputs.
 
-    begin      queued -> in_progress, and the thread's messages and the run's steps read
-    generate   the engine's chunks -> a reply message or a tool-calls step -> events
+    begin      queued -> in_progress, and the newest of the thread's messages and the run's steps read
+    generate   the context fitted to the model's window; the engine's chunks -> a reply message or
+               a tool-calls step -> events
     end        completed | incomplete | requires_action, or failed | cancelled with what was
                half-written closed (a partial reply is kept `incomplete`)
 
@@ -18,15 +19,14 @@ import logging
 import time
 from asyncio import to_thread
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sovereign_server.caller import Caller
-from sovereign_server.engines import Engine, EngineError
+from sovereign_server.engines import ContextOverflowError, Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
 from sovereign_server.runs.background import GrowingReplies
 from sovereign_server.runs.channel import EventChannel
-from sovereign_server.runs.context import generation_request, last_messages
+from sovereign_server.runs.context import Context, RunPrompt, fit_run, read_context
 from sovereign_server.runs.generation import Cancellation, Generation, Reply
 from sovereign_server.runs.model import (
     DONE,
@@ -66,15 +66,6 @@ ENGINE_FAILURE_MESSAGE = "The server had an error while processing the run."
 ALL_STEPS = PageRequest(limit=100, order="asc")
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a run reads when it starts: the thread's messages (as its truncation strategy allows,
-    oldest first) and the run's own steps (earlier tool rounds)."""
-
-    messages: list[MessageRecord]
-    steps: list[RunStepRecord]
-
-
 # The start of a stretch: the queued -> in_progress change, and the context if it applied.
 Begun = tuple[Transition[RunRecord], Context | None]
 
@@ -108,6 +99,9 @@ class RunExecution:
         self._tool_step: RunStepRecord | None = None
         # The usage of the run's earlier stretches (from its steps); None until read.
         self._earlier_usage: Usage | None = None
+        # Token counts of messages counted for this stretch, kept with its next status change.
+        self._counted: dict[str, int] = {}
+        self._tokenizer_key: str | None = None
 
     def publish(self, *events: Event) -> None:
         for event in events:
@@ -146,9 +140,8 @@ class RunExecution:
         if not started.applied:
             return started, None
         run = started.record
-        messages = self._repository.thread_messages(run.thread_id, last_messages(run))
         steps = [] if fresh else self._repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
-        return started, Context(messages, steps)
+        return started, read_context(self._repository, run, steps)
 
     async def start(self, begun: Begun) -> Context | None:
         """Publishes the start of the run; None if it could not start (cancelled or expired meanwhile)."""
@@ -165,18 +158,28 @@ class RunExecution:
     async def generate(self, context: Context | None) -> None:
         if context is None:
             return
-        request = generation_request(self.run, context.messages, context.steps)
         self._earlier_usage = sum((step.usage for step in context.steps if step.usage), Usage())
-        prompt_tokens = self._engine.count_prompt_tokens(request)
-        if self.run.max_prompt_tokens is not None and prompt_tokens > self.run.max_prompt_tokens:
+        prompt = await self._fit(context)
+        if prompt.fitted is None:
+            # Not even the newest message fits: nothing is sent, as OpenAI ends such runs.
             details = IncompleteDetails("max_prompt_tokens")
             await self._transition(
                 RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
             )
             return
         timing = self._observer.token_timing(self.run.model, self._engine.backend_name(self.run.model))
-        self._generation = Generation(self._engine, request, prompt_tokens, timing)
-        reply = await self._generation.run(self, self.cancellation)
+        self._generation = Generation(self._engine, prompt.fitted.request, prompt.fitted.prompt_tokens, timing)
+        try:
+            reply = await self._generation.run(self, self.cancellation)
+        except ContextOverflowError as overflow:
+            # The server's window is smaller than the one fitted to (it said so): fit again, once,
+            # if nothing was generated yet.
+            smaller = overflow.window is not None and overflow.window < prompt.budget.window
+            if not smaller or self._message is not None or self._tool_step is not None:
+                raise
+            logger.warning("run %s: %s; fitting its context again", self.run.id, overflow.message)
+            await self.generate(context)
+            return
         if reply is None:
             await self.end_cancelled()
         elif reply.finish_reason == "tool_calls" and reply.tool_calls:
@@ -191,6 +194,25 @@ class RunExecution:
             )
         else:
             await self._end(RunStatus.COMPLETED, reply, MessageStatus.COMPLETED)
+
+    async def _fit(self, context: Context) -> RunPrompt:
+        used = self._earlier_usage.prompt_tokens if self._earlier_usage is not None else 0
+        prompt = await fit_run(
+            self.run, context, self._engine, self._repository, self._counted, prompt_tokens_used=used
+        )
+        self._tokenizer_key = prompt.tokenizer_key
+        if prompt.fitted is not None:
+            fitted = prompt.fitted
+            logger.debug(
+                "run %s: %d turns of its thread sent, %d prompt tokens (%s) of %d, window %d",
+                self.run.id,
+                fitted.turns,
+                fitted.prompt_tokens,
+                "exact" if fitted.exact else "estimated",
+                prompt.budget.prompt,
+                prompt.budget.window,
+            )
+        return prompt
 
     async def on_text(self, text: str) -> None:
         if self._message is None:
@@ -317,6 +339,13 @@ class RunExecution:
             )
         return events
 
+    def _keep_counts(self) -> None:
+        """Stores the token counts made for this stretch, with the status change that follows them
+        (no write of their own)."""
+        if self._counted and self._tokenizer_key is not None:
+            self._repository.save_token_counts(self._tokenizer_key, self._counted)
+        self._counted = {}
+
     def _final_text(self) -> tuple[TextContent, ...]:
         return (TextContent(self._generation.text if self._generation else ""),)
 
@@ -339,6 +368,7 @@ class RunExecution:
         def write() -> tuple[list[Event], Transition[RunRecord]]:
             with self._repository.batch():
                 events = also() if also is not None else []
+                self._keep_counts()
                 values = changes() if callable(changes) else changes
                 return events, self._repository.transition_run(self.run.id, to, RUNS.sources(to), values)
 
