@@ -34,6 +34,7 @@ from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
+from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import RunManager, RunSettings
@@ -193,6 +194,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=RunReports(gate.limiter, metrics),
+        tools=FileSearchTool(files, config.file_search_mode),
     )
     await runs.start()
     await files.start()
@@ -206,9 +208,9 @@ async def start_server(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
+    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
     file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
     vector_store_service_pb2_grpc.add_VectorStoreServiceServicer_to_server(VectorStoreServicer(files), server)

@@ -17,7 +17,6 @@ from sovereign_server.files.embeddings import Embedder
 from sovereign_server.files.indexer import Indexer
 from sovereign_server.files.search import SearchHit, SearchRequest, SearchService
 from sovereign_server.files.upload import receive_upload
-from sovereign_server.validation import check_metadata, invalid_type
 from sovereign_storage import (
     BlobStore,
     FileBatchRecord,
@@ -123,43 +122,40 @@ class FileService:
     async def search(self, project_id: str, request: SearchRequest) -> list[SearchHit]:
         return await self.search_service.search(project_id, request)
 
-    async def inline_vector_stores(self, project_id: str, tool_resources: dict[str, Any]) -> dict[str, Any]:
+    async def inline_vector_stores(
+        self, project_id: str, tool_resources: dict[str, Any], param: str = "tool_resources"
+    ) -> dict[str, Any]:
         """`tool_resources` with each `file_search.vector_stores` helper (`{file_ids, chunking_strategy,
-        metadata}`) created as a vector store and named in `vector_store_ids` instead."""
+        metadata}`, as `validation.check_tool_resources` left it) created as a vector store and named
+        in `vector_store_ids` instead."""
         search = tool_resources.get("file_search")
         if not search or not search.get("vector_stores"):
             return tool_resources
-        ids = list(search.get("vector_store_ids", []))
-        for helper in search["vector_stores"]:
-            record = await self.create_vector_store(
-                project_id,
-                NewVectorStore(metadata=helper.get("metadata", {})),
-                [StoreFileSpec(file_id, helper["chunking_strategy"]) for file_id in helper["file_ids"]],
+        helpers_param = f"{param}.file_search.vector_stores"
+        created = []
+        for index, helper in enumerate(search["vector_stores"]):
+            strategy = requests.check_chunking_strategy(
+                helper.get("chunking_strategy"), f"{helpers_param}[{index}].chunking_strategy"
             )
-            ids.append(record.id)
+            files = [StoreFileSpec(file_id, strategy) for file_id in helper["file_ids"]]
+            created.append((NewVectorStore(metadata=helper.get("metadata", {})), files))
+        ids = list(search.get("vector_store_ids", []))
+        for new, files in created:
+            ids.append((await self.create_vector_store(project_id, new, files)).id)
         return {**tool_resources, "file_search": {"vector_store_ids": ids}}
 
 
-def check_inline_store(value: Any, param: str) -> dict[str, Any]:
-    """One `tool_resources.file_search.vector_stores[i]`: `{file_ids, chunking_strategy, metadata}`."""
-    if not isinstance(value, dict):
-        raise invalid_type(param, "an object", value)
-    for key in value:
-        if key not in ("file_ids", "chunking_strategy", "metadata"):
+async def inline_vector_stores(
+    files: FileService | None, project_id: str, tool_resources: dict[str, Any], param: str = "tool_resources"
+) -> dict[str, Any]:
+    """`FileService.inline_vector_stores`, or a 400 for a helper when the server has no files."""
+    search = tool_resources.get("file_search") or {}
+    if files is None:
+        if search.get("vector_stores"):
             raise InvalidRequestError(
-                f"Unknown parameter: '{param}.{key}'.", param=f"{param}.{key}", code="unknown_parameter"
+                f"Invalid '{param}.file_search.vector_stores': this server does not store files.",
+                param=f"{param}.file_search.vector_stores",
+                code="unsupported_parameter",
             )
-    file_ids = value.get("file_ids") or []
-    if isinstance(file_ids, str) or not isinstance(file_ids, list):
-        raise invalid_type(f"{param}.file_ids", "an array", file_ids)
-    for index, file_id in enumerate(file_ids):
-        if not isinstance(file_id, str):
-            raise invalid_type(f"{param}.file_ids[{index}]", "a string", file_id)
-    requests.check_file_ids(file_ids, f"{param}.file_ids", 10_000)
-    return {
-        "file_ids": list(file_ids),
-        "chunking_strategy": requests.check_chunking_strategy(
-            value.get("chunking_strategy"), f"{param}.chunking_strategy"
-        ),
-        "metadata": check_metadata(value.get("metadata"), f"{param}.metadata"),
-    }
+        return tool_resources
+    return await files.inline_vector_stores(project_id, tool_resources, param)
