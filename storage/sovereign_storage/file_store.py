@@ -46,6 +46,8 @@ FILE_PREFIX = "file"
 VECTOR_STORE_PREFIX = "vs"
 BATCH_PREFIX = "vsfb"
 _DAY = 86_400
+# Seconds between two writes of a vector store's `last_active_at`.
+_TOUCH_INTERVAL = 60
 _WORDS = re.compile(r"\w+", re.UNICODE)
 # Query words kept for full-text search; a query is rarely longer, and each word costs a lookup.
 MAX_QUERY_TERMS = 64
@@ -232,20 +234,23 @@ class FileStore:
 
     def touch_vector_stores(self, store_ids: Collection[str]) -> list[str]:
         """Marks the stores active now (a search used them), moving their expiry; returns those of the
-        project that exist and have not expired."""
+        project that exist and have not expired. A store marked within the last minute is left as it
+        is: a write per search would make searches queue on SQLite's one writer."""
         now = _now()
-        with self._writing():
-            rows = list(
-                VectorStore.select().where(
-                    VectorStore.id.in_(list(store_ids)), VectorStore.project_id == self.project_id
-                )
+        with self._reading():
+            query = VectorStore.select().where(
+                VectorStore.id.in_(list(store_ids)), VectorStore.project_id == self.project_id
             )
-            for row in rows:
-                values: dict[peewee.Field[Any], Any] = {VectorStore.last_active_at: now}
-                if row.expires_after_days is not None and not row.expired:
-                    values[VectorStore.expires_at] = now + row.expires_after_days * _DAY
-                VectorStore.update(values).where(VectorStore.id == row.id).execute()
-            return [row.id for row in rows if not row.expired]
+            rows = list(query)
+        stale = [row for row in rows if (row.last_active_at or 0) < now - _TOUCH_INTERVAL]
+        if stale:
+            with self._writing():
+                for row in stale:
+                    values: dict[peewee.Field[Any], Any] = {VectorStore.last_active_at: now}
+                    if row.expires_after_days is not None and not row.expired:
+                        values[VectorStore.expires_at] = now + row.expires_after_days * _DAY
+                    VectorStore.update(values).where(VectorStore.id == row.id).execute()
+        return [row.id for row in rows if not row.expired]
 
     def expire_vector_stores(self, now: int) -> list[str]:
         """Marks expired, across projects, the stores whose `expires_at` has passed; returns their ids."""
