@@ -41,7 +41,7 @@ class _Parts:
         self.upload = Upload()
         self.too_large = False
         self.writer: BlobWriter | None = None
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._name: str | None = None
@@ -61,12 +61,13 @@ class _Parts:
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
-        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("utf-8", "replace")
+        # Raw bytes: a header may hold UTF-8 (names of fields and files) that latin-1 cannot re-encode.
+        self._headers[self._header_field.decode("latin-1").lower()] = bytes(self._header_value)
         self._header_field = bytearray()
         self._header_value = bytearray()
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
         name = options.get(b"name")
         self._name = name.decode("utf-8", "replace") if name is not None else None
         filename = options.get(b"filename")
@@ -138,7 +139,8 @@ async def receive_upload(chunks: AsyncIterator[tuple[str, bytes]], blobs: BlobSt
             upload.size = parts.writer.size
             upload.sha256 = parts.writer.commit()
         return upload
-    except MultipartParseError as error:
+    except (MultipartParseError, ValueError) as error:
+        # ValueError covers UnicodeError: headers that are neither latin-1 nor UTF-8.
         raise InvalidRequestError(f"The multipart body could not be parsed: {error}.") from None
     finally:
         if parts.writer is not None:
