@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf import struct_pb2
+
 from sovereign_assistant.v1 import file_pb2, vector_store_pb2
 from sovereign_server.convert import to_struct, to_value
 from sovereign_server.files.search import SearchHit
@@ -62,7 +64,7 @@ def store_file_message(record: VectorStoreFileRecord) -> vector_store_pb2.Vector
         status=record.status,
         last_error=to_value(values.last_error_to_json(record.last_error) if record.last_error else None),
         chunking_strategy=to_struct(record.chunking_strategy.to_json()),
-        attributes=to_value(record.attributes),
+        attributes=_attributes(record.attributes),
     )
 
 
@@ -83,7 +85,7 @@ def search_results(hits: Sequence[SearchHit]) -> list[vector_store_pb2.SearchRes
             file_id=hit.file_id,
             filename=hit.filename,
             score=hit.score,
-            attributes=to_value(hit.attributes),
+            attributes=_attributes(hit.attributes),
             content=[vector_store_pb2.TextPart(type="text", text=hit.text)],
         )
         for hit in hits
@@ -94,5 +96,9 @@ def text_parts(texts: Sequence[str]) -> list[vector_store_pb2.TextPart]:
     return [vector_store_pb2.TextPart(type="text", text=text) for text in texts]
 
 
-def attributes_json(value: Any) -> Any:
-    return value
+def _attributes(value: dict[str, Any] | None) -> struct_pb2.Value:
+    result = to_value(value)
+    if value == {}:
+        # An empty object must still be set, or it would print as a missing field.
+        result.struct_value.SetInParent()
+    return result
