@@ -45,6 +45,7 @@ from typing import Any
 import grpc
 import httpx
 from bench_context import bench_context
+from bench_files import measure_files
 from google.protobuf import struct_pb2
 
 from sovereign_assistant.v1 import (
@@ -94,7 +95,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "llama", "context")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1589,6 +1590,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_service(settings, workdir, settings.delay, delayed, raw)
         if "auth" in settings.sections:
             rows += await measure_auth(settings, workdir, raw)
+        if "files" in settings.sections:
+            rows += await measure_files(settings.max_runs < 100, workdir, raw)
         if "llama" in settings.sections:
             rows += await bench_llama(settings, workdir, raw)
         if "context" in settings.sections:

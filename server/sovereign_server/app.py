@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,22 +20,39 @@ from sovereign_assistant.v1 import (
     admin_service_pb2_grpc,
     assistant_service_pb2,
     assistant_service_pb2_grpc,
+    file_service_pb2,
+    file_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
     thread_service_pb2,
     thread_service_pb2_grpc,
+    vector_store_service_pb2,
+    vector_store_service_pb2_grpc,
 )
 from sovereign_server.auth import Gate, RateLimiter
 from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
+from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
+from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
+from sovereign_server.servicers.files import FileServicer
+from sovereign_server.servicers.vector_stores import VectorStoreServicer
 from sovereign_server.tls import ServerCertificate, TlsError, load_certificate
-from sovereign_storage import KeyStore, Repository, RunRecord, Usage, migrate, observe_transactions, open_database
+from sovereign_storage import (
+    FileStore,
+    KeyStore,
+    Repository,
+    RunRecord,
+    Usage,
+    migrate,
+    observe_transactions,
+    open_database,
+)
 
 logger = logging.getLogger("sovereign.server")
 
@@ -41,6 +61,8 @@ SERVICE_NAMES = (
     thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
+    vector_store_service_pb2.DESCRIPTOR.services_by_name["VectorStoreService"].full_name,
 )
 
 # Bodies up to the gateway's limit, with room for protobuf framing.
@@ -60,6 +82,7 @@ class RunningServer:
         close: list[object],
         metrics_port: int,
         tls: ServerCertificate | None = None,
+        files: FileService | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -69,6 +92,7 @@ class RunningServer:
         self.port = port
         self.metrics_port = metrics_port
         self.tls = tls
+        self.files = files
 
     async def stop(self, grace: float | None = 5.0) -> None:
         # Tell load balancers first, then let in-flight calls finish.
@@ -76,6 +100,8 @@ class RunningServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Runs first: their streams end when they do, then the server can drain its calls.
         await self._runs.stop(grace or 0.0)
+        if self.files is not None:
+            await self.files.stop()
         for task in self._background:
             task.cancel()
         await self._server.stop(grace)
@@ -108,6 +134,36 @@ def engine_options(config: ServerConfig) -> dict[str, Any]:
     return {}
 
 
+def files_directory(config: ServerConfig) -> str:
+    """Where uploaded files' bytes go: `--files-dir`, else `files/` beside a SQLite database."""
+    if config.files_dir:
+        return config.files_dir
+    target = config.database
+    if "://" in target:
+        if not target.split("://", 1)[0].startswith("sqlite"):
+            return str(Path("data") / "files")
+        target = urlparse(target).path[1:]
+    return str(Path(target).parent / "files")
+
+
+def embeddings_config(config: ServerConfig) -> EmbeddingsConfig | None:
+    """The embeddings backend: the `--embeddings-*` flags, else an `[embeddings]` table in the
+    backends TOML (`base_url`, `model`, `api_key`); None: full-text search only."""
+    settings: dict[str, Any] = {}
+    if config.engine_config:
+        with open(config.engine_config, "rb") as file:
+            settings = dict(tomllib.load(file).get("embeddings", {}))
+    if config.embeddings_url:
+        settings["base_url"] = config.embeddings_url
+    if config.embeddings_model:
+        settings["model"] = config.embeddings_model
+    if config.embeddings_api_key:
+        settings["api_key"] = config.embeddings_api_key
+    if not settings.get("base_url"):
+        return None
+    return EmbeddingsConfig(**settings)
+
+
 def server_certificate(config: ServerConfig) -> ServerCertificate | None:
     """The configured certificate and key, checked; None without TLS. Raises `TlsError`."""
     if config.tls_cert is None and config.tls_key is None:
@@ -129,6 +185,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
     stop_observing = observe_transactions(
         lambda kind, seconds: metrics.transaction_seconds.labels(kind).observe(seconds)
     )
+    embeddings = embeddings_config(config)
+    files = FileService(
+        FileStore(database),
+        FileSettings(files_directory(config), config.max_upload_bytes),
+        OpenAIEmbedder(embeddings) if embeddings else None,
+    )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
     runs = RunManager(
@@ -136,8 +198,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=RunReports(gate.limiter, metrics),
+        tools=FileSearchTool(files, config.file_search_mode),
     )
     await runs.start()
+    await files.start()
 
     server = grpc.aio.server(
         interceptors=[CallInterceptor(gate, metrics)],
@@ -148,10 +212,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
+    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
+    vector_store_service_pb2_grpc.add_VectorStoreServiceServicer_to_server(VectorStoreServicer(files), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -172,7 +238,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port, tls)
+    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port, tls, files)
 
 
 class _Closing:

@@ -43,6 +43,18 @@ class ServerConfig:
     metrics_port: int = 9464
     # Envoy's admin API (and its statistics at /stats/prometheus), on loopback; 0: a free port.
     gateway_admin_port: int = 0
+    # Where uploaded files' bytes are kept (content-addressed); None: `files/` beside the SQLite
+    # database, or `data/files` for a database URL.
+    files_dir: str | None = None
+    # The largest file an upload may carry, in bytes (OpenAI's limit: 512 MB).
+    max_upload_bytes: int = 512 * 1024 * 1024
+    # An OpenAI-compatible /v1 URL serving embeddings: vector search beside full-text search.
+    embeddings_url: str | None = None
+    embeddings_model: str | None = None
+    embeddings_api_key: str | None = None
+    # How runs search files: `tools` offers the model a `file_search` function it calls; `prefetch`
+    # searches with the latest user message before generating (for backends that cannot call tools).
+    file_search_mode: str = "tools"
     log_level: str = "info"
     # Serve beyond loopback with no API key in the database (anyone who can connect sees everything).
     insecure_no_auth: bool = False

@@ -19,6 +19,7 @@ import logging
 import time
 from asyncio import to_thread
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sovereign_server.caller import Caller
@@ -40,6 +41,7 @@ from sovereign_server.runs.model import (
     StreamError,
     ToolCallDelta,
 )
+from sovereign_server.runs.tools import Citation, ServerTools
 from sovereign_storage import (
     IncompleteDetails,
     LastError,
@@ -64,6 +66,8 @@ logger = logging.getLogger("sovereign.runs")
 ENGINE_FAILURE_MESSAGE = "The server had an error while processing the run."
 # OpenAI lists at most 100 steps a page; a run with more tool rounds than that is not expected.
 ALL_STEPS = PageRequest(limit=100, order="asc")
+# Model turns that may call server tools (file_search) in one stretch before it must answer.
+MAX_SERVER_TOOL_ROUNDS = 8
 
 
 # The start of a stretch: the queued -> in_progress change, and the context if it applied.
@@ -82,6 +86,7 @@ class RunExecution:
         expires_in: int,
         caller: Caller,
         observer: RunObserver,
+        tools: ServerTools | None = None,
     ) -> None:
         self.run = run
         self._caller = caller
@@ -102,6 +107,16 @@ class RunExecution:
         # Token counts of messages counted for this stretch, kept with its next status change.
         self._counted: dict[str, int] = {}
         self._tokenizer_key: str | None = None
+        # Tools the server runs itself: the calls of the current turn that are theirs (by index),
+        # the rounds of them so far, and the reply's citations once it is complete.
+        self._tools = tools
+        self._server_calls: set[int] = set()
+        self._server_rounds = 0
+        self._citation: Citation | None = None
+
+    @property
+    def repository(self) -> Repository:
+        return self._repository
 
     def publish(self, *events: Event) -> None:
         for event in events:
@@ -167,8 +182,14 @@ class RunExecution:
                 RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
             )
             return
+        request = prompt.fitted.request
+        if self._tools is not None:
+            # Server tools (file_search) join the fitted request, or put what they found in it.
+            oldest_first = list(reversed(context.recent))
+            request = await self._tools.prepare(self, request, oldest_first, context.steps)
+            self._server_calls = set()
         timing = self._observer.token_timing(self.run.model, self._engine.backend_name(self.run.model))
-        self._generation = Generation(self._engine, prompt.fitted.request, prompt.fitted.prompt_tokens, timing)
+        self._generation = Generation(self._engine, request, prompt.fitted.prompt_tokens, timing)
         try:
             reply = await self._generation.run(self, self.cancellation)
         except ContextOverflowError as overflow:
@@ -183,8 +204,10 @@ class RunExecution:
         if reply is None:
             await self.end_cancelled()
         elif reply.finish_reason == "tool_calls" and reply.tool_calls:
-            await self._require_action(reply)
+            if not await self._run_server_tools(reply):
+                await self._require_action(reply)
         elif reply.finish_reason == "length":
+            await self._cite()
             await self._end(
                 RunStatus.INCOMPLETE,
                 reply,
@@ -193,6 +216,7 @@ class RunExecution:
                 run_details=IncompleteDetails("max_completion_tokens"),
             )
         else:
+            await self._cite()
             await self._end(RunStatus.COMPLETED, reply, MessageStatus.COMPLETED)
 
     async def _fit(self, context: Context) -> RunPrompt:
@@ -214,6 +238,46 @@ class RunExecution:
             )
         return prompt
 
+    async def _run_server_tools(self, reply: Reply) -> bool:
+        """Runs the calls the server handles itself (file_search) and generates again with their
+        results; the model's other calls then wait for the caller's outputs. False if it made none."""
+        tools = self._tools
+        if tools is None or self._server_rounds >= MAX_SERVER_TOOL_ROUNDS:
+            return False
+        server = [call for call in reply.tool_calls if tools.handles(call.name)]
+        if not server:
+            return False
+        self._server_rounds += 1
+        client = tuple(call for call in reply.tool_calls if not tools.handles(call.name))
+        # Text before the calls is a finished message; the next turn writes a new one.
+        self.publish(*await to_thread(self._end_message, MessageStatus.COMPLETED, None, None))
+        self._message = None
+        # The turn's usage goes with the step that waits for the caller, if any.
+        await tools.execute(self, server, None if client else reply.usage)
+        if client:
+            await self._require_action(replace(reply, tool_calls=client))
+        else:
+            await self.generate(await to_thread(self._read_context))
+        return True
+
+    def _read_context(self) -> Context:
+        steps = self._repository.list_steps(self.run.thread_id, self.run.id, ALL_STEPS).items
+        return read_context(self._repository, self.run, steps)
+
+    async def _cite(self) -> None:
+        """Annotates the reply with the files it cites (`file_citation`), in one last delta."""
+        if self._tools is None:
+            return
+        citation = await self._tools.cite(self, self._generation.text if self._generation else "")
+        if citation is None:
+            return
+        if self._message is None:
+            await self._open_message()
+        assert self._message is not None
+        self._citation = citation
+        delta = MessageDelta(self._message.id, citation.suffix, annotations=citation.annotations)
+        self.channel.publish(Event(EventName.MESSAGE_DELTA, delta))
+
     async def on_text(self, text: str) -> None:
         if self._message is None:
             await self._open_message()
@@ -223,6 +287,12 @@ class RunExecution:
         self._growing.grew(self._message.id, self._generation)
 
     async def on_tool_call(self, fragment: EngineToolCallDelta) -> None:
+        if self._tools is not None and (
+            fragment.index in self._server_calls or (fragment.name and self._tools.handles(fragment.name))
+        ):
+            # The server's own call: recorded as its own step when it runs, not streamed as a function.
+            self._server_calls.add(fragment.index)
+            return
         if self._tool_step is None:
             new_step = NewStep(self.run.id, self.run.thread_id, self.run.assistant_id, "tool_calls", ToolCalls())
             self._tool_step = await to_thread(self._repository.create_step, new_step)
@@ -347,7 +417,10 @@ class RunExecution:
         self._counted = {}
 
     def _final_text(self) -> tuple[TextContent, ...]:
-        return (TextContent(self._generation.text if self._generation else ""),)
+        text = self._generation.text if self._generation else ""
+        if self._citation is not None:
+            return (TextContent(text + self._citation.suffix, self._citation.annotations),)
+        return (TextContent(text),)
 
     def _usage_so_far(self) -> Usage:
         current = self._generation.usage if self._generation is not None else Usage()
