@@ -24,6 +24,7 @@ from sovereign_server import RunningServer, ServerConfig, start_server
 from sovereign_server.auth.admin import create_key
 from sovereign_server.gateway import Gateway, GatewayConfig
 from sovereign_storage import ApiKeyRecord, KeyStore, migrate, open_database
+from tests.certificates import CertificateFiles, self_signed
 from tests.databases import Databases, PostgresServer
 
 
@@ -110,6 +111,10 @@ class ServerThread:
         assert self.server is not None
         return self.server.port
 
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
     def start(self) -> ServerThread:
         self._thread.start()
         self.server = asyncio.run_coroutine_threadsafe(start_server(self._config), self._loop).result(timeout=30)
@@ -160,7 +165,7 @@ class ServiceProcess:
                 break
         text = "".join(printed)
         self.banner = text
-        base_url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", text)
+        base_url = re.search(r"(https?://127\.0\.0\.1:\d+/v1)", text)
         grpc_address = re.search(r"gRPC:\s+(127\.0\.0\.1:\d+)", text)
         if base_url is None or grpc_address is None:
             self.stop()
@@ -205,12 +210,33 @@ class Keys:
         db.close()
 
 
+def start_keyed_server(databases: Databases, **options: Any) -> tuple[ServerThread, Keys, str]:
+    """A real gRPC server (with `ServerConfig` `options`) whose database holds keys; the database too."""
+    database = databases.new()
+    keys = Keys(database)
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=database, **options)).start()
+    return server, keys, database
+
+
 @pytest.fixture(scope="module")
 def keyed_server(databases: Databases) -> Iterator[tuple[ServerThread, Keys]]:
     """A real gRPC server whose database holds keys: every call needs one."""
-    database = databases.new()
-    keys = Keys(database)
-    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=database)).start()
+    server, keys, database = start_keyed_server(databases)
+    yield server, keys
+    server.stop()
+    databases.drop(database)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
+    """A self-signed certificate for localhost and 127.0.0.1, made for this test session."""
+    return self_signed(tmp_path_factory.mktemp("tls"), "localhost", "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def tls_server(databases: Databases, certificate: CertificateFiles) -> Iterator[tuple[ServerThread, Keys]]:
+    """A real gRPC server that serves TLS only, with `certificate`, and whose database holds keys."""
+    server, keys, database = start_keyed_server(databases, tls_cert=str(certificate.cert), tls_key=str(certificate.key))
     yield server, keys
     server.stop()
     databases.drop(database)

@@ -12,7 +12,11 @@ It measures, in one asyncio loop of this process:
 2. runs/s and tokens/s of closed-loop workers at each concurrency, against asyncio tasks consuming
    `BuiltinEngine.generate` directly;
 3. create + retrieve message requests/s and latency, through Envoy and through gRPC;
-4. `messages.list` latency on a 10-message thread and on a 100,000-message thread.
+4. `messages.list` latency on a 10-message thread and on a 100,000-message thread;
+5. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
+   `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server;
+6. (`scale`, in tools/bench_scale.py) runs/s, tokens/s and time to first token through the gateway
+   with `sovereign serve --workers 1` and `--workers 2` on PostgreSQL.
 
 The client shares the machine's cores with the server and Envoy: every throughput and CRUD row shows
 the CPU each process used during the cell (100% = one core). Prints one table and writes it, with
@@ -42,6 +46,9 @@ from typing import Any
 
 import grpc
 import httpx
+from bench_context import bench_context
+from bench_files import measure_files
+from bench_scale import bench_scale
 from google.protobuf import struct_pb2
 
 from sovereign_assistant.v1 import (
@@ -51,12 +58,22 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
+from sovereign_server.auth import Gate
+from sovereign_server.auth.admin import create_key
 from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
 from sovereign_server.engines.local import default_model, find_llama_server, free_port
 from sovereign_server.engines.openai_compat import completion_parameters
-from sovereign_storage import NewAssistant, Repository, TextContent, migrate, open_database, write_transaction
+from sovereign_storage import (
+    KeyStore,
+    NewAssistant,
+    Repository,
+    TextContent,
+    migrate,
+    open_database,
+    write_transaction,
+)
 from sovereign_storage.database import connection_scope
 from sovereign_storage.models import Message, Thread
 
@@ -81,7 +98,8 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "llama", "scale")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "scale")
+AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
 COMPLETED_EVENT = "thread.run.completed"
@@ -1491,10 +1509,66 @@ async def bench_service(
     return rows
 
 
+async def measure_auth(settings: Settings, workdir: Path, raw: dict[str, Any]) -> list[Row]:
+    """What admitting a call costs the server: the gate on a real SQLite key store, as the interceptor
+    calls it for every request, with no key in the database, with a valid key (the cached path every
+    call after the first takes), and with a rate-limited key."""
+    database = open_database(str(workdir / "auth.sqlite3"))
+    migrate(database)
+    store = KeyStore(database)
+    method = "/sovereign_assistant.v1.AssistantService/GetAssistant"
+    samples = 200 if settings.max_runs < 100 else 5000
+    rows: list[Row] = []
+
+    async def cell(name: str, gate: Gate, metadata: dict[str, str]) -> None:
+        await gate.admit(method, metadata)  # the first call of a key reads it from the database
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            await gate.admit(method, metadata)
+            times.append(time.perf_counter() - started)
+        p50, p99 = ms(percentile(times, 50)), ms(percentile(times, 99))
+        raw.setdefault("auth", []).append({"path": name, "p50_ms": p50, "p99_ms": p99, "n": samples})
+        rows.append(
+            {
+                "section": "auth",
+                "path": name,
+                "c": 1,
+                "delay_ms": 0,
+                "figure": "admit a call p50 / p99",
+                "value": f"{p50 * 1000:.1f} / {p99 * 1000:.1f} us",
+                "vs": "",
+                "target": f"p50 <= {AUTH_TARGET_MS} ms" if metadata else "",
+                "passed": p50 <= AUTH_TARGET_MS if metadata else None,
+                "n": samples,
+                "errors": 0,
+            }
+        )
+
+    await cell("open (no key exists)", Gate(store), {})
+    _, secret = create_key(store, "bench")
+    _, limited = create_key(store, "bench", rpm=10**9, tpm=10**9)
+    keyed = Gate(store)
+    await cell("key", keyed, {"authorization": f"Bearer {secret}"})
+    await cell("key with limits", keyed, {"authorization": f"Bearer {limited}"})
+    database.close()
+    return rows
+
+
 def section_order(row: Row) -> tuple[int, float, int, int, int]:
     sections = {name: index for index, name in enumerate(SECTIONS)}
     models = {"": 0, **{name: index + 1 for index, name in enumerate(LLAMA_MODELS)}}
-    paths = {"engine": 0, "direct": 0, "grpc-stream": 1, "grpc-direct": 1, "envoy-sse": 2, "envoy-json": 2}
+    paths = {
+        "engine": 0,
+        "direct": 0,
+        "grpc-stream": 1,
+        "grpc-direct": 1,
+        "envoy-sse": 2,
+        "envoy-json": 2,
+        "open (no key exists)": 0,
+        "key": 1,
+        "key with limits": 2,
+    }
     return (
         sections[row["section"]],
         float(row["delay_ms"]),
@@ -1517,11 +1591,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_service(settings, workdir, 0.0, first, raw)
         if delayed:
             rows += await bench_service(settings, workdir, settings.delay, delayed, raw)
+        if "auth" in settings.sections:
+            rows += await measure_auth(settings, workdir, raw)
+        if "files" in settings.sections:
+            rows += await measure_files(settings.max_runs < 100, workdir, raw)
         if "llama" in settings.sections:
             rows += await bench_llama(settings, workdir, raw)
+        if "context" in settings.sections:
+            rows += await bench_context(workdir, raw, quick=bool(args.quick))
         if "scale" in settings.sections:
-            from bench_scale import bench_scale  # a section of its own: replicas on PostgreSQL
-
             rows += await bench_scale(args.quick, workdir, raw)
     rows.sort(key=section_order)
     table = render_table(rows)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import json_shapes_files as _files
+
 Schema = dict[str, Any]
 
 
@@ -225,6 +227,7 @@ COMPONENTS: dict[str, Schema] = {
         "required": ["type"],
         "properties": {"type": enum("message_creation", "tool_calls")},
     },
+    **_files.COMPONENTS,
 }
 
 _TOOLS_OF_ASSISTANT: Schema = {"type": "array", "maxItems": 128, "items": ref("Tool")}
@@ -288,7 +291,19 @@ FIELDS: dict[str, Schema] = {
     **_fields("ModifyAssistantRequest", {**_ASSISTANT_INPUT, "tools": _TOOLS_OF_ASSISTANT}),
     **_fields("ListAssistantsRequest", _LIST_PAGE),
     **_fields("ListAssistantsResponse", _LIST_ENVELOPE),
-    **_fields("DeletionStatus", {"object": enum("assistant.deleted", "thread.deleted", "thread.message.deleted")}),
+    **_fields(
+        "DeletionStatus",
+        {
+            "object": enum(
+                "assistant.deleted",
+                "thread.deleted",
+                "thread.message.deleted",
+                "file",
+                "vector_store.deleted",
+                "vector_store.file.deleted",
+            )
+        },
+    ),
     **_fields(
         "Thread", {"object": {"const": "thread"}, "tool_resources": ref("ToolResources"), "metadata": ref("Metadata")}
     ),
@@ -375,6 +390,7 @@ FIELDS: dict[str, Schema] = {
     **_fields("ModifyRunRequest", {"metadata": ref("Metadata")}),
     **_fields("ListRunStepsRequest", _LIST_PAGE),
     **_fields("ListRunStepsResponse", _LIST_ENVELOPE),
+    **_files.FIELDS,
 }
 
 # Messages the server always prints whole: every field is required in the document, so that a
@@ -391,6 +407,7 @@ WHOLE: frozenset[str] = frozenset(
         "ListMessagesResponse",
         "ListRunsResponse",
         "ListRunStepsResponse",
+        *_files.WHOLE,
     }
 )
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,22 +20,40 @@ from sovereign_assistant.v1 import (
     admin_service_pb2_grpc,
     assistant_service_pb2,
     assistant_service_pb2_grpc,
+    file_service_pb2,
+    file_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
     thread_service_pb2,
     thread_service_pb2_grpc,
+    vector_store_service_pb2,
+    vector_store_service_pb2_grpc,
 )
 from sovereign_server.auth import Gate, RateLimiter
 from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
+from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
+from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.replicas import coordination_for
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
-from sovereign_storage import KeyStore, Repository, RunRecord, Usage, migrate, observe_transactions, open_database
+from sovereign_server.servicers.files import FileServicer
+from sovereign_server.servicers.vector_stores import VectorStoreServicer
+from sovereign_server.tls import ServerCertificate, TlsError, load_certificate
+from sovereign_storage import (
+    FileStore,
+    KeyStore,
+    Repository,
+    RunRecord,
+    Usage,
+    migrate,
+    observe_transactions,
+    open_database,
+)
 
 logger = logging.getLogger("sovereign.server")
 
@@ -41,6 +62,8 @@ SERVICE_NAMES = (
     thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
+    vector_store_service_pb2.DESCRIPTOR.services_by_name["VectorStoreService"].full_name,
 )
 
 # Bodies up to the gateway's limit, with room for protobuf framing.
@@ -48,7 +71,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class RunningServer:
-    """A started server: its bound port, and a graceful `stop`."""
+    """A started server: its bound port, its TLS certificate (None: plaintext), and a graceful `stop`."""
 
     def __init__(
         self,
@@ -59,6 +82,8 @@ class RunningServer:
         background: list[asyncio.Task[None]],
         close: list[object],
         metrics_port: int,
+        tls: ServerCertificate | None = None,
+        files: FileService | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -67,6 +92,8 @@ class RunningServer:
         self._closing = close
         self.port = port
         self.metrics_port = metrics_port
+        self.tls = tls
+        self.files = files
 
     async def stop(self, grace: float | None = 5.0) -> None:
         # Tell load balancers first, then let in-flight calls finish.
@@ -74,6 +101,8 @@ class RunningServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Runs first: their streams end when they do, then the server can drain its calls.
         await self._runs.stop(grace or 0.0)
+        if self.files is not None:
+            await self.files.stop()
         for task in self._background:
             task.cancel()
         await self._server.stop(grace)
@@ -89,20 +118,65 @@ class RunningServer:
 def engine_options(config: ServerConfig) -> dict[str, Any]:
     """The options of the configured engine, from the server's configuration."""
     if config.engine == "builtin":
-        return {"token_delay": config.token_delay}
+        return {"token_delay": config.token_delay, "context_window": config.context_window}
     if config.engine == "openai":
-        options = {"base_url": config.engine_url, "config_file": config.engine_config}
+        options: dict[str, Any] = {
+            "base_url": config.engine_url,
+            "config_file": config.engine_config,
+            "context_window": config.context_window,
+        }
         if config.engine_api_key:
             options["api_key"] = config.engine_api_key
         if config.engine_model:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path}
+        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
     return {}
 
 
+def files_directory(config: ServerConfig) -> str:
+    """Where uploaded files' bytes go: `--files-dir`, else `files/` beside a SQLite database."""
+    if config.files_dir:
+        return config.files_dir
+    target = config.database
+    if "://" in target:
+        if not target.split("://", 1)[0].startswith("sqlite"):
+            return str(Path("data") / "files")
+        target = urlparse(target).path[1:]
+    return str(Path(target).parent / "files")
+
+
+def embeddings_config(config: ServerConfig) -> EmbeddingsConfig | None:
+    """The embeddings backend: the `--embeddings-*` flags, else an `[embeddings]` table in the
+    backends TOML (`base_url`, `model`, `api_key`); None: full-text search only."""
+    settings: dict[str, Any] = {}
+    if config.engine_config:
+        with open(config.engine_config, "rb") as file:
+            settings = dict(tomllib.load(file).get("embeddings", {}))
+    if config.embeddings_url:
+        settings["base_url"] = config.embeddings_url
+    if config.embeddings_model:
+        settings["model"] = config.embeddings_model
+    if config.embeddings_api_key:
+        settings["api_key"] = config.embeddings_api_key
+    if not settings.get("base_url"):
+        return None
+    return EmbeddingsConfig(**settings)
+
+
+def server_certificate(config: ServerConfig) -> ServerCertificate | None:
+    """The configured certificate and key, checked; None without TLS. Raises `TlsError`."""
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise TlsError("TLS needs both a certificate and its private key (--tls-cert and --tls-key)")
+    return load_certificate(config.tls_cert, config.tls_key)
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
+    # Before anything starts: a wrong certificate must not leave an engine or a database behind.
+    tls = await asyncio.to_thread(server_certificate, config)
     database = open_database(config.database)
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
@@ -113,6 +187,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
     stop_observing = observe_transactions(
         lambda kind, seconds: metrics.transaction_seconds.labels(kind).observe(seconds)
     )
+    embeddings = embeddings_config(config)
+    files = FileService(
+        FileStore(database),
+        FileSettings(files_directory(config), config.max_upload_bytes),
+        OpenAIEmbedder(embeddings) if embeddings else None,
+    )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
     runs = RunManager(
@@ -121,8 +201,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=RunReports(gate.limiter, metrics),
         coordination=coordination,
+        tools=FileSearchTool(files, config.file_search_mode),
     )
     await runs.start()
+    await files.start()
 
     server = grpc.aio.server(
         interceptors=[CallInterceptor(gate, metrics)],
@@ -133,10 +215,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
+    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
+    vector_store_service_pb2_grpc.add_VectorStoreServiceServicer_to_server(VectorStoreServicer(files), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -145,15 +229,19 @@ async def start_server(config: ServerConfig) -> RunningServer:
         server,
     )
 
-    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    address = f"{config.grpc_host}:{config.grpc_port}"
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls.key_pem, tls.chain_pem)]))
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("gRPC server listening on %s:%d", config.grpc_host, port)
+    logger.info("gRPC server listening on %s:%d%s", config.grpc_host, port, " (TLS)" if tls else "")
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port)
+    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port, tls, files)
 
 
 class _Closing:

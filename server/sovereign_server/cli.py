@@ -1,7 +1,7 @@
 """The `sovereign` command: runs the gRPC server and its JSON gateway (Envoy) together, and
 manages API keys.
 
-    sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] ...
+    sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] [--tls-cert C --tls-key K] ...
     sovereign serve --workers N --db postgresql://...    (N replicas and the gateway, supervised)
     sovereign server --db postgresql://... [--grpc-port P]  (one replica, gRPC only)
     sovereign gateway --upstream HOST:PORT[,HOST:PORT...]   (the gateway over replicas)
@@ -26,17 +26,18 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from sovereign_server.app import start_server
+from sovereign_server.app import server_certificate, start_server
 from sovereign_server.auth.admin import create_key
 from sovereign_server.config import ServerConfig
 from sovereign_server.errors import ApiError
-from sovereign_server.gateway import Gateway, GatewayConfig, GatewayError
+from sovereign_server.gateway import STREAM_IDLE_TIMEOUT, Gateway, GatewayConfig, GatewayError, UpstreamTls
 from sovereign_server.replicas import commands as replicas
 from sovereign_server.replicas.supervisor import check_workers, serve_workers
+from sovereign_server.tls import ServerCertificate, TlsError
 from sovereign_storage import ApiKeyRecord, KeyStore, StorageError, migrate, open_database
 
 __all__ = ["build_parser", "config_from_args", "main", "serve"]
@@ -60,6 +61,13 @@ _OPTIONS = (
     _Option("--grpc-port", "SOVEREIGN_GRPC_PORT", "grpc_port", "gRPC port (0: pick a free one)", int),
     _Option("--http-host", "SOVEREIGN_HTTP_HOST", "http_host", "address the JSON gateway binds"),
     _Option("--http-port", "SOVEREIGN_HTTP_PORT", "http_port", "JSON gateway port (0: pick a free one)", int),
+    _Option(
+        "--tls-cert",
+        "SOVEREIGN_TLS_CERT",
+        "tls_cert",
+        "PEM certificate chain: both ports then serve TLS only (with --tls-key)",
+    ),
+    _Option("--tls-key", "SOVEREIGN_TLS_KEY", "tls_key", "PEM private key of --tls-cert"),
     _Option("--db", "SOVEREIGN_DB", "database", "SQLite file, or a database URL"),
     _Option("--engine", "SOVEREIGN_ENGINE", "engine", "generation engine, by name"),
     _Option("--engine-url", "SOVEREIGN_ENGINE_URL", "engine_url", "openai engine: the server's /v1 URL"),
@@ -67,6 +75,15 @@ _OPTIONS = (
     _Option("--engine-model", "SOVEREIGN_ENGINE_MODEL", "engine_model", "openai engine: model name sent upstream"),
     _Option("--engine-config", "SOVEREIGN_ENGINE_CONFIG", "engine_config", "openai engine: TOML file of backends"),
     _Option("--model-path", "SOVEREIGN_MODEL_PATH", "model_path", "local engine: a GGUF model file"),
+    _Option("--ctx-size", "SOVEREIGN_CTX_SIZE", "ctx_size", "local engine: context tokens, shared by all slots", int),
+    _Option("--parallel", "SOVEREIGN_PARALLEL", "parallel", "local engine: slots (requests served at once)", int),
+    _Option(
+        "--context-window",
+        "SOVEREIGN_CONTEXT_WINDOW",
+        "context_window",
+        "tokens one request may hold, prompt and reply (openai engine: else asked from the server)",
+        int,
+    ),
     _Option("--token-delay", "SOVEREIGN_TOKEN_DELAY", "token_delay", "seconds between built-in engine tokens", float),
     _Option("--run-expires-in", "SOVEREIGN_RUN_EXPIRES_IN", "run_expires_in", "seconds a run may wait", int),
     _Option(
@@ -80,6 +97,19 @@ _OPTIONS = (
         "gateway_admin_port",
         "Envoy's loopback admin port, with its statistics at /stats/prometheus (0: pick one)",
         int,
+    ),
+    _Option("--files-dir", "SOVEREIGN_FILES_DIR", "files_dir", "directory of uploaded files' bytes"),
+    _Option("--max-upload-bytes", "SOVEREIGN_MAX_UPLOAD_BYTES", "max_upload_bytes", "largest file upload", int),
+    _Option(
+        "--embeddings-url", "SOVEREIGN_EMBEDDINGS_URL", "embeddings_url", "OpenAI-compatible /v1 URL for embeddings"
+    ),
+    _Option("--embeddings-model", "SOVEREIGN_EMBEDDINGS_MODEL", "embeddings_model", "embeddings model name"),
+    _Option("--embeddings-api-key", "SOVEREIGN_EMBEDDINGS_API_KEY", "embeddings_api_key", "embeddings API key"),
+    _Option(
+        "--file-search-mode",
+        "SOVEREIGN_FILE_SEARCH_MODE",
+        "file_search_mode",
+        "file_search in runs: 'tools' (the model calls it) or 'prefetch' (search the latest user message first)",
     ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
     _Option(
@@ -224,6 +254,14 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
     config = replace(ServerConfig(), **values)
     if config.log_level.lower() not in LOG_LEVELS:
         raise SystemExit(f"sovereign: unknown log level {config.log_level!r}")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise SystemExit("sovereign: TLS needs both --tls-cert and --tls-key (SOVEREIGN_TLS_CERT, SOVEREIGN_TLS_KEY)")
+    if config.file_search_mode not in ("tools", "prefetch"):
+        raise SystemExit("sovereign: --file-search-mode must be 'tools' or 'prefetch'")
+    if config.max_upload_bytes < 1:
+        raise SystemExit("sovereign: --max-upload-bytes must be positive")
+    if config.stream_heartbeat <= 0:
+        raise SystemExit("sovereign: --stream-heartbeat must be positive")
     return config
 
 
@@ -261,6 +299,36 @@ def authentication_status(config: ServerConfig) -> str:
     )
 
 
+def gateway_config(config: ServerConfig, grpc_port: int, tls: ServerCertificate | None) -> GatewayConfig:
+    """The gateway in front of the gRPC server on `grpc_port`: over TLS to it, and HTTPS to
+    clients, when the server has a certificate."""
+    return GatewayConfig(
+        grpc_host=_dial_host(config.grpc_host),
+        grpc_port=grpc_port,
+        http_host=config.http_host,
+        http_port=config.http_port,
+        admin_port=config.gateway_admin_port,
+        tls_cert=tls.cert_file if tls else None,
+        tls_key=tls.key_file if tls else None,
+        # Envoy trusts exactly the server's own certificate (or chain), under the name it was issued for.
+        upstream_tls=UpstreamTls(tls.cert_file, tls.server_name) if tls else None,
+        # Live event streams send a keep-alive every `stream_heartbeat` seconds: never cut them.
+        stream_idle_timeout=max(STREAM_IDLE_TIMEOUT, 4 * config.stream_heartbeat),
+        inherit_output=True,
+    )
+
+
+def replicas_gateway(config: ServerConfig) -> Callable[[tuple[tuple[str, int], ...]], GatewayConfig]:
+    """The gateway over replicas at the given addresses, checking their health: as `serve`'s
+    gateway, with the same certificate for HTTPS and for reaching the replicas over TLS."""
+    tls = server_certificate(config)
+
+    def over(upstreams: tuple[tuple[str, int], ...]) -> GatewayConfig:
+        return replace(gateway_config(config, upstreams[0][1], tls), upstreams=upstreams, health_checks=True)
+
+    return over
+
+
 def _dial_host(host: str) -> str:
     """The address to connect to for a server bound to `host` (a wildcard means this machine)."""
     if host in ("", "0.0.0.0"):
@@ -279,19 +347,12 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     server = await start_server(config)
-    gateway = Gateway(
-        GatewayConfig(
-            grpc_host=_dial_host(config.grpc_host),
-            grpc_port=server.port,
-            http_host=config.http_host,
-            http_port=config.http_port,
-            admin_port=config.gateway_admin_port,
-            inherit_output=True,
-        )
-    )
+    gateway = Gateway(gateway_config(config, server.port, server.tls))
     try:
         await gateway.astart()
         grpc_address = f"{_dial_host(config.grpc_host)}:{server.port}"
+        if server.tls:
+            grpc_address += f" (TLS, certificate for {', '.join((*server.tls.dns_names, *server.tls.ip_addresses))})"
         print(
             "Sovereign Assistant is ready.\n"
             f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
@@ -336,13 +397,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             authentication_status(config)  # refuses an open service beyond loopback
             asyncio.run(replicas.run_server(config))
         elif args.command == "gateway":
-            asyncio.run(replicas.run_gateway(replicas.parse_upstreams(args.upstream), config))
+            upstreams = replicas.parse_upstreams(args.upstream)
+            asyncio.run(replicas.run_gateway(replicas_gateway(config)(upstreams)))
         elif config.workers > 1:
             options = [(option.flag, option.field) for option in _OPTIONS]
-            asyncio.run(serve_workers(config, options, authentication_status(config)))
+            tls = server_certificate(config)
+            asyncio.run(serve_workers(config, options, authentication_status(config), replicas_gateway(config), tls))
         else:
             asyncio.run(serve(config))
-    except GatewayError as error:
+    except (GatewayError, TlsError) as error:
         logger.error("%s", error)
         return 1
     return 0

@@ -183,6 +183,9 @@ class Message(BaseModel):
     run_id = peewee.TextField(null=True)
     attachments = JSONField()
     metadata = JSONField()
+    # The tokens of the content as each tokenizer (by its key) counted them, kept so that a long
+    # thread is counted once, not on every run; null until first counted.
+    token_counts = JSONField(null=True)
 
     class Meta:
         table_name = "messages"

@@ -78,6 +78,8 @@ class MessageRecord:
     run_id: str | None
     attachments: list[dict[str, Any]]
     metadata: dict[str, str]
+    # Token counts of the content by tokenizer key (`Repository.save_token_counts`); not OpenAI's.
+    token_counts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,21 @@ def resources(gateway: Gateway) -> dict[str, str]:
         run = http.post(f"/threads/{thread['id']}/runs", json={"assistant_id": assistant["id"]}).raise_for_status()
         ended = _wait_until_ended(http, run.json())
         step = http.get(f"/threads/{thread['id']}/runs/{ended['id']}/steps").raise_for_status().json()["data"][0]
+        file = http.post(
+            "/files", files={"file": ("notes.txt", b"Refunds within thirty days."), "purpose": (None, "assistants")}
+        )
+        store = http.post("/vector_stores", json={"file_ids": [file.raise_for_status().json()["id"]]})
+        store_id = store.raise_for_status().json()["id"]
+        batch = http.post(f"/vector_stores/{store_id}/file_batches", json={"file_ids": [file.json()["id"]]})
         return {
             "assistant_id": assistant["id"],
             "thread_id": thread["id"],
             "message_id": message["id"],
             "run_id": ended["id"],
             "step_id": step["id"],
+            "file_id": file.json()["id"],
+            "vector_store_id": store_id,
+            "batch_id": batch.raise_for_status().json()["id"],
         }
 
 

@@ -24,8 +24,11 @@ logger = logging.getLogger("sovereign.cli")
 
 # `serve` options that concern the gateway or the supervisor, not a replica.
 GATEWAY_FIELDS = frozenset({"http_host", "http_port", "gateway_admin_port", "workers"})
-# The options of `sovereign gateway` alone.
-GATEWAY_OPTIONS = frozenset({"http_host", "http_port", "gateway_admin_port", "log_level"})
+# The options of `sovereign gateway` alone: with a certificate, it serves HTTPS and reaches the
+# replicas over TLS (they serve the same certificate).
+GATEWAY_OPTIONS = frozenset(
+    {"http_host", "http_port", "gateway_admin_port", "log_level", "tls_cert", "tls_key", "stream_heartbeat"}
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], add_options: AddOptions) -> None:
@@ -82,20 +85,11 @@ async def run_server(config: ServerConfig) -> None:
         await server.stop(config.shutdown_grace)
 
 
-async def run_gateway(upstreams: tuple[tuple[str, int], ...], config: ServerConfig) -> None:
-    """Envoy over `upstreams` until SIGINT / SIGTERM."""
+async def run_gateway(config: GatewayConfig) -> None:
+    """Envoy over `config.upstreams` until SIGINT / SIGTERM."""
     stopping = _stop_on_signals()
-    gateway = Gateway(
-        GatewayConfig(
-            grpc_port=upstreams[0][1],
-            upstreams=upstreams,
-            health_checks=True,
-            http_host=config.http_host,
-            http_port=config.http_port,
-            admin_port=config.gateway_admin_port,
-            inherit_output=True,
-        )
-    )
+    gateway = Gateway(config)
+    upstreams = config.endpoints
     # Ready once Envoy listens: the replicas behind it may start later, or come and go.
     await gateway.astart(wait_for_upstream=False)
     try:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from sovereign_server.config import ServerConfig
 from sovereign_server.engines.local import free_port
 from sovereign_server.gateway import Gateway, GatewayConfig, GatewayError
 from sovereign_server.replicas.commands import GATEWAY_FIELDS, _stop_on_signals
+from sovereign_server.tls import ServerCertificate
 
 logger = logging.getLogger("sovereign.cli")
 
@@ -51,13 +52,20 @@ def check_workers(config: ServerConfig) -> None:
         )
 
 
-def grpc_serving(address: str) -> Probe:
-    """A probe that passes once the gRPC server at `address` says it serves."""
+def grpc_serving(address: str, tls: ServerCertificate | None = None) -> Probe:
+    """A probe that passes once the gRPC server at `address` says it serves (over TLS, trusting
+    its own certificate, when it has one)."""
+
+    def channel() -> grpc.Channel:
+        if tls is None:
+            return grpc.insecure_channel(address)
+        credentials = grpc.ssl_channel_credentials(root_certificates=tls.chain_pem)
+        return grpc.secure_channel(address, credentials, (("grpc.ssl_target_name_override", tls.server_name),))
 
     def probe() -> bool:
-        with grpc.insecure_channel(address) as channel:
+        with channel() as channel_:
             try:
-                stub: Any = health_pb2_grpc.HealthStub(channel)  # untyped methods in the stubs
+                stub: Any = health_pb2_grpc.HealthStub(channel_)  # untyped methods in the stubs
                 answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
             except grpc.RpcError:
                 return False
@@ -90,9 +98,15 @@ def worker_argv(config: ServerConfig, options: Sequence[tuple[str, str]], port: 
 
 
 async def serve_workers(
-    config: ServerConfig, options: Sequence[tuple[str, str]], authentication: str, ready: asyncio.Event | None = None
+    config: ServerConfig,
+    options: Sequence[tuple[str, str]],
+    authentication: str,
+    gateway_over: Callable[[tuple[tuple[str, int], ...]], GatewayConfig],
+    tls: ServerCertificate | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
-    """Runs `config.workers` replicas and the gateway until SIGINT / SIGTERM."""
+    """Runs `config.workers` replicas and the gateway over them (`gateway_over` their addresses)
+    until SIGINT / SIGTERM."""
     check_workers(config)
     stopping = _stop_on_signals()
     host = config.grpc_host if config.grpc_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
@@ -102,23 +116,13 @@ async def serve_workers(
         metrics_port = config.metrics_port + index if config.metrics_port else 0
         child = ChildProcess(worker_argv(config, options, port, metrics_port), name=f"worker {index}")
         workers.append(Worker(index, f"{host}:{port}", child))
-    gateway = Gateway(
-        GatewayConfig(
-            grpc_port=int(workers[0].address.rsplit(":", 1)[1]),
-            upstreams=tuple((host, int(worker.address.rsplit(":", 1)[1])) for worker in workers),
-            health_checks=True,
-            http_host=config.http_host,
-            http_port=config.http_port,
-            admin_port=config.gateway_admin_port,
-            inherit_output=True,
-        )
-    )
+    gateway = Gateway(gateway_over(tuple((host, int(worker.address.rsplit(":", 1)[1])) for worker in workers)))
     try:
         for worker in workers:
             worker.child.start()
             worker.started = time.monotonic()
         await asyncio.gather(
-            *(worker.child.await_ready(grpc_serving(worker.address), WORKER_START_WITHIN) for worker in workers)
+            *(worker.child.await_ready(grpc_serving(worker.address, tls), WORKER_START_WITHIN) for worker in workers)
         )
         await gateway.astart()
         print(
