@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -95,8 +96,17 @@ class PostgresServer:
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
+        """Drops the database unless a connection still uses it (models are bound process-wide, so a
+        server of another test may): it then goes with the server at the end of the session."""
+        import psycopg2
+
         name = url.rsplit("/", 1)[1]
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with self._admin.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,))
+            if cursor.fetchone()[0]:
+                return
+        with contextlib.suppress(psycopg2.errors.ObjectInUse):
+            self._execute(f'DROP DATABASE IF EXISTS "{name}"')
 
     def stop(self) -> None:
         if self._admin is not None:

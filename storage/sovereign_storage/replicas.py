@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import peewee
 
 from .database import connection_scope, read_transaction, write_transaction
-from .models import Message, RateBucket, Replica, Run, RunClaim, RunEvent, RunStep, bind_models
+from .models import Message, RateBucket, Replica, Run, RunClaim, RunEvent, RunStep
 from .records import MessageRecord, RunRecord, RunStepRecord
 from .repository import _RUN_STAMPS, _message_record, _run_record, _step_record
 from .values import IncompleteDetails, LastError, MessageStatus, RunStatus, StepStatus
@@ -73,14 +73,14 @@ class BucketLevels:
 
 
 class ReplicaStore:
-    """Blocking, like `Repository`; safe from several threads (one connection each)."""
+    """Blocking, like `Repository`; safe from several threads (one connection each). Every query
+    runs on this store's own database, whatever the models are bound to."""
 
     def __init__(self, database: peewee.Database, lease_seconds: float = 5.0) -> None:
         self._db = database
         self.lease_seconds = lease_seconds
         self._shared = is_shared(database)
         self._now_sql = _POSTGRES_NOW if self._shared else _SQLITE_NOW
-        bind_models(database)
 
     @property
     def database(self) -> peewee.Database:
@@ -128,23 +128,24 @@ class ReplicaStore:
             now = self._now()
             Replica.insert(
                 id=replica_id, host=socket.gethostname(), pid=os.getpid(), started_at=now, heartbeat_at=now
-            ).on_conflict(conflict_target=[Replica.id], update={Replica.heartbeat_at: now}).execute()
+            ).on_conflict(conflict_target=[Replica.id], update={Replica.heartbeat_at: now}).execute(self._db)
 
     def renew(self, replica_id: str) -> bool:
         """Renews the replica's lease; False if it had been declared gone (it is registered again)."""
         with self._writing():
-            renewed: int = Replica.update(heartbeat_at=self._now()).where(Replica.id == replica_id).execute()
+            renewed: int = Replica.update(heartbeat_at=self._now()).where(Replica.id == replica_id).execute(self._db)
         if not renewed:
             self.register(replica_id)
         return bool(renewed)
 
     def retire(self, replica_id: str) -> None:
         with self._writing():
-            Replica.delete().where(Replica.id == replica_id).execute()
+            Replica.delete().where(Replica.id == replica_id).execute(self._db)
 
     def alive_replicas(self) -> list[str]:
         with self._reading():
-            return [row.id for row in Replica.select(Replica.id).where(self._alive()).order_by(Replica.seq)]
+            query = Replica.select(Replica.id).where(self._alive()).order_by(Replica.seq)
+            return [row.id for row in query.bind(self._db)]
 
     # ------------------------------------------------------------------ claims
 
@@ -165,7 +166,7 @@ class ReplicaStore:
                 )
                 .returning(RunClaim.stretch)
             )
-            stretch: int = next(iter(query.execute())).stretch
+            stretch: int = next(iter(query.execute(self._db))).stretch
             return stretch
 
     def owner(self, run_id: str) -> RunOwner | None:
@@ -175,7 +176,7 @@ class ReplicaStore:
                 .join(Replica, peewee.JOIN.LEFT_OUTER, on=(Replica.id == RunClaim.replica_id) & self._alive())
                 .where(RunClaim.run == run_id)
                 .dicts()
-                .first()
+                .first(self._db)
             )
             return None if row is None else RunOwner(row["replica_id"], row["stretch"], bool(row["alive"]))
 
@@ -198,7 +199,7 @@ class ReplicaStore:
             for index, (name, data) in enumerate(events)
         ]
         with self._writing():
-            RunEvent.insert_many(rows).execute()
+            RunEvent.insert_many(rows).execute(self._db)
             if self._shared:
                 for channel, payload in notifications:
                     self._notify(channel, payload)
@@ -210,7 +211,7 @@ class ReplicaStore:
                 .where(RunEvent.run == run_id, RunEvent.stretch == stretch, RunEvent.number > after)
                 .order_by(RunEvent.number)
             )
-            return [StoredEvent(row.number, row.name, row.data) for row in query]
+            return [StoredEvent(row.number, row.name, row.data) for row in query.bind(self._db)]
 
     def notify(self, channel: str, payload: str) -> None:
         """Sends `payload` to the replicas listening on `channel` (PostgreSQL; nothing on SQLite)."""
@@ -260,7 +261,7 @@ class ReplicaStore:
                 query = query.where(RunClaim.replica_id.is_null() | RunClaim.replica_id.not_in(live))
             if self._db.for_update:
                 query = query.for_update(of=Run, skip_locked=True)
-            rows: list[tuple[str, str, int | None]] = list(query.tuples())  # type: ignore[arg-type]
+            rows: list[tuple[str, str, int | None]] = list(query.bind(self._db).tuples())  # type: ignore[arg-type]
             found = [(run_id, RunStatus(status), stretch or 0) for run_id, status, stretch in rows]
             ended = [
                 self._end_run(run_id, status, stretch, error, cancelled=status in cancelling)
@@ -270,7 +271,7 @@ class ReplicaStore:
                 # Their runs are ended: a replica silent for ten leases is not coming back.
                 Replica.delete().where(
                     Replica.heartbeat_at < peewee.NodeList((self._now(), peewee.SQL("-"), 10 * self.lease_seconds))
-                ).execute()
+                ).execute(self._db)
             return [run for run in ended if run is not None]
 
     def _end_run(
@@ -283,7 +284,7 @@ class ReplicaStore:
         changes[_RUN_STAMPS[run_to]] = peewee.fn.COALESCE(_RUN_STAMPS[run_to], now)
         if not cancelled:
             changes[Run.last_error] = error
-        rows = list(Run.update(changes).where(Run.id == run_id, Run.status == status).returning(Run).execute())
+        rows = list(Run.update(changes).where(Run.id == run_id, Run.status == status).returning(Run).execute(self._db))
         if not rows:
             return None
         run = _run_record(rows[0])
@@ -295,7 +296,7 @@ class ReplicaStore:
             RunStep.update(step_values)
             .where(RunStep.run == run_id, RunStep.status == StepStatus.IN_PROGRESS)
             .returning(RunStep)
-            .execute()
+            .execute(self._db)
         )
         messages = (
             Message.update(
@@ -311,12 +312,12 @@ class ReplicaStore:
                 Message.status == MessageStatus.IN_PROGRESS,
             )
             .returning(Message)
-            .execute()
+            .execute(self._db)
         )
         last = (
             RunEvent.select(peewee.fn.MAX(RunEvent.number))
             .where(RunEvent.run == run_id, RunEvent.stretch == stretch)
-            .scalar()
+            .scalar(self._db)
         )
         return EndedRun(
             run,
@@ -348,12 +349,12 @@ class ReplicaStore:
                     {"key_id": key_id, "kind": kind, "capacity": capacity, "level": capacity, "updated_at": now}
                     for kind, capacity in capacities.items()
                 ]
-            ).on_conflict_ignore().execute()
+            ).on_conflict_ignore().execute(self._db)
             query = RateBucket.select().where(RateBucket.key_id == key_id, RateBucket.kind.in_(list(capacities)))
             if self._db.for_update:
                 query = query.for_update()
             levels: dict[str, float] = {}
-            for row in query:
+            for row in query.bind(self._db):
                 capacity = capacities[row.kind]
                 if row.capacity != capacity:
                     # The key's limit changed: a fresh bucket, as the in-memory limiter does.
@@ -369,7 +370,7 @@ class ReplicaStore:
             for kind, level in levels.items():
                 RateBucket.update(capacity=capacities[kind], level=level, updated_at=now).where(
                     RateBucket.key_id == key_id, RateBucket.kind == kind
-                ).execute()
+                ).execute(self._db)
             return BucketLevels(levels, short)
 
 
