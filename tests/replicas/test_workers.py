@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+from tests.certificates import CertificateFiles
 from tests.conftest import ServiceProcess, child_pids, pid_alive
 from tests.databases import PostgresServer
+from tests.sdk.test_tls_sdk import https_sdk
 
 pytestmark = [pytest.mark.postgres, pytest.mark.replicas]
 
@@ -52,6 +54,26 @@ def test_a_dead_worker_is_started_again_and_calls_go_on_meanwhile(postgres_serve
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(timeout=60) == 0
         assert not any(pid_alive(pid) for pid in children)
+    finally:
+        service.stop()
+        postgres_server.drop_database(database)
+
+
+def test_workers_serve_tls_as_serve_does(postgres_server: PostgresServer, certificate: CertificateFiles) -> None:
+    database = postgres_server.create_database()
+    tls = ("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key))
+    service = ServiceProcess(database, "--workers", "2", *tls)
+    try:
+        assert service.base_url.startswith("https://")
+        with https_sdk(service.base_url, "sk-local", certificate.cert) as sdk:
+            assistant = sdk.beta.assistants.create(model="builtin")
+            runs = [
+                sdk.beta.threads.create_and_run_poll(
+                    assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "over tls"}]}
+                )
+                for _ in range(4)
+            ]
+        assert {run.status for run in runs} == {"completed"}
     finally:
         service.stop()
         postgres_server.drop_database(database)
