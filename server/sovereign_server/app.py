@@ -30,6 +30,7 @@ from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
+from sovereign_server.runs.images import ImageFiles, NoImageFiles
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
 from sovereign_server.tls import ServerCertificate, TlsError, load_certificate
 from sovereign_storage import KeyStore, Repository, RunRecord, Usage, migrate, observe_transactions, open_database
@@ -131,11 +132,14 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
+    # Where `image_file` parts are read from: none until the Files API stores files.
+    image_files: ImageFiles = NoImageFiles()
     runs = RunManager(
         repository,
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=RunReports(gate.limiter, metrics),
+        image_files=image_files,
     )
     await runs.start()
 
@@ -149,7 +153,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         ],
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, image_files), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
 
