@@ -105,7 +105,12 @@ def engine_options(config: ServerConfig) -> dict[str, Any]:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
+        return {
+            "model_path": config.model_path,
+            "mmproj_path": config.mmproj_path,
+            "context_size": config.ctx_size,
+            "parallel": config.parallel,
+        }
     return {}
 
 
