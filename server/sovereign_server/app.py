@@ -35,10 +35,12 @@ from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
 from sovereign_server.files.run_tool import FileSearchTool
+from sovereign_server.files.service import FileImages
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
+from sovereign_server.runs.images import ImageFiles
 from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
 from sovereign_server.servicers.files import FileServicer
 from sovereign_server.servicers.vector_stores import VectorStoreServicer
@@ -130,7 +132,12 @@ def engine_options(config: ServerConfig) -> dict[str, Any]:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
+        return {
+            "model_path": config.model_path,
+            "mmproj_path": config.mmproj_path,
+            "context_size": config.ctx_size,
+            "parallel": config.parallel,
+        }
     return {}
 
 
@@ -193,12 +200,15 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
+    # Where `image_file` parts are read from: the stored files.
+    image_files: ImageFiles = FileImages(files)
     runs = RunManager(
         repository,
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=RunReports(gate.limiter, metrics),
         tools=FileSearchTool(files, config.file_search_mode),
+        image_files=image_files,
     )
     await runs.start()
     await files.start()
@@ -213,7 +223,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         ],
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files, image_files), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
     file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
