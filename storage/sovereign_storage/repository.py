@@ -579,6 +579,12 @@ class Repository:
                 _record_from_values({**step, "run_id": run.id}, RunStepRecord),
             )
 
+    def discard_reply(self, message_id: str, step_id: str) -> None:
+        """Removes a reply that was opened but never written to, with its step."""
+        with self._writing():
+            RunStep.delete().where(RunStep.id == step_id).execute()
+            Message.delete().where(Message.id == message_id).execute()
+
     def get_run(self, thread_id: str, run_id: str) -> RunRecord:
         with self._reading():
             self._thread_row(thread_id)

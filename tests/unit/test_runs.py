@@ -750,3 +750,37 @@ async def test_the_observer_hears_of_first_tokens_gaps_failures_and_each_stretch
     assert reports.first_tokens == [("m", "scripted"), ("m", "scripted")]
     assert reports.gaps == 2
     assert reports.failures == ["rate_limit_exceeded"]
+
+
+async def test_the_reply_opens_with_the_run_and_is_removed_if_the_model_calls_a_tool_instead(
+    repository: Repository,
+) -> None:
+    engine = ScriptedEngine([ToolCallDelta(0, "call_1", "f", "{}"), Finish("tool_calls", Usage(7, 1))], paced=True)
+    _, run, channel = await _start(repository, engine)
+    # Before any token the reply already exists, so the first token needs no write of its own.
+    opened = [m for m in repository.thread_messages(run.thread_id) if m.run_id == run.id]
+    assert [(m.role, m.status, m.content) for m in opened] == [("assistant", "in_progress", ())]
+    engine.step.set()
+    follower = channel.follow()
+    seen = [event.name for event in await anext(follower)]
+    while "thread.run.step.delta" not in seen:
+        engine.step.set()
+        seen += [event.name for event in await anext(follower)]
+    engine.step.set()
+    seen += [event.name async for batch in follower for event in batch]
+    # Nothing ever named it, and it is gone: the run's only step is its tool calls.
+    assert "thread.message.created" not in seen
+    assert [m for m in repository.thread_messages(run.thread_id) if m.run_id == run.id] == []
+    steps = repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
+    assert [step.type for step in steps] == ["tool_calls"]
+
+
+async def test_a_run_cancelled_before_its_first_token_leaves_no_reply(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("late"), Finish("stop")], paced=True)
+    manager, run, channel = await _start(repository, engine)
+    await manager.cancel_run(CALLER, run.thread_id, run.id)
+    names = await _names(channel)
+    assert names[-2:] == ["thread.run.cancelled", "done"]
+    assert "thread.message.created" not in names
+    assert [m for m in repository.thread_messages(run.thread_id) if m.run_id == run.id] == []
+    assert repository.list_steps(run.thread_id, run.id, ALL_STEPS).items == []

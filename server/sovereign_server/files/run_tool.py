@@ -40,6 +40,7 @@ from sovereign_storage import (
     MessageRecord,
     NewStep,
     NotFoundError,
+    RunRecord,
     RunStepRecord,
     StepStatus,
     TextContent,
@@ -108,6 +109,9 @@ class FileSearchTool:
 
     def handles(self, name: str) -> bool:
         return name == FILE_SEARCH
+
+    def used_by(self, run: RunRecord) -> bool:
+        return _options(run.tools) is not None
 
     async def prepare(
         self,
