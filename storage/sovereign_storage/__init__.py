@@ -5,7 +5,7 @@ Independent of the transport: nothing here imports gRPC or protobuf.
 
 from .database import observe_transactions, open_database, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
-from .ids import new_id
+from .ids import CONVERSATION_PREFIX, FUNCTION_CALL_PREFIX, MESSAGE_PREFIX, RESPONSE_PREFIX, new_id
 from .migrations import LATEST_VERSION, migrate, schema_version
 from .models import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME
 from .records import (
@@ -19,6 +19,7 @@ from .records import (
     Page,
     PageRequest,
     ProjectRecord,
+    ResponseRecord,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
@@ -30,12 +31,18 @@ from .values import (
     TERMINAL_RUN_STATUSES,
     ContentPart,
     FunctionCall,
+    FunctionCallDetails,
+    FunctionOutputDetails,
     ImageFileContent,
     ImageUrlContent,
     IncompleteDetails,
+    Item,
+    ItemDetails,
+    ItemRole,
     LastError,
     MessageCreation,
     MessageStatus,
+    ResponseStatus,
     RunStatus,
     StepDetails,
     StepStatus,
@@ -48,19 +55,28 @@ from .values import (
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "CONVERSATION_PREFIX",
     "DEFAULT_PROJECT_ID",
     "DEFAULT_PROJECT_NAME",
+    "FUNCTION_CALL_PREFIX",
     "LATEST_VERSION",
+    "MESSAGE_PREFIX",
+    "RESPONSE_PREFIX",
     "TERMINAL_RUN_STATUSES",
     "ActiveRunError",
     "ApiKeyRecord",
     "AssistantRecord",
     "ContentPart",
     "FunctionCall",
+    "FunctionCallDetails",
+    "FunctionOutputDetails",
     "ImageFileContent",
     "ImageUrlContent",
     "IncompleteDetails",
     "InvalidCursorError",
+    "Item",
+    "ItemDetails",
+    "ItemRole",
     "KeyStore",
     "LastError",
     "MessageCreation",
@@ -75,6 +91,8 @@ __all__ = [
     "PageRequest",
     "ProjectRecord",
     "Repository",
+    "ResponseRecord",
+    "ResponseStatus",
     "RunRecord",
     "RunStatus",
     "RunStepRecord",
