@@ -16,6 +16,10 @@ from sovereign_assistant.v1 import (
     admin_service_pb2_grpc,
     assistant_service_pb2,
     assistant_service_pb2_grpc,
+    conversation_service_pb2,
+    conversation_service_pb2_grpc,
+    response_service_pb2,
+    response_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
     thread_service_pb2,
@@ -27,9 +31,26 @@ from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
+from sovereign_server.responses import ResponseManager
 from sovereign_server.runs import RunManager, RunSettings
-from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
-from sovereign_storage import KeyStore, Repository, RunRecord, Usage, migrate, observe_transactions, open_database
+from sovereign_server.servicers import (
+    AdminServicer,
+    AssistantServicer,
+    ConversationServicer,
+    ResponseServicer,
+    RunServicer,
+    ThreadServicer,
+)
+from sovereign_storage import (
+    KeyStore,
+    Repository,
+    ResponseRecord,
+    RunRecord,
+    Usage,
+    migrate,
+    observe_transactions,
+    open_database,
+)
 
 logger = logging.getLogger("sovereign.server")
 
@@ -37,6 +58,8 @@ SERVICE_NAMES = (
     assistant_service_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
     thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    response_service_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name,
+    conversation_service_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
@@ -53,6 +76,7 @@ class RunningServer:
         port: int,
         health_servicer: health.aio.HealthServicer,
         runs: RunManager,
+        responses: ResponseManager,
         background: list[asyncio.Task[None]],
         close: list[object],
         metrics_port: int,
@@ -60,6 +84,7 @@ class RunningServer:
         self._server = server
         self._health = health_servicer
         self._runs = runs
+        self._responses = responses
         self._background = background
         self._closing = close
         self.port = port
@@ -69,7 +94,8 @@ class RunningServer:
         # Tell load balancers first, then let in-flight calls finish.
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        # Runs first: their streams end when they do, then the server can drain its calls.
+        # Responses and runs first: their streams end when they do, then the server can drain its calls.
+        await self._responses.stop(grace or 0.0)
         await self._runs.stop(grace or 0.0)
         for task in self._background:
             task.cancel()
@@ -111,13 +137,16 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
+    reports = RunReports(gate.limiter, metrics)
     runs = RunManager(
         repository,
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
-        observer=RunReports(gate.limiter, metrics),
+        observer=reports,
     )
+    # Its start also ends what a stopped process left running: runs, and responses.
     await runs.start()
+    responses = ResponseManager(repository, engine, heartbeat=config.stream_heartbeat, observer=reports)
 
     server = grpc.aio.server(
         interceptors=[CallInterceptor(gate, metrics)],
@@ -131,6 +160,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
     thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
+    response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
+        ResponseServicer(repository, responses, metrics), server
+    )
+    conversation_service_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(repository), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
 
     health_servicer = health.aio.HealthServicer()
@@ -148,7 +181,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port)
+    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port)
 
 
 class _Closing:
@@ -169,6 +202,14 @@ class RunReports:
         if usage.total_tokens:
             self._metrics.tokens.labels("prompt", run.model).inc(usage.prompt_tokens)
             self._metrics.tokens.labels("completion", run.model).inc(usage.completion_tokens)
+
+    def response_ended(self, caller: Caller, response: ResponseRecord) -> None:
+        usage = response.usage or Usage()
+        self._limiter.spend_tokens(caller, usage.total_tokens)
+        self._metrics.responses.labels(response.status).inc()
+        if usage.total_tokens:
+            self._metrics.tokens.labels("prompt", response.model).inc(usage.prompt_tokens)
+            self._metrics.tokens.labels("completion", response.model).inc(usage.completion_tokens)
 
     def first_token(self, model: str, backend: str, seconds: float) -> None:
         self._metrics.time_to_first_token.labels(model, backend).observe(seconds)

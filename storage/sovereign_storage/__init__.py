@@ -5,7 +5,14 @@ Independent of the transport: nothing here imports gRPC or protobuf.
 
 from .database import observe_transactions, open_database, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
-from .ids import CONVERSATION_PREFIX, FUNCTION_CALL_PREFIX, MESSAGE_PREFIX, RESPONSE_PREFIX, new_id
+from .ids import (
+    CONVERSATION_PREFIX,
+    FUNCTION_CALL_PREFIX,
+    FUNCTION_OUTPUT_PREFIX,
+    MESSAGE_PREFIX,
+    RESPONSE_PREFIX,
+    new_id,
+)
 from .migrations import LATEST_VERSION, migrate, schema_version
 from .models import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME
 from .records import (
@@ -39,6 +46,7 @@ from .values import (
     Item,
     ItemDetails,
     ItemRole,
+    ItemType,
     LastError,
     MessageCreation,
     MessageStatus,
@@ -59,6 +67,7 @@ __all__ = [
     "DEFAULT_PROJECT_ID",
     "DEFAULT_PROJECT_NAME",
     "FUNCTION_CALL_PREFIX",
+    "FUNCTION_OUTPUT_PREFIX",
     "LATEST_VERSION",
     "MESSAGE_PREFIX",
     "RESPONSE_PREFIX",
@@ -77,6 +86,7 @@ __all__ = [
     "Item",
     "ItemDetails",
     "ItemRole",
+    "ItemType",
     "KeyStore",
     "LastError",
     "MessageCreation",

@@ -35,6 +35,7 @@ STREAMING_PATHS = (
     "/v1/threads/{thread_id}/runs",
     "/v1/threads/runs",
     "/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+    "/v1/responses",
 )
 
 
@@ -48,7 +49,8 @@ def _wait_until_ended(http: httpx.Client, run: dict[str, Any]) -> dict[str, Any]
 
 @pytest.fixture(scope="module")
 def resources(gateway: Gateway) -> dict[str, str]:
-    """Ids of an assistant, a thread, a message, an ended run and its step, for path parameters."""
+    """Ids of an assistant, a thread, a message, an ended run and its step, a response, a
+    conversation and its item, for path parameters."""
     with httpx.Client(base_url=gateway.base_url, trust_env=False, timeout=30) as http:
         assistant = http.post("/assistants", json={"model": "builtin"}).raise_for_status().json()
         thread = http.post("/threads", json={"messages": [{"role": "user", "content": "hi"}]}).raise_for_status().json()
@@ -56,12 +58,19 @@ def resources(gateway: Gateway) -> dict[str, str]:
         run = http.post(f"/threads/{thread['id']}/runs", json={"assistant_id": assistant["id"]}).raise_for_status()
         ended = _wait_until_ended(http, run.json())
         step = http.get(f"/threads/{thread['id']}/runs/{ended['id']}/steps").raise_for_status().json()["data"][0]
+        response = http.post("/responses", json={"model": "builtin", "input": "hi"}).raise_for_status().json()
+        items = [{"type": "message", "role": "user", "content": "hi"}]
+        conversation = http.post("/conversations", json={"items": items}).raise_for_status().json()
+        item = http.get(f"/conversations/{conversation['id']}/items").raise_for_status().json()["data"][0]
         return {
             "assistant_id": assistant["id"],
             "thread_id": thread["id"],
             "message_id": message["id"],
             "run_id": ended["id"],
             "step_id": step["id"],
+            "response_id": response["id"],
+            "conversation_id": conversation["id"],
+            "item_id": item["id"],
         }
 
 

@@ -6,29 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest, ToolCall
+from sovereign_server.runs.items import chat_message
 from sovereign_storage import (
-    ContentPart,
-    ImageUrlContent,
     MessageRecord,
     MessageStatus,
     RunRecord,
     RunStepRecord,
-    TextContent,
     ToolCalls,
 )
-
-
-def message_text(content: Sequence[ContentPart]) -> str:
-    """A message's content as text; images are named, as engines here take text only."""
-    parts = []
-    for part in content:
-        if isinstance(part, TextContent):
-            parts.append(part.value)
-        elif isinstance(part, ImageUrlContent):
-            parts.append(f"[image: {part.url}]")
-        else:
-            parts.append(f"[image file: {part.file_id}]")
-    return "\n".join(parts)
 
 
 def tool_turns(steps: Sequence[RunStepRecord]) -> list[ChatMessage]:
@@ -62,9 +47,7 @@ def generation_request(
     for message in messages:
         if message.run_id == run.id and message.status is MessageStatus.IN_PROGRESS:
             continue
-        conversation.append(
-            ChatMessage(role="user" if message.role == "user" else "assistant", content=message_text(message.content))
-        )
+        conversation.append(chat_message(message))
     conversation.extend(tool_turns(steps))
     tools = tuple(
         FunctionTool(
