@@ -294,6 +294,55 @@ COMPONENTS: dict[str, Schema] = {
             ),
         ]
     },
+    # The typed `Item` message, as OpenAI's union of three item objects.
+    "Item": {
+        "oneOf": [
+            closed_object(
+                {
+                    "id": {"type": "string"},
+                    "type": {"const": "message"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                    "role": enum("user", "assistant", "system", "developer"),
+                    "content": {"type": "array", "items": ref("ItemContentPart")},
+                },
+                "id",
+                "type",
+                "status",
+                "role",
+                "content",
+            ),
+            closed_object(
+                {
+                    "id": {"type": "string"},
+                    "type": {"const": "function_call"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                    "call_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "arguments": {"type": "string"},
+                },
+                "id",
+                "type",
+                "status",
+                "call_id",
+                "name",
+                "arguments",
+            ),
+            closed_object(
+                {
+                    "id": {"type": "string"},
+                    "type": {"const": "function_call_output"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                    "call_id": {"type": "string"},
+                    "output": {"type": "string"},
+                },
+                "id",
+                "type",
+                "status",
+                "call_id",
+                "output",
+            ),
+        ]
+    },
     # An item's content part as the server prints it.
     "ItemContentPart": {
         "oneOf": [
@@ -555,15 +604,6 @@ FIELDS: dict[str, Schema] = {
     **_fields("ListRunStepsRequest", _LIST_PAGE),
     **_fields("ListRunStepsResponse", _LIST_ENVELOPE),
     # ------------------------------------------------ the Responses and Conversations APIs
-    **_fields(
-        "Item",
-        {
-            "type": enum("message", "function_call", "function_call_output"),
-            "status": enum("in_progress", "completed", "incomplete"),
-            "role": enum("user", "assistant", "system", "developer"),
-            "content": {"type": "array", "items": ref("ItemContentPart")},
-        },
-    ),
     **_fields("ItemList", _LIST_ENVELOPE),
     **_fields("Conversation", {"object": {"const": "conversation"}, "metadata": ref("Metadata")}),
     **_fields(
@@ -675,7 +715,6 @@ WHOLE: frozenset[str] = frozenset(
         "ListMessagesResponse",
         "ListRunsResponse",
         "ListRunStepsResponse",
-        "Item",
         "ItemList",
         "Conversation",
         "Response",
