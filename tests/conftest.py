@@ -19,6 +19,7 @@ from sovereign_server import RunningServer, ServerConfig, start_server
 from sovereign_server.auth.admin import create_key
 from sovereign_server.gateway import Gateway, GatewayConfig
 from sovereign_storage import ApiKeyRecord, KeyStore, migrate, open_database
+from tests.certificates import CertificateFiles, self_signed
 
 
 def reply_events(deltas: int = 1, *, done: bool = True) -> list[str]:
@@ -112,7 +113,7 @@ class ServiceProcess:
                 break
         text = "".join(printed)
         self.banner = text
-        base_url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", text)
+        base_url = re.search(r"(https?://127\.0\.0\.1:\d+/v1)", text)
         grpc_address = re.search(r"gRPC:\s+(127\.0\.0\.1:\d+)", text)
         if base_url is None or grpc_address is None:
             self.stop()
@@ -157,12 +158,34 @@ class Keys:
         db.close()
 
 
+def start_keyed_server(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> tuple[ServerThread, Keys]:
+    """A real gRPC server (with `ServerConfig` `options`) whose database holds keys."""
+    database = tmp_path_factory.mktemp("keyed") / "sovereign.sqlite3"
+    keys = Keys(database)
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database), **options)).start()
+    return server, keys
+
+
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Keys]]:
     """A real gRPC server whose database holds keys: every call needs one."""
-    database = tmp_path_factory.mktemp("keyed") / "sovereign.sqlite3"
-    keys = Keys(database)
-    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database))).start()
+    server, keys = start_keyed_server(tmp_path_factory)
+    yield server, keys
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
+    """A self-signed certificate for localhost and 127.0.0.1, made for this test session."""
+    return self_signed(tmp_path_factory.mktemp("tls"), "localhost", "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    tmp_path_factory: pytest.TempPathFactory, certificate: CertificateFiles
+) -> Iterator[tuple[ServerThread, Keys]]:
+    """A real gRPC server that serves TLS only, with `certificate`, and whose database holds keys."""
+    server, keys = start_keyed_server(tmp_path_factory, tls_cert=str(certificate.cert), tls_key=str(certificate.key))
     yield server, keys
     server.stop()
 

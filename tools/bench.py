@@ -51,12 +51,22 @@ from sovereign_assistant.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
+from sovereign_server.auth import Gate
+from sovereign_server.auth.admin import create_key
 from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines import ChatMessage, GenerationRequest, TextDelta
 from sovereign_server.engines.builtin import BuiltinEngine, split_tokens
 from sovereign_server.engines.local import default_model, find_llama_server, free_port
 from sovereign_server.engines.openai_compat import completion_parameters
-from sovereign_storage import NewAssistant, Repository, TextContent, migrate, open_database, write_transaction
+from sovereign_storage import (
+    KeyStore,
+    NewAssistant,
+    Repository,
+    TextContent,
+    migrate,
+    open_database,
+    write_transaction,
+)
 from sovereign_storage.database import connection_scope
 from sovereign_storage.models import Message, Thread
 
@@ -81,7 +91,8 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "llama")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "llama")
+AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
 COMPLETED_EVENT = "thread.run.completed"
@@ -98,6 +109,12 @@ GRPC_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
 def expected_tokens(text: str) -> int:
     return len(split_tokens("You said: " + text))
+
+
+def builtin_tokens(text: str) -> int:
+    """How many of the built-in engine's tokens a delta's text holds: a stream joins the deltas that
+    queued up behind a busy client, so one delta may carry several."""
+    return len(split_tokens(text))
 
 
 # ----------------------------------------------------------------------------------------- settings
@@ -448,6 +465,8 @@ class RunResult:
     first_token: float | None = None
     tokens: int = 0
     completed: bool = False
+    # The completion tokens the model server reported, where the path counts by them.
+    usage_tokens: int | None = None
     # The run's last_error, when the server reports the run failed.
     failure: str = ""
 
@@ -462,9 +481,14 @@ def _run_failure(frame: bytes) -> str:
 
 
 async def sse_run(
-    http: httpx.AsyncClient, thread_id: str, body: dict[str, Any], window: Window | None = None
+    http: httpx.AsyncClient,
+    thread_id: str,
+    body: dict[str, Any],
+    window: Window | None = None,
+    tokens_of: Callable[[str], int] | None = None,
 ) -> RunResult:
-    """POST /threads/{id}/runs with `stream: true` through Envoy; counts `thread.message.delta` events."""
+    """POST /threads/{id}/runs with `stream: true` through Envoy; counts the tokens of the
+    `thread.message.delta` events with `tokens_of` (their text), else the run's completion tokens."""
     result = RunResult()
     async with http.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
         if response.status_code != 200:
@@ -477,9 +501,11 @@ async def sse_run(
             deltas = 0
             for frame in frames:
                 if frame.startswith(SSE_DELTA):
-                    deltas += 1
+                    deltas += tokens_of(_delta_text(frame)) if tokens_of is not None else 1
                 elif frame.startswith(SSE_COMPLETED):
                     result.completed = True
+                    if tokens_of is None:
+                        result.usage_tokens = _completion_tokens(frame)
                 elif frame.startswith(SSE_FAILED):
                     result.failure = _run_failure(frame)
             if deltas:
@@ -488,7 +514,23 @@ async def sse_run(
                 result.tokens += deltas
                 if window is not None:
                     window.add_tokens(deltas)
+    if result.usage_tokens is not None:
+        result.tokens = result.usage_tokens
     return result
+
+
+def _frame_data(frame: bytes) -> Any:
+    return json.loads(frame.split(b"\ndata: ", 1)[1])
+
+
+def _delta_text(frame: bytes) -> str:
+    return str(_frame_data(frame)["delta"]["content"][0]["text"]["value"])
+
+
+def _completion_tokens(frame: bytes) -> int | None:
+    usage = _frame_data(frame).get("usage") or {}
+    tokens = usage.get("completion_tokens")
+    return int(tokens) if tokens is not None else None
 
 
 class Paths:
@@ -518,7 +560,7 @@ class Paths:
 
     async def sse(self, thread_id: str, window: Window | None = None) -> RunResult:
         body = {"assistant_id": self.fixture.assistant_id, "stream": True}
-        return await sse_run(self.http, thread_id, body, window)
+        return await sse_run(self.http, thread_id, body, window, builtin_tokens)
 
     async def grpc_stream(self, thread_id: str, window: Window | None = None) -> RunResult:
         result = RunResult()
@@ -528,9 +570,10 @@ class Paths:
             if name == DELTA_EVENT:
                 if result.first_token is None:
                     result.first_token = time.perf_counter()
-                result.tokens += 1
+                tokens = builtin_tokens(event.message_delta.delta.content[0].text.value)
+                result.tokens += tokens
                 if window is not None:
-                    window.add_tokens(1)
+                    window.add_tokens(tokens)
             elif name == COMPLETED_EVENT:
                 result.completed = True
         return result
@@ -1028,7 +1071,10 @@ def tiny_llama_model(directory: Path) -> LlamaModel:
     path = directory / "tiny.gguf"
     answers = tiny_model.write_tiny_model(path)
     text = f"Count for the benchmark {answers.long_marker}"
-    return LlamaModel("tiny", path, text, LLAMA_PARALLEL * 512, int(answers.long_token_count))
+    # Counted as llama-server reports it, with the end token.
+    return LlamaModel(
+        "tiny", path, text, LLAMA_PARALLEL * 512, int(answers.completion_tokens(answers.long_token_count))
+    )
 
 
 def smollm2_llama_model() -> LlamaModel:
@@ -1085,7 +1131,8 @@ def direct_body(model: LlamaModel) -> dict[str, Any]:
 
 
 async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult:
-    """Streams POST /v1/chat/completions from llama-server; counts the chunks that carry content."""
+    """Streams POST /v1/chat/completions from llama-server; counts the completion tokens it reports
+    (the same count our runs report), else the chunks that carry content."""
     result = RunResult()
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
@@ -1104,6 +1151,10 @@ async def direct_run(http: httpx.AsyncClient, body: dict[str, Any]) -> RunResult
                     if result.first_token is None:
                         result.first_token = time.perf_counter()
                     result.tokens += 1
+            if chunk.get("usage"):
+                result.usage_tokens = int(chunk["usage"]["completion_tokens"])
+    if result.usage_tokens is not None:
+        result.tokens = result.usage_tokens
     return result
 
 
@@ -1451,10 +1502,66 @@ async def bench_service(
     return rows
 
 
+async def measure_auth(settings: Settings, workdir: Path, raw: dict[str, Any]) -> list[Row]:
+    """What admitting a call costs the server: the gate on a real SQLite key store, as the interceptor
+    calls it for every request, with no key in the database, with a valid key (the cached path every
+    call after the first takes), and with a rate-limited key."""
+    database = open_database(str(workdir / "auth.sqlite3"))
+    migrate(database)
+    store = KeyStore(database)
+    method = "/sovereign_assistant.v1.AssistantService/GetAssistant"
+    samples = 200 if settings.max_runs < 100 else 5000
+    rows: list[Row] = []
+
+    async def cell(name: str, gate: Gate, metadata: dict[str, str]) -> None:
+        await gate.admit(method, metadata)  # the first call of a key reads it from the database
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            await gate.admit(method, metadata)
+            times.append(time.perf_counter() - started)
+        p50, p99 = ms(percentile(times, 50)), ms(percentile(times, 99))
+        raw.setdefault("auth", []).append({"path": name, "p50_ms": p50, "p99_ms": p99, "n": samples})
+        rows.append(
+            {
+                "section": "auth",
+                "path": name,
+                "c": 1,
+                "delay_ms": 0,
+                "figure": "admit a call p50 / p99",
+                "value": f"{p50 * 1000:.1f} / {p99 * 1000:.1f} us",
+                "vs": "",
+                "target": f"p50 <= {AUTH_TARGET_MS} ms" if metadata else "",
+                "passed": p50 <= AUTH_TARGET_MS if metadata else None,
+                "n": samples,
+                "errors": 0,
+            }
+        )
+
+    await cell("open (no key exists)", Gate(store), {})
+    _, secret = create_key(store, "bench")
+    _, limited = create_key(store, "bench", rpm=10**9, tpm=10**9)
+    keyed = Gate(store)
+    await cell("key", keyed, {"authorization": f"Bearer {secret}"})
+    await cell("key with limits", keyed, {"authorization": f"Bearer {limited}"})
+    database.close()
+    return rows
+
+
 def section_order(row: Row) -> tuple[int, float, int, int, int]:
     sections = {name: index for index, name in enumerate(SECTIONS)}
     models = {"": 0, **{name: index + 1 for index, name in enumerate(LLAMA_MODELS)}}
-    paths = {"engine": 0, "direct": 0, "grpc-stream": 1, "grpc-direct": 1, "envoy-sse": 2, "envoy-json": 2}
+    paths = {
+        "engine": 0,
+        "direct": 0,
+        "grpc-stream": 1,
+        "grpc-direct": 1,
+        "envoy-sse": 2,
+        "envoy-json": 2,
+        "open (no key exists)": 0,
+        "key": 1,
+        "key with limits": 2,
+    }
     return (
         sections[row["section"]],
         float(row["delay_ms"]),
@@ -1477,6 +1584,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_service(settings, workdir, 0.0, first, raw)
         if delayed:
             rows += await bench_service(settings, workdir, settings.delay, delayed, raw)
+        if "auth" in settings.sections:
+            rows += await measure_auth(settings, workdir, raw)
         if "llama" in settings.sections:
             rows += await bench_llama(settings, workdir, raw)
     rows.sort(key=section_order)

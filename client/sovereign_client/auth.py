@@ -46,7 +46,7 @@ class KeyInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
         return continuation(self._details(details), request)
 
 
-class AsyncKeyInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+class _AsyncKey:
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
 
@@ -59,12 +59,22 @@ class AsyncKeyInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnarySt
             details.wait_for_ready,
         )
 
+
+class _AsyncUnaryKeyInterceptor(_AsyncKey, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _AsyncStreamKeyInterceptor(_AsyncKey, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(self._details(details), request)
+
+
+def async_key_interceptors(api_key: str) -> list[grpc.aio.ClientInterceptor]:
+    """The asyncio channel's interceptors: one object per kind of call, because grpc.aio files an
+    interceptor under the first kind it implements only (one object for both would skip streams)."""
+    return [_AsyncUnaryKeyInterceptor(api_key), _AsyncStreamKeyInterceptor(api_key)]

@@ -31,7 +31,8 @@ from sovereign_assistant.v1 import (
     thread_service_pb2_grpc,
 )
 from sovereign_client import requests
-from sovereign_client.auth import AsyncKeyInterceptor, KeyInterceptor
+from sovereign_client.auth import KeyInterceptor, async_key_interceptors
+from sovereign_client.channels import CaFile, open_aio_channel, open_channel
 from sovereign_client.errors import InternalServerError, from_rpc_error
 
 _T = TypeVar("_T")
@@ -299,12 +300,26 @@ class Threads:
 
 
 class SovereignClient:
-    """`SovereignClient("127.0.0.1:50051", api_key="sk-...")`, or over a channel of your own."""
+    """`SovereignClient("127.0.0.1:50051", api_key="sk-...")`, or over a channel of your own.
+
+    TLS: `ca_file="server.crt"` (or `root_certificates=` its PEM bytes) trusts that certificate or
+    CA; `tls=True` alone trusts gRPC's bundled public roots; `server_name=` is the name to expect
+    in the certificate when the target address is not one of its names."""
 
     def __init__(
-        self, target: str = "127.0.0.1:50051", *, api_key: str | None = None, channel: grpc.Channel | None = None
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        api_key: str | None = None,
+        tls: bool = False,
+        ca_file: CaFile | None = None,
+        root_certificates: bytes | None = None,
+        server_name: str | None = None,
+        channel: grpc.Channel | None = None,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(target)
+        self._channel = channel or open_channel(
+            target, tls=tls, ca_file=ca_file, root_certificates=root_certificates, server_name=server_name
+        )
         if api_key is not None:
             self._channel = grpc.intercept_channel(self._channel, KeyInterceptor(api_key))
         self.assistants = Assistants(self._channel)
@@ -519,13 +534,29 @@ class AsyncThreads:
 
 
 class AsyncSovereignClient:
-    """`AsyncSovereignClient("127.0.0.1:50051", api_key="sk-...")`; use `async with`, or `await client.close()`."""
+    """`AsyncSovereignClient("127.0.0.1:50051", api_key="sk-...")`; use `async with`, or `await client.close()`.
+    TLS options as for `SovereignClient`."""
 
     def __init__(
-        self, target: str = "127.0.0.1:50051", *, api_key: str | None = None, channel: grpc.aio.Channel | None = None
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        api_key: str | None = None,
+        tls: bool = False,
+        ca_file: CaFile | None = None,
+        root_certificates: bytes | None = None,
+        server_name: str | None = None,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
-        interceptors = [AsyncKeyInterceptor(api_key)] if api_key is not None else None
-        self._channel = channel or grpc.aio.insecure_channel(target, interceptors=interceptors)
+        interceptors = async_key_interceptors(api_key) if api_key is not None else None
+        self._channel = channel or open_aio_channel(
+            target,
+            tls=tls,
+            ca_file=ca_file,
+            root_certificates=root_certificates,
+            server_name=server_name,
+            interceptors=interceptors,
+        )
         self.assistants = AsyncAssistants(self._channel)
         self.threads = AsyncThreads(self._channel)
         from sovereign_client.responses import AsyncConversations, AsyncResponses

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Histogram
 
 from sovereign_assistant.v1 import (
     admin_service_pb2,
@@ -33,6 +34,7 @@ from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.responses import ResponseManager
 from sovereign_server.runs import RunManager, RunSettings
+from sovereign_server.runs.generation import TokenTiming
 from sovereign_server.servicers import (
     AdminServicer,
     AssistantServicer,
@@ -41,6 +43,7 @@ from sovereign_server.servicers import (
     RunServicer,
     ThreadServicer,
 )
+from sovereign_server.tls import ServerCertificate, TlsError, load_certificate
 from sovereign_storage import (
     KeyStore,
     Repository,
@@ -68,7 +71,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class RunningServer:
-    """A started server: its bound port, and a graceful `stop`."""
+    """A started server: its bound port, its TLS certificate (None: plaintext), and a graceful `stop`."""
 
     def __init__(
         self,
@@ -80,6 +83,7 @@ class RunningServer:
         background: list[asyncio.Task[None]],
         close: list[object],
         metrics_port: int,
+        tls: ServerCertificate | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -89,6 +93,7 @@ class RunningServer:
         self._closing = close
         self.port = port
         self.metrics_port = metrics_port
+        self.tls = tls
 
     async def stop(self, grace: float | None = 5.0) -> None:
         # Tell load balancers first, then let in-flight calls finish.
@@ -125,7 +130,18 @@ def engine_options(config: ServerConfig) -> dict[str, Any]:
     return {}
 
 
+def server_certificate(config: ServerConfig) -> ServerCertificate | None:
+    """The configured certificate and key, checked; None without TLS. Raises `TlsError`."""
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise TlsError("TLS needs both a certificate and its private key (--tls-cert and --tls-key)")
+    return load_certificate(config.tls_cert, config.tls_key)
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
+    # Before anything starts: a wrong certificate must not leave an engine or a database behind.
+    tls = await asyncio.to_thread(server_certificate, config)
     database = open_database(config.database)
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
@@ -173,20 +189,36 @@ async def start_server(config: ServerConfig) -> RunningServer:
         server,
     )
 
-    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    address = f"{config.grpc_host}:{config.grpc_port}"
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls.key_pem, tls.chain_pem)]))
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("gRPC server listening on %s:%d", config.grpc_host, port)
+    logger.info("gRPC server listening on %s:%d%s", config.grpc_host, port, " (TLS)" if tls else "")
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port)
+    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port, tls)
 
 
 class _Closing:
     def __init__(self, close: Callable[[], None]) -> None:
         self.close = close
+
+
+class _TokenHistograms:
+    def __init__(self, first: Histogram, gaps: Histogram) -> None:
+        self._first = first
+        self._gaps = gaps
+
+    def first_token(self, seconds: float) -> None:
+        self._first.observe(seconds)
+
+    def token_gap(self, seconds: float) -> None:
+        self._gaps.observe(seconds)
 
 
 class RunReports:
@@ -211,11 +243,11 @@ class RunReports:
             self._metrics.tokens.labels("prompt", response.model).inc(usage.prompt_tokens)
             self._metrics.tokens.labels("completion", response.model).inc(usage.completion_tokens)
 
-    def first_token(self, model: str, backend: str, seconds: float) -> None:
-        self._metrics.time_to_first_token.labels(model, backend).observe(seconds)
-
-    def token_gap(self, model: str, backend: str, seconds: float) -> None:
-        self._metrics.time_between_tokens.labels(model, backend).observe(seconds)
+    def token_timing(self, model: str, backend: str) -> TokenTiming:
+        return _TokenHistograms(
+            self._metrics.time_to_first_token.labels(model, backend),
+            self._metrics.time_between_tokens.labels(model, backend),
+        )
 
     def engine_failed(self, code: str) -> None:
         self._metrics.engine_errors.labels(code).inc()

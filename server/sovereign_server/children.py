@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -53,10 +54,11 @@ def with_parent_death_signal(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_LAUNCHER, str(os.getpid()), *argv]
 
 
-def http_get(url: str, timeout: float) -> tuple[int, bytes]:
-    """Status and body of GET `url`; raises OSError when nothing answers."""
+def http_get(url: str, timeout: float, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """Status and body of GET `url` (an https URL verified by `context`, if given); raises OSError
+    when nothing answers."""
     # No proxies: children listen on loopback and an `http_proxy` variable must not reroute them.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
         with opener.open(url, timeout=timeout) as response:
             return int(response.status), bytes(response.read())

@@ -1,7 +1,7 @@
 """The `sovereign` command: runs the gRPC server and its JSON gateway (Envoy) together, and
 manages API keys.
 
-    sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] ...
+    sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] [--tls-cert C --tls-key K] ...
     sovereign keys create --project NAME [--name LABEL] [--rpm N] [--tpm N] [--admin]
     sovereign keys list
     sovereign keys revoke KEY_ID
@@ -31,7 +31,8 @@ from sovereign_server.app import start_server
 from sovereign_server.auth.admin import create_key
 from sovereign_server.config import ServerConfig
 from sovereign_server.errors import ApiError
-from sovereign_server.gateway import Gateway, GatewayConfig, GatewayError
+from sovereign_server.gateway import STREAM_IDLE_TIMEOUT, Gateway, GatewayConfig, GatewayError, UpstreamTls
+from sovereign_server.tls import ServerCertificate, TlsError
 from sovereign_storage import ApiKeyRecord, KeyStore, StorageError, migrate, open_database
 
 __all__ = ["build_parser", "config_from_args", "main", "serve"]
@@ -55,6 +56,13 @@ _OPTIONS = (
     _Option("--grpc-port", "SOVEREIGN_GRPC_PORT", "grpc_port", "gRPC port (0: pick a free one)", int),
     _Option("--http-host", "SOVEREIGN_HTTP_HOST", "http_host", "address the JSON gateway binds"),
     _Option("--http-port", "SOVEREIGN_HTTP_PORT", "http_port", "JSON gateway port (0: pick a free one)", int),
+    _Option(
+        "--tls-cert",
+        "SOVEREIGN_TLS_CERT",
+        "tls_cert",
+        "PEM certificate chain: both ports then serve TLS only (with --tls-key)",
+    ),
+    _Option("--tls-key", "SOVEREIGN_TLS_KEY", "tls_key", "PEM private key of --tls-cert"),
     _Option("--db", "SOVEREIGN_DB", "database", "SQLite file, or a database URL"),
     _Option("--engine", "SOVEREIGN_ENGINE", "engine", "generation engine, by name"),
     _Option("--engine-url", "SOVEREIGN_ENGINE_URL", "engine_url", "openai engine: the server's /v1 URL"),
@@ -195,6 +203,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
     config = replace(ServerConfig(), **values)
     if config.log_level.lower() not in LOG_LEVELS:
         raise SystemExit(f"sovereign: unknown log level {config.log_level!r}")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise SystemExit("sovereign: TLS needs both --tls-cert and --tls-key (SOVEREIGN_TLS_CERT, SOVEREIGN_TLS_KEY)")
+    if config.stream_heartbeat <= 0:
+        raise SystemExit("sovereign: --stream-heartbeat must be positive")
     return config
 
 
@@ -232,6 +244,25 @@ def authentication_status(config: ServerConfig) -> str:
     )
 
 
+def gateway_config(config: ServerConfig, grpc_port: int, tls: ServerCertificate | None) -> GatewayConfig:
+    """The gateway in front of the gRPC server on `grpc_port`: over TLS to it, and HTTPS to
+    clients, when the server has a certificate."""
+    return GatewayConfig(
+        grpc_host=_dial_host(config.grpc_host),
+        grpc_port=grpc_port,
+        http_host=config.http_host,
+        http_port=config.http_port,
+        admin_port=config.gateway_admin_port,
+        tls_cert=tls.cert_file if tls else None,
+        tls_key=tls.key_file if tls else None,
+        # Envoy trusts exactly the server's own certificate (or chain), under the name it was issued for.
+        upstream_tls=UpstreamTls(tls.cert_file, tls.server_name) if tls else None,
+        # Live event streams send a keep-alive every `stream_heartbeat` seconds: never cut them.
+        stream_idle_timeout=max(STREAM_IDLE_TIMEOUT, 4 * config.stream_heartbeat),
+        inherit_output=True,
+    )
+
+
 def _dial_host(host: str) -> str:
     """The address to connect to for a server bound to `host` (a wildcard means this machine)."""
     if host in ("", "0.0.0.0"):
@@ -250,19 +281,12 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     server = await start_server(config)
-    gateway = Gateway(
-        GatewayConfig(
-            grpc_host=_dial_host(config.grpc_host),
-            grpc_port=server.port,
-            http_host=config.http_host,
-            http_port=config.http_port,
-            admin_port=config.gateway_admin_port,
-            inherit_output=True,
-        )
-    )
+    gateway = Gateway(gateway_config(config, server.port, server.tls))
     try:
         await gateway.astart()
         grpc_address = f"{_dial_host(config.grpc_host)}:{server.port}"
+        if server.tls:
+            grpc_address += f" (TLS, certificate for {', '.join((*server.tls.dns_names, *server.tls.ip_addresses))})"
         print(
             "Sovereign Assistant is ready.\n"
             f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
@@ -302,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(config))
-    except GatewayError as error:
+    except (GatewayError, TlsError) as error:
         logger.error("%s", error)
         return 1
     return 0

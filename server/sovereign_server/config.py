@@ -12,6 +12,9 @@ class ServerConfig:
     grpc_port: int = 50051
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # A PEM certificate chain and its key: both ports then serve TLS only (HTTPS and gRPC over TLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # A SQLite file path, or a database URL (`sqlite:///...`, `postgresql://...`).
     database: str = "data/sovereign.sqlite3"
     engine: str = "builtin"

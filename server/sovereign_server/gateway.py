@@ -6,6 +6,11 @@ port it really bound (port 0 means "pick one") from Envoy's admin API, and waits
 `stop()` ends it and leaves no process behind; on Linux Envoy is also killed if this process dies
 without calling `stop()`.
 
+With `tls_cert` / `tls_key` the JSON API is HTTPS only; with `upstream_tls` Envoy reaches the gRPC
+server over TLS and checks its certificate. The listener is hardened for exposure: timeouts for
+slow headers, slow bodies, idle connections and silent streams, a connection limit, and bounded
+buffers, all settings of `GatewayConfig`.
+
     with Gateway(GatewayConfig(grpc_port=server.port, http_port=0)) as gateway:
         httpx.get(gateway.url("/health"))
 
@@ -23,6 +28,7 @@ import importlib.util
 import json
 import os
 import shutil
+import ssl
 import string
 import sys
 import tempfile
@@ -32,6 +38,7 @@ from types import TracebackType
 from typing import Self
 
 from sovereign_server.children import ChildError, ChildProcess, http_get
+from sovereign_server.tls import is_ip_address
 
 __all__ = [
     "ENVOY_FILES_PACKAGE",
@@ -39,6 +46,7 @@ __all__ = [
     "Gateway",
     "GatewayConfig",
     "GatewayError",
+    "UpstreamTls",
     "find_envoy_binary",
     "find_swagger_ui_dir",
     "packaged_envoy_dir",
@@ -52,6 +60,11 @@ ENVOY_FILES_PACKAGE = "sovereign_envoy"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Direct responses are capped at 4 KiB by default; Swagger UI's bundle is about 1.5 MB.
 MAX_DIRECT_RESPONSE_BYTES = 16 * 1024 * 1024
+# Whole unary responses the transcoder may buffer to turn them into JSON: the server's gRPC send limit.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# Above this many seconds of silence a stream is cut: comfortably above the server's SSE heartbeat
+# (15 s by default), so live run streams stay open while dead ones are reclaimed.
+STREAM_IDLE_TIMEOUT = 60.0
 
 
 class GatewayError(RuntimeError):
@@ -59,8 +72,19 @@ class GatewayError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class UpstreamTls:
+    """How Envoy reaches a gRPC server that serves TLS."""
+
+    # The PEM certificates to trust: the server's own certificate, or the CA that issued it.
+    ca_file: Path
+    # Sent as SNI (unless an IP address) and required among the certificate's subject alternative names.
+    server_name: str
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
-    """Where the gateway listens, where the gRPC server is, and which files it serves."""
+    """Where the gateway listens, where the gRPC server is, which files it serves, and the limits
+    that keep a slow or hostile client from holding resources without bound."""
 
     grpc_port: int
     grpc_host: str = "127.0.0.1"
@@ -70,6 +94,27 @@ class GatewayConfig:
     # Envoy's admin API, on loopback only (its statistics for Prometheus: `/stats/prometheus`).
     admin_port: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES
+    # HTTPS: a PEM certificate chain and its private key (both or neither). Plain HTTP then fails.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # None: the gRPC server speaks plaintext (on loopback).
+    upstream_tls: UpstreamTls | None = None
+    # Seconds to receive a request's headers, counted from its first byte.
+    request_headers_timeout: float = 10.0
+    # Seconds to receive a whole request (its body is at most `max_request_bytes`); responses,
+    # event streams included, are not counted.
+    request_timeout: float = 300.0
+    # Seconds a connection may stay open with no request in flight; it is closed `drain_timeout`
+    # seconds later (HTTP/2 clients are told first, with a GOAWAY).
+    idle_timeout: float = 120.0
+    drain_timeout: float = 5.0
+    # Seconds a request or response may go without a byte in either direction.
+    stream_idle_timeout: float = STREAM_IDLE_TIMEOUT
+    # Client connections open at once; further ones are closed as soon as they are accepted.
+    max_connections: int = 10_000
+    # Bytes Envoy buffers per connection before it stops reading (request bodies are buffered up to
+    # `max_request_bytes` by the buffer filter, whole unary responses up to MAX_RESPONSE_BYTES).
+    connection_buffer_bytes: int = 32 * 1024
     # Envoy's own log level: trace, debug, info, warning, error, critical, off.
     log_level: str = "warning"
     # Envoy worker threads; one is plenty on loopback and keeps start-up fast.
@@ -146,6 +191,16 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     # JSON strings are valid YAML scalars: paths and hosts are substituted quoted and escaped.
     values: dict[str, str] = {name: json.dumps(str(path)) for name, path in files.items()}
     values.update(
+        downstream_tls=json.dumps(_downstream_tls(config)),
+        upstream_tls=json.dumps(_upstream_tls(config.upstream_tls)),
+        request_headers_timeout=_duration(config.request_headers_timeout),
+        request_timeout=_duration(config.request_timeout),
+        idle_timeout=_duration(config.idle_timeout),
+        drain_timeout=_duration(config.drain_timeout),
+        stream_idle_timeout=_duration(config.stream_idle_timeout),
+        max_connections=str(int(config.max_connections)),
+        connection_buffer_bytes=str(int(config.connection_buffer_bytes)),
+        max_response_bytes=str(MAX_RESPONSE_BYTES),
         http_host=json.dumps(config.http_host),
         http_port=str(int(config.http_port)),
         grpc_host=json.dumps(config.grpc_host),
@@ -158,6 +213,66 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
     out = run_dir / "envoy.yaml"
     out.write_text(template.substitute(values))
     return out
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf Duration in JSON: decimal seconds, 0, 3, 6 or 9 fractional digits."""
+    if seconds <= 0:
+        # 0 would disable the timeout in Envoy: a typo must not remove a protection.
+        raise GatewayError(f"gateway timeouts must be positive, got {seconds}")
+    return f"{seconds:.3f}s"
+
+
+def _downstream_tls(config: GatewayConfig) -> dict[str, object] | None:
+    """The listener's TLS transport socket (None: plaintext)."""
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise GatewayError("HTTPS needs both tls_cert and tls_key")
+    for path in (config.tls_cert, config.tls_key):
+        if not path.is_file():
+            raise GatewayError(f"missing TLS file {path}")
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(config.tls_cert.resolve())},
+                        "private_key": {"filename": str(config.tls_key.resolve())},
+                    }
+                ],
+                # The codec is chosen by ALPN: HTTP/2 for clients that offer it, else HTTP/1.1.
+                "alpn_protocols": ["h2", "http/1.1"],
+            },
+        },
+    }
+
+
+def _upstream_tls(upstream: UpstreamTls | None) -> dict[str, object] | None:
+    """The gRPC cluster's TLS transport socket (None: plaintext)."""
+    if upstream is None:
+        return None
+    if not upstream.ca_file.is_file():
+        raise GatewayError(f"missing TLS file {upstream.ca_file}")
+    address = is_ip_address(upstream.server_name)
+    context: dict[str, object] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "validation_context": {
+                "trusted_ca": {"filename": str(upstream.ca_file.resolve())},
+                "match_typed_subject_alt_names": [
+                    {"san_type": "IP_ADDRESS" if address else "DNS", "matcher": {"exact": upstream.server_name}}
+                ],
+            },
+        },
+    }
+    # SNI carries host names only (RFC 6066).
+    if not address:
+        context["sni"] = upstream.server_name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
 class Gateway:
@@ -186,14 +301,19 @@ class Gateway:
         return self._admin_port
 
     @property
+    def tls(self) -> bool:
+        """Whether the JSON API is served over HTTPS."""
+        return self.config.tls_cert is not None
+
+    @property
     def origin(self) -> str:
-        """`http://host:port`, with the host a client should dial."""
+        """`http://host:port` (`https://` with TLS), with the host a client should dial."""
         host = self.config.http_host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
 
     @property
     def base_url(self) -> str:
@@ -325,8 +445,18 @@ class Gateway:
             status, _ = http_get(f"http://127.0.0.1:{self.admin_port}/ready", 2.0)
             if status != 200:
                 return False
-            return not wait_for_upstream or http_get(self.url("/health"), 2.0)[0] == 200
+            return not wait_for_upstream or http_get(self.url("/health"), 2.0, context=self._probe_context())[0] == 200
         return False
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        """For the readiness probe only: it asks our own child on loopback whether it serves, under
+        whatever name the certificate has, so it checks neither the name nor the chain."""
+        if not self.tls:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     def _read_listener_port(self) -> int | None:
         status, body = http_get(f"http://127.0.0.1:{self.admin_port}/listeners?format=json", 2.0)

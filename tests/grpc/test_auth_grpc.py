@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from sovereign_assistant.v1 import admin_service_pb2, admin_service_pb2_grpc
-from sovereign_client import AuthenticationError, NotFoundError, SovereignClient
+from sovereign_client import AsyncSovereignClient, AuthenticationError, NotFoundError, SovereignClient
 from tests.conftest import Keys, ServerThread
 from tests.grpc.test_grpcurl import GRPCURL
 from tests.grpc.test_runs_grpc import PRICE_CALL_ID, PRICE_QUESTION, PRICE_TOOL
@@ -175,3 +175,11 @@ def test_no_call_of_another_project_reaches_alphas_objects(alpha: SovereignClien
     assert alpha.threads.retrieve(thread.id).metadata == {}
     assert [m.id for m in alpha.threads.messages.list(thread.id).data] != []
     assert alpha.threads.runs.retrieve(waiting.id, thread_id=waiting_thread.id).status == "requires_action"
+
+
+async def test_the_async_client_sends_its_key_on_streaming_calls_too(server: ServerThread, keys: Keys) -> None:
+    async with AsyncSovereignClient(f"127.0.0.1:{server.port}", api_key=keys.alpha) as client:
+        assistant = await client.assistants.create(model="builtin")
+        thread = await client.threads.create(messages=[{"role": "user", "content": "hello"}])
+        events = [event.event async for event in client.threads.runs.stream(thread.id, assistant_id=assistant.id)]
+    assert events[-1] == "done"

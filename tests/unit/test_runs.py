@@ -567,12 +567,19 @@ class Reports:
     def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
         self.ended.append((caller.project_id, run.status, usage))
 
-    def first_token(self, model: str, backend: str, seconds: float) -> None:
-        assert seconds >= 0
-        self.first_tokens.append((model, backend))
+    def token_timing(self, model: str, backend: str) -> Reports.Timing:
+        return Reports.Timing(self, model, backend)
 
-    def token_gap(self, model: str, backend: str, seconds: float) -> None:
-        self.gaps += 1
+    class Timing:
+        def __init__(self, reports: Reports, model: str, backend: str) -> None:
+            self._reports, self._model, self._backend = reports, model, backend
+
+        def first_token(self, seconds: float) -> None:
+            assert seconds >= 0
+            self._reports.first_tokens.append((self._model, self._backend))
+
+        def token_gap(self, seconds: float) -> None:
+            self._reports.gaps += 1
 
     def engine_failed(self, code: str) -> None:
         self.failures.append(code)

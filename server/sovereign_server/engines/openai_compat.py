@@ -14,11 +14,13 @@ marks), which is what `count_prompt_tokens` returns too, since no tokenizer of t
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 import tomllib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import openai
@@ -34,6 +36,8 @@ from sovereign_server.engines.base import (
     ToolCallDelta,
     Usage,
 )
+
+logger = logging.getLogger("sovereign.engines.openai")
 
 # Attempts to send a request whose connection fails before any response.
 CONNECT_ATTEMPTS = 3
@@ -92,6 +96,8 @@ class _Connection:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.slots = asyncio.Semaphore(backend.max_concurrency)
+        # Whether requests may reuse a kept-alive connection (see `_open_stream`).
+        self.reuse = True
         self.client = openai.AsyncOpenAI(
             base_url=backend.base_url,
             api_key=backend.api_key,
@@ -209,20 +215,33 @@ class OpenAICompatibleEngine:
         connection = self._connection(name, backend)
         parameters = completion_parameters(request, backend.model or request.model)
         async with connection.slots:
-            stream = await self._open_stream(name, backend, connection, parameters)
+            response = await self._open_stream(name, backend, connection, parameters)
             try:
-                async for chunk in self._chunks(name, backend, stream, request):
+                async for chunk in self._chunks(name, backend, response, request):
                     yield chunk
             finally:
                 # Closing the response closes the upstream request: a cancelled run stops the model.
-                await stream.close()
+                await response.aclose()
 
     async def _open_stream(
         self, name: str, backend: Backend, connection: _Connection, parameters: dict[str, Any]
-    ) -> Any:
+    ) -> httpx2.Response:
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
-                return await connection.client.chat.completions.create(**parameters)
+                # The unread HTTP response, read line by line below: the SDK still sends the request
+                # and reports its errors, but its typed request transform (~1-2 ms a request, on the
+                # path to the first token) and a typed object per chunk are skipped: the parameters
+                # are built and checked here already.
+                response = await connection.client.post(
+                    "/chat/completions",
+                    body=parameters,
+                    cast_to=httpx2.Response,
+                    options={"headers": {} if connection.reuse else {"Connection": "close"}},
+                    stream=True,
+                    stream_cls=openai.AsyncStream[Any],
+                )
+                # With `cast_to=httpx2.Response` the SDK hands back the response itself.
+                return cast(httpx2.Response, response)
             except openai.APIStatusError as error:
                 raise _status_error(name, error) from error
             except openai.APITimeoutError as error:
@@ -230,52 +249,58 @@ class OpenAICompatibleEngine:
             except openai.APIConnectionError as error:
                 # No response came, so the request was not served: sending it again is safe. Servers
                 # such as llama-server close kept-alive connections after a streamed reply, which the
-                # next request on that connection only learns by failing.
+                # next request on that connection only learns by failing: after the first such
+                # failure, this backend gets a fresh connection per request (a connect costs far
+                # less than a request sent in vain and sent again).
+                if connection.reuse:
+                    connection.reuse = False
+                    logger.info("model server '%s' closes connections after replies: not reusing them", name)
                 if attempt == CONNECT_ATTEMPTS:
                     message = f"Could not connect to the model server '{name}' at {backend.base_url}."
                     raise EngineError(message) from error
         raise AssertionError("unreachable")
 
     async def _chunks(
-        self, name: str, backend: Backend, stream: Any, request: GenerationRequest
+        self, name: str, backend: Backend, response: httpx2.Response, request: GenerationRequest
     ) -> AsyncIterator[Chunk]:
         finish_reason: FinishReason | None = None
         usage: Usage | None = None
         fragments = 0
         timeout = backend.first_token_timeout
-        iterator = stream.__aiter__()
+        lines = response.aiter_lines().__aiter__()
         while True:
             try:
                 async with asyncio.timeout(timeout):
-                    chunk = await anext(iterator)
-            except StopAsyncIteration:
-                break
+                    chunk = await _next_chunk(lines)
             except TimeoutError as error:
                 raise EngineError(f"The model server '{name}' sent nothing for {timeout:g} seconds.") from error
-            except openai.APIStatusError as error:
-                raise _status_error(name, error) from error
             except (openai.APIError, httpx2.HTTPError, ValueError) as error:
-                # A cut connection, or a chunk that is not JSON (ValueError from the decoder).
+                # A cut connection, or a chunk that is not JSON.
                 raise EngineError(f"The model server '{name}' broke off its reply: {error}") from error
+            if chunk is None:
+                break
+            if "error" in chunk:
+                error_body = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                raise EngineError(f"The model server '{name}' failed mid-reply: {error_body.get('message')}")
             timeout = backend.token_timeout
-            if chunk.usage is not None:
-                usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-            for choice in chunk.choices:
-                delta = choice.delta
-                if delta is not None and delta.content:
+            if chunk.get("usage"):
+                usage = Usage(int(chunk["usage"]["prompt_tokens"]), int(chunk["usage"]["completion_tokens"]))
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
                     fragments += 1
-                    yield TextDelta(delta.content)
-                for call in (delta.tool_calls or []) if delta is not None else []:
+                    yield TextDelta(delta["content"])
+                for call in delta.get("tool_calls") or ():
                     fragments += 1
-                    function = call.function
+                    function = call.get("function") or {}
                     yield ToolCallDelta(
-                        index=call.index,
-                        id=call.id,
-                        name=function.name if function is not None else None,
-                        arguments=(function.arguments or "") if function is not None else "",
+                        index=int(call.get("index") or 0),
+                        id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments") or "",
                     )
-                if choice.finish_reason:
-                    finish_reason = _FINISH_REASONS.get(choice.finish_reason, "stop")
+                if choice.get("finish_reason"):
+                    finish_reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
         if finish_reason is None:
             raise EngineError(f"The model server '{name}' ended its reply without finishing it.")
         if usage is None:
@@ -286,6 +311,21 @@ class OpenAICompatibleEngine:
         for connection in self._connections.values():
             await connection.client.close()
         self._connections.clear()
+
+
+async def _next_chunk(lines: AsyncIterator[str]) -> dict[str, Any] | None:
+    """The next `data:` object of a server-sent event stream; None at its end (`[DONE]` or EOF)."""
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, `event:` lines and `:` comments
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return None
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a chunk that is not an object: {data[:100]}")
+        return chunk
+    return None
 
 
 def routing_from_file(path: str) -> Routing:

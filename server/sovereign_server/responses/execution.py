@@ -220,7 +220,7 @@ class ResponseExecution:
             return
         request = self._request()
         prompt_tokens = self._engine.count_prompt_tokens(request)
-        timing = _Timing(self._observer, self.response.model, self._engine.backend_name(self.response.model))
+        timing = self._observer.token_timing(self.response.model, self._engine.backend_name(self.response.model))
         self._generation = Generation(self._engine, request, prompt_tokens, timing)
         reply = await self._generation.run(self, self.cancellation)
         if reply is None:
@@ -332,16 +332,3 @@ def replay(response: ResponseRecord) -> list[ResponseEvent]:
     if response.status in (ResponseStatus.COMPLETED, ResponseStatus.INCOMPLETE, ResponseStatus.FAILED):
         publish(RESPONSES.event(response.status), response)
     return events
-
-
-@dataclass(frozen=True)
-class _Timing:
-    observer: ResponseObserver
-    model: str
-    backend: str
-
-    def first_token(self, seconds: float) -> None:
-        self.observer.first_token(self.model, self.backend, seconds)
-
-    def token_gap(self, seconds: float) -> None:
-        self.observer.token_gap(self.model, self.backend, seconds)

@@ -174,7 +174,7 @@ class RunExecution:
                 RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
             )
             return
-        timing = _Timing(self._observer, self.run.model, self._engine.backend_name(self.run.model))
+        timing = self._observer.token_timing(self.run.model, self._engine.backend_name(self.run.model))
         self._generation = Generation(self._engine, request, prompt_tokens, timing)
         reply = await self._generation.run(self, self.cancellation)
         if reply is None:
@@ -359,19 +359,6 @@ class RunExecution:
         if result.record.status is RunStatus.CANCELLING and to is not RunStatus.CANCELLED:
             await self.end_cancelled()
         return False
-
-
-@dataclass(frozen=True)
-class _Timing:
-    observer: RunObserver
-    model: str
-    backend: str
-
-    def first_token(self, seconds: float) -> None:
-        self.observer.first_token(self.model, self.backend, seconds)
-
-    def token_gap(self, seconds: float) -> None:
-        self.observer.token_gap(self.model, self.backend, seconds)
 
 
 def _applied(name: EventName, transition: Transition[Any]) -> list[Event]:

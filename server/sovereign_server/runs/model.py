@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from sovereign_server.caller import Caller
+from sovereign_server.runs.generation import TokenTiming
 from sovereign_storage import (
     MessageRecord,
     MessageStatus,
@@ -231,9 +232,9 @@ class RunObserver(Protocol):
     def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
         """A stretch of execution left `run` in its status, having used `usage` (this stretch's)."""
 
-    def first_token(self, model: str, backend: str, seconds: float) -> None: ...
-
-    def token_gap(self, model: str, backend: str, seconds: float) -> None: ...
+    def token_timing(self, model: str, backend: str) -> TokenTiming | None:
+        """Where one generation of `model` on `backend` reports its token times (None: nowhere);
+        asked once per generation, so that each token costs only the report itself."""
 
     def engine_failed(self, code: str) -> None: ...
 
@@ -242,11 +243,8 @@ class NoObserver:
     def stretch_ended(self, caller: Caller, run: RunRecord, usage: Usage) -> None:
         pass
 
-    def first_token(self, model: str, backend: str, seconds: float) -> None:
-        pass
-
-    def token_gap(self, model: str, backend: str, seconds: float) -> None:
-        pass
+    def token_timing(self, model: str, backend: str) -> TokenTiming | None:
+        return None
 
     def engine_failed(self, code: str) -> None:
         pass
