@@ -246,7 +246,6 @@ class ResponseExecution:
     # ------------------------------------------------------------------ end
 
     async def _fail(self, error: LastError) -> None:
-        self.publish(ResponseEventType.ERROR, StreamError(error.message, code=error.code))
         await self._end(ResponseStatus.FAILED, error=error)
 
     async def _end(
@@ -256,6 +255,9 @@ class ResponseExecution:
         if to is ResponseStatus.COMPLETED and self._output.empty:
             self._output.text("")  # even an empty answer is a message
         self._output.close(MessageStatus.COMPLETED if to is ResponseStatus.COMPLETED else MessageStatus.INCOMPLETE)
+        if error is not None and RESPONSES.allows(self.response.status, to):
+            # After the stream began, the failure is an `error` event, then `response.failed`.
+            self.publish(ResponseEventType.ERROR, StreamError(error.message, code=error.code))
         usage = self._generation.usage if self._generation is not None else Usage()
         changes = {"output_items": self._output.items(), "usage": usage, "incomplete_details": details, "error": error}
         await self._transition(to, changes)
