@@ -83,7 +83,7 @@ def test_a_stream_resumes_after_a_sequence_number(openai_client: OpenAI) -> None
     assert text == "You said: " + LONG
     # The stream helper skips what the client had, too.
     with openai_client.responses.stream(response_id=response.id, starting_after=last) as helper:
-        assert [event.sequence_number for event in helper][0] == last + 1
+        assert next(event.sequence_number for event in helper) == last + 1
 
 
 def test_a_background_response_is_cancelled(openai_client: OpenAI) -> None:
