@@ -71,12 +71,15 @@ class _Output:
     call: FunctionCallDetails | None = None
     pieces: list[str] = field(default_factory=list)
     status: MessageStatus = MessageStatus.IN_PROGRESS
+    # A message's text part exists once `response.content_part.added` announced it.
+    has_part: bool = False
 
     def item(self) -> Item:
         if self.call is not None:
             details = replace(self.call, arguments="".join(self.pieces))
             return Item(self.id, "assistant", self.status, details=details)
-        return Item(self.id, "assistant", self.status, (TextContent("".join(self.pieces)),))
+        content = (TextContent("".join(self.pieces)),) if self.has_part else ()
+        return Item(self.id, "assistant", self.status, content)
 
 
 class OutputItems:
@@ -100,6 +103,7 @@ class OutputItems:
         output = self._open
         if output is None or output.call is not None:
             output = self._add(item_id or new_id(MESSAGE_PREFIX), None)
+            output.has_part = True
             self._publish(ResponseEventType.CONTENT_PART_ADDED, ContentPartEvent(output.id, output.index, 0, ""))
         if text:
             output.pieces.append(text)
