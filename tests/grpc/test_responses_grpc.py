@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from google.protobuf import json_format
 
+from sovereign_assistant.v1 import item_pb2
 from sovereign_client import AsyncSovereignClient, BadRequestError, NotFoundError, SovereignClient
 from tests.conftest import Keys, ServerThread
 from tests.grpc.test_grpcurl import grpcurl, json_messages, run_grpcurl
@@ -16,6 +19,12 @@ from tests.grpc.test_grpcurl import grpcurl, json_messages, run_grpcurl
 pytestmark = pytest.mark.grpc
 
 PRICE_TOOL = {"type": "function", "name": "get_price", "parameters": {"type": "object"}}
+
+
+def text_of(item: item_pb2.Item) -> str:
+    """The text of a message item's first content part."""
+    parts: Any = json_format.MessageToDict(item.content)
+    return str(parts[0]["text"])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +45,7 @@ async def test_typed_events_stream_a_response(client: AsyncSovereignClient) -> N
     assert (added.item.type, added.item.role, added.output_index) == ("message", "assistant", 0)
     completed = events[-1].response
     assert completed.status == "completed"
-    assert completed.output[0].content[0]["text"] == "You said: typed events"
+    assert text_of(completed.output[0]) == "You said: typed events"
     retrieved = await client.responses.retrieve(completed.id)
     assert retrieved == completed
 
@@ -47,7 +56,7 @@ async def test_a_response_is_created_listed_cancelled_and_deleted(client: AsyncS
     )
     assert (response.status, response.usage.struct_value["output_tokens"]) == ("completed", 3)
     items = await client.responses.input_items.list(response.id, order="asc")
-    assert [item.content[0]["text"] for item in items.data] == ["one", "two"]
+    assert [text_of(item) for item in items.data] == ["one", "two"]
     with pytest.raises(BadRequestError):
         await client.responses.cancel(response.id)
     queued = await client.responses.create(model="builtin", input="later", background=True)
@@ -69,7 +78,7 @@ async def test_a_function_call_round_trip(client: AsyncSovereignClient) -> None:
         previous_response_id=first.id,
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "9"}],
     )
-    assert second.output[0].content[0]["text"] == "get_price returned: 9"
+    assert text_of(second.output[0]) == "get_price returned: 9"
 
 
 def test_conversations_and_items_with_the_sync_client(sync_client: SovereignClient) -> None:
@@ -79,7 +88,7 @@ def test_conversations_and_items_with_the_sync_client(sync_client: SovereignClie
     assert conversation.id.startswith("conv_")
     assert dict(conversation.metadata) == {"k": "v"}
     every = list(sync_client.conversations.items.iterate(conversation.id, limit=2, order="asc"))
-    assert [item.content[0]["text"] for item in every] == ["item 0", "item 1", "item 2"]
+    assert [text_of(item) for item in every] == ["item 0", "item 1", "item 2"]
     added = sync_client.conversations.items.create(conversation.id, items=[{"role": "user", "content": "more"}])
     item = sync_client.conversations.items.retrieve(added.data[0].id, conversation_id=conversation.id)
     assert item.role == "user"

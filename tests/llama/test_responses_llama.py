@@ -17,6 +17,7 @@ from sovereign_client import SovereignClient
 from sovereign_server import ServerConfig
 from sovereign_server.gateway import Gateway
 from tests.conftest import ServerThread
+from tests.grpc.test_responses_grpc import text_of
 from tests.llama.conftest import LlamaServer
 from tests.llama.test_runs_llama import slots_busy
 from tests.llama.tiny_model import TOOL
@@ -117,7 +118,7 @@ def test_a_background_response_is_cancelled_and_the_model_stops(
                     break
             cancelled = client.responses.cancel(response.id)
             assert cancelled.status == "cancelled"
-            assert cancelled.output[0].content[0]["text"].startswith("tick")
+            assert text_of(cancelled.output[0]).startswith("tick")
             # The upstream request was closed: the model server is idle again.
             deadline = time.monotonic() + 5
             while slots_busy(endless) and time.monotonic() < deadline:

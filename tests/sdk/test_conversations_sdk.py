@@ -19,6 +19,10 @@ def texts(items: Any) -> list[str]:
     return [item.content[0].text for item in items]
 
 
+def part_type(item: Any) -> str:
+    return str(item.content[0].type)
+
+
 def test_a_conversation_is_created_read_updated_and_deleted(openai_client: OpenAI) -> None:
     conversation = openai_client.conversations.create(
         items=[{"type": "message", "role": "user", "content": "Hello!"}], metadata={"topic": "demo"}
@@ -48,21 +52,23 @@ def test_items_are_created_listed_retrieved_and_deleted(openai_client: OpenAI) -
     assert (created.first_id, created.last_id, created.has_more) == (created.data[0].id, created.data[1].id, False)
     listed = openai_client.conversations.items.list(conversation.id, order="asc")
     assert [item.id for item in listed.data] == [item.id for item in created.data]
-    item = openai_client.conversations.items.retrieve(created.data[0].id, conversation_id=conversation.id)
+    first_id = created.data[0].id
+    assert first_id is not None
+    item = openai_client.conversations.items.retrieve(first_id, conversation_id=conversation.id)
     assert item.type == "message"
-    assert item.content[0].type == "input_text"  # type: ignore[union-attr]
+    assert part_type(item) == "input_text"
     # Deleting an item answers the conversation, as OpenAI does.
-    answered = openai_client.conversations.items.delete(created.data[0].id, conversation_id=conversation.id)
+    answered = openai_client.conversations.items.delete(first_id, conversation_id=conversation.id)
     assert answered.id == conversation.id
     assert answered.object == "conversation"
     assert texts(openai_client.conversations.items.list(conversation.id)) == ["How are you?"]
     with pytest.raises(openai.NotFoundError):
-        openai_client.conversations.items.retrieve(created.data[0].id, conversation_id=conversation.id)
+        openai_client.conversations.items.retrieve(first_id, conversation_id=conversation.id)
 
 
 def test_items_auto_page_by_last_id(openai_client: OpenAI) -> None:
     conversation = openai_client.conversations.create(
-        items=[{"role": "user", "content": f"item {n}"} for n in range(7)]  # type: ignore[misc]
+        items=[{"role": "user", "content": f"item {n}"} for n in range(7)]
     )
     page = openai_client.conversations.items.list(conversation.id, limit=3, order="asc")
     assert page.has_more
@@ -79,7 +85,7 @@ def test_at_most_twenty_items_at_a_time(openai_client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         openai_client.conversations.items.create(
             conversation.id,
-            items=[{"role": "user", "content": "x"}] * 21,  # type: ignore[list-item]
+            items=[{"role": "user", "content": "x"}] * 21,
         )
     assert raised.value.param == "items"
     with pytest.raises(openai.BadRequestError) as raised:
@@ -105,7 +111,7 @@ def test_a_response_in_a_conversation_adds_its_input_and_output(openai_client: O
         ("message", "assistant"),
     ]
     assert items[2].id == first.output[0].id
-    assert items[2].content[0].type == "output_text"  # type: ignore[union-attr]
+    assert part_type(items[2]) == "output_text"
     # The context was the whole conversation.
     assert first.usage is not None
     assert second.usage is not None
@@ -181,7 +187,7 @@ def test_a_conversation_is_a_thread_for_the_assistants_api(openai_client: OpenAI
     assert run.status == "completed"
     items = list(openai_client.conversations.items.list(conversation.id, order="asc"))
     assert texts(items) == ["from Conversations", "You said: from Conversations"]
-    assert items[1].content[0].type == "output_text"  # type: ignore[union-attr]
+    assert part_type(items[1]) == "output_text"
 
 
 def test_a_conversation_with_an_active_run_takes_no_items(openai_client: OpenAI) -> None:

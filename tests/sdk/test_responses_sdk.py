@@ -33,6 +33,11 @@ TEXT_EVENTS = [
 ]
 
 
+def text(item: Any) -> str:
+    """The text of a message item's first content part."""
+    return str(item.content[0].text)
+
+
 def merged(names: list[str]) -> list[str]:
     """Event names with each run of text deltas as one (how many there are depends on the text)."""
     return [name for index, name in enumerate(names) if not (index and name == names[index - 1] == TEXT_EVENTS[4])]
@@ -57,8 +62,10 @@ def test_a_text_input_gets_a_completed_response_in_openais_shape(openai_client: 
     assert response.completed_at is not None
     assert (response.error, response.incomplete_details, response.previous_response_id) == (None, None, None)
     assert (response.parallel_tool_calls, response.tool_choice, response.tools) == (True, "auto", [])
-    assert (response.temperature, response.top_p, response.store, response.background) == (1.0, 1.0, True, False)
+    assert (response.temperature, response.top_p, response.background) == (1.0, 1.0, False)
+    assert response.to_dict()["store"] is True
     assert response.text is not None
+    assert response.text.format is not None
     assert response.text.format.type == "text"
 
 
@@ -114,7 +121,7 @@ def test_a_response_is_retrieved_then_deleted(openai_client: OpenAI) -> None:
     response = openai_client.responses.create(model="builtin", input="keep me")
     retrieved = openai_client.responses.retrieve(response.id)
     assert retrieved.model_dump() == response.model_dump()
-    assert openai_client.responses.delete(response.id) is None
+    openai_client.responses.delete(response.id)
     with pytest.raises(openai.NotFoundError) as raised:
         openai_client.responses.retrieve(response.id)
     assert raised.value.code is None or isinstance(raised.value.code, str)
@@ -124,7 +131,8 @@ def test_a_response_is_retrieved_then_deleted(openai_client: OpenAI) -> None:
 
 def test_a_response_not_stored_is_not_retrievable(openai_client: OpenAI) -> None:
     response = openai_client.responses.create(model="builtin", input="forget me", store=False)
-    assert (response.status, response.store, response.output_text) == ("completed", False, "You said: forget me")
+    assert (response.status, response.output_text) == ("completed", "You said: forget me")
+    assert response.to_dict()["store"] is False
     with pytest.raises(openai.NotFoundError):
         openai_client.responses.retrieve(response.id)
     with pytest.raises(openai.NotFoundError):
@@ -135,11 +143,11 @@ def test_input_items_page_and_auto_page(openai_client: OpenAI) -> None:
     inputs: Any = [{"role": "user", "content": f"message {n}"} for n in range(5)]
     response = openai_client.responses.create(model="builtin", input=inputs)
     first = openai_client.responses.input_items.list(response.id, limit=2, order="asc")
-    assert [item.content[0].text for item in first.data] == ["message 0", "message 1"]  # type: ignore[union-attr]
+    assert [text(item) for item in first.data] == ["message 0", "message 1"]
     assert first.has_more
-    assert first.first_id == first.data[0].id
-    assert first.last_id == first.data[-1].id
-    every = [item.content[0].text for item in openai_client.responses.input_items.list(response.id, limit=2)]  # type: ignore[union-attr]
+    envelope = first.to_dict()
+    assert (envelope["first_id"], envelope["last_id"]) == (first.data[0].id, first.data[-1].id)
+    every = [text(item) for item in openai_client.responses.input_items.list(response.id, limit=2)]
     assert every == [f"message {n}" for n in reversed(range(5))]
     with pytest.raises(openai.BadRequestError) as raised:
         openai_client.responses.input_items.list(response.id, after="msg_nope")
@@ -186,11 +194,12 @@ def test_a_function_tool_round_trip(openai_client: OpenAI) -> None:
     )
     assert second.output_text == "get_price returned: 187.5"
     # The call's item can also be given back by hand, as stateless clients do.
+    given_back: Any = call.model_dump(exclude_none=True)
     third = openai_client.responses.create(
         model="builtin",
         input=[
             {"role": "user", "content": 'get_price {"ticker": "AAPL"}'},
-            call.model_dump(exclude_none=True),
+            given_back,
             {"type": "function_call_output", "call_id": call.call_id, "output": "188"},
         ],
     )
@@ -214,7 +223,7 @@ def test_function_call_arguments_stream_as_deltas(openai_client: OpenAI) -> None
     assert len(deltas) > 1
     assert "".join(deltas) == '{"ticker": "MSFT"}'
     done = next(event for event in events if event.type == "response.function_call_arguments.done")
-    assert (done.name, done.arguments) == ("get_price", '{"ticker": "MSFT"}')
+    assert (done.to_dict()["name"], done.arguments) == ("get_price", '{"ticker": "MSFT"}')
 
 
 def test_the_output_limit_makes_a_response_incomplete(openai_client: OpenAI) -> None:
@@ -232,16 +241,18 @@ def test_the_output_limit_makes_a_response_incomplete(openai_client: OpenAI) -> 
 
 def test_a_json_schema_format_is_accepted_and_echoed(openai_client: OpenAI) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    text_config: Any = {"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}}
     response = openai_client.responses.create(
         model="builtin",
         input="json please",
-        text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}},
+        text=text_config,
         temperature=0.2,
         top_p=0.5,
     )
     assert response.text is not None
+    assert response.text.format is not None
     assert response.text.format.type == "json_schema"
-    assert response.text.format.name == "answer"  # type: ignore[union-attr]
+    assert response.text.format.name == "answer"
     assert (response.temperature, response.top_p) == (0.2, 0.5)
 
 
