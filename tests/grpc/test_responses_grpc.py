@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import json_format
 
 from sovereign_assistant.v1 import item_pb2
-from sovereign_client import AsyncSovereignClient, BadRequestError, NotFoundError, SovereignClient
+from sovereign_client import AsyncSovereignClient, BadRequestError, NotFoundError, RateLimitError, SovereignClient
 from tests.conftest import Keys, ServerThread
 from tests.grpc.test_grpcurl import grpcurl, json_messages, run_grpcurl
 
@@ -151,3 +151,15 @@ def test_one_project_never_reaches_anothers_responses_or_conversations(
             with pytest.raises(NotFoundError):
                 call()
         assert alpha.responses.retrieve(response.id).id == response.id
+
+
+def test_a_response_spends_the_keys_tokens(keyed_server: tuple[ServerThread, Keys]) -> None:
+    server, keys = keyed_server
+    with SovereignClient(f"127.0.0.1:{server.port}", api_key=keys.thrifty) as thrifty:
+        # The budget (5 tokens a minute) admits a response, which spends more than that.
+        assert thrifty.responses.create(model="builtin", input="one two three four").status == "completed"
+        with pytest.raises(RateLimitError) as refused:
+            thrifty.responses.create(model="builtin", input="again")
+        assert refused.value.type == "tokens"
+        # Reading costs no tokens.
+        assert thrifty.conversations.create().object == "conversation"
