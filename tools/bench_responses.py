@@ -168,8 +168,8 @@ def rows_of(
         }
         if name != "direct":
             row["vs"] = (
-                f"+{bench.ms(p50 - direct_p50):.1f} ms p50 (x{p50 / direct_p50:.2f}),"
-                f" +{bench.ms(p99 - direct_p99):.1f} ms p99 of direct"
+                f"{bench.ms(p50 - direct_p50):+.1f} ms p50 (x{p50 / direct_p50:.2f}),"
+                f" {bench.ms(p99 - direct_p99):+.1f} ms p99 of direct"
             )
         if errors[name]:
             row["note"] = errors[name][0]
