@@ -69,10 +69,16 @@ function envoy_on_response(handle)
   local grpc_status = headers:get("grpc-status")
   local grpc_message = headers:get("grpc-message")
   local openai_error = headers:get("x-openai-error")
+  local http_status = headers:get("x-http-status")
   for _, name in ipairs(GRPC_HEADERS) do
     headers:remove(name)
   end
 
+  if http_status ~= nil then
+    -- A status no gRPC code maps to (413 for an upload over the limit), set by the server.
+    headers:remove("x-http-status")
+    if http_status:match("^%d%d%d$") then headers:replace(":status", http_status) end
+  end
   if openai_error ~= nil then
     headers:remove("x-openai-error")
     replace_body(handle, headers, openai_error)

@@ -63,6 +63,10 @@ class ServerThread:
         assert self.server is not None
         return self.server.port
 
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
     def start(self) -> ServerThread:
         self._thread.start()
         self.server = asyncio.run_coroutine_threadsafe(start_server(self._config), self._loop).result(timeout=30)

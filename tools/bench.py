@@ -14,7 +14,9 @@ It measures, in one asyncio loop of this process:
 3. create + retrieve message requests/s and latency, through Envoy and through gRPC;
 4. `messages.list` latency on a 10-message thread and on a 100,000-message thread;
 5. (`llama`) time to first token and tokens/s of runs against llama-server directly;
-6. (`responses`, in tools/bench_responses.py) time to first token through `responses.create(stream=True)`,
+6. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
+   `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server;
+7. (`responses`, in tools/bench_responses.py) time to first token through `responses.create(stream=True)`,
    beside a streamed run and llama-server directly.
 
 The client shares the machine's cores with the server and Envoy: every throughput and CRUD row shows
@@ -45,6 +47,8 @@ from typing import Any
 
 import grpc
 import httpx
+from bench_context import bench_context
+from bench_files import measure_files
 from bench_responses import bench_responses
 from google.protobuf import struct_pb2
 
@@ -95,7 +99,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "llama", "responses")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1590,8 +1594,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_service(settings, workdir, settings.delay, delayed, raw)
         if "auth" in settings.sections:
             rows += await measure_auth(settings, workdir, raw)
+        if "files" in settings.sections:
+            rows += await measure_files(settings.max_runs < 100, workdir, raw)
         if "llama" in settings.sections:
             rows += await bench_llama(settings, workdir, raw)
+        if "context" in settings.sections:
+            rows += await bench_context(workdir, raw, quick=bool(args.quick))
         if "responses" in settings.sections:
             rows += await bench_responses(workdir, raw, quick=bool(args.quick))
     rows.sort(key=section_order)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import json_shapes_files as _files
+
 Schema = dict[str, Any]
 
 
@@ -432,6 +434,7 @@ COMPONENTS: dict[str, Schema] = {
         "required": ["code", "message"],
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
     },
+    **_files.COMPONENTS,
 }
 
 _TOOLS_OF_ASSISTANT: Schema = {"type": "array", "maxItems": 128, "items": ref("Tool")}
@@ -513,7 +516,14 @@ FIELDS: dict[str, Schema] = {
         "DeletionStatus",
         {
             "object": enum(
-                "assistant.deleted", "thread.deleted", "thread.message.deleted", "conversation.deleted", "response"
+                "assistant.deleted",
+                "thread.deleted",
+                "thread.message.deleted",
+                "file",
+                "vector_store.deleted",
+                "vector_store.file.deleted",
+                "conversation.deleted",
+                "response",
             )
         },
     ),
@@ -675,6 +685,7 @@ FIELDS: dict[str, Schema] = {
                 }
             ),
             "max_output_tokens": {"minimum": 16},
+            "truncation": enum("auto", "disabled"),
             "text": closed_object(
                 {"format": ref("ResponseTextFormat"), "verbosity": nullable(enum("low", "medium", "high"))}
             ),
@@ -699,6 +710,7 @@ FIELDS: dict[str, Schema] = {
     **_fields("CreateConversationItemsRequest", {"items": _INPUT_ITEMS, "include": _INCLUDE}),
     **_fields("ListConversationItemsRequest", {**_LIST_PAGE, "include": _INCLUDE}),
     **_fields("GetConversationItemRequest", {"include": _INCLUDE}),
+    **_files.FIELDS,
 }
 
 # Messages the server always prints whole: every field is required in the document, so that a
@@ -719,6 +731,7 @@ WHOLE: frozenset[str] = frozenset(
         "Conversation",
         "Response",
         "ResponseTool",
+        *_files.WHOLE,
     }
 )
 

@@ -24,6 +24,7 @@ from typing import Any
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from json_shapes import COMPONENTS, FIELDS, HTTP_BODY_EVENTS, HTTP_BODY_RESPONSES, SSE_EVENT, WHOLE
+from json_shapes_files import RAW_REQUESTS, RAW_RESPONSES
 
 Schema = dict[str, Any]
 FieldProto = descriptor_pb2.FieldDescriptorProto
@@ -342,7 +343,11 @@ class _Builder:
         if parameters:
             operation["parameters"] = parameters
 
-        if rule.body == "*":
+        if method.proto.input_type.lstrip(".") == HTTP_BODY:
+            # A raw body (an upload), streamed to the server as it arrives.
+            content_type, form = RAW_REQUESTS[method.proto.name]
+            operation["requestBody"] = {"required": True, "content": {content_type: {"schema": copy.deepcopy(form)}}}
+        elif rule.body == "*":
             body_schema = (
                 self.message_schema(request.full_name, frozenset(path_fields))
                 if path_fields
@@ -374,6 +379,9 @@ class _Builder:
 
     def response(self, method: _Method) -> Schema:
         output = method.proto.output_type.lstrip(".")
+        if output == HTTP_BODY and method.proto.name in RAW_RESPONSES:
+            content_type, raw = RAW_RESPONSES[method.proto.name]
+            return {"description": "The bytes, streamed.", "content": {content_type: {"schema": copy.deepcopy(raw)}}}
         if output == HTTP_BODY:
             # The server writes these bytes itself; Envoy passes them through.
             body = HTTP_BODY_RESPONSES.get(method.proto.name)

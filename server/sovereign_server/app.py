@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,17 +22,23 @@ from sovereign_assistant.v1 import (
     assistant_service_pb2_grpc,
     conversation_service_pb2,
     conversation_service_pb2_grpc,
+    file_service_pb2,
+    file_service_pb2_grpc,
     response_service_pb2,
     response_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
     thread_service_pb2,
     thread_service_pb2_grpc,
+    vector_store_service_pb2,
+    vector_store_service_pb2_grpc,
 )
 from sovereign_server.auth import Gate, RateLimiter
 from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
+from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
+from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.responses import ResponseManager
@@ -43,8 +52,11 @@ from sovereign_server.servicers import (
     RunServicer,
     ThreadServicer,
 )
+from sovereign_server.servicers.files import FileServicer
+from sovereign_server.servicers.vector_stores import VectorStoreServicer
 from sovereign_server.tls import ServerCertificate, TlsError, load_certificate
 from sovereign_storage import (
+    FileStore,
     KeyStore,
     Repository,
     ResponseRecord,
@@ -64,6 +76,8 @@ SERVICE_NAMES = (
     response_service_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name,
     conversation_service_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
+    vector_store_service_pb2.DESCRIPTOR.services_by_name["VectorStoreService"].full_name,
 )
 
 # Bodies up to the gateway's limit, with room for protobuf framing.
@@ -84,6 +98,7 @@ class RunningServer:
         close: list[object],
         metrics_port: int,
         tls: ServerCertificate | None = None,
+        files: FileService | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -94,6 +109,7 @@ class RunningServer:
         self.port = port
         self.metrics_port = metrics_port
         self.tls = tls
+        self.files = files
 
     async def stop(self, grace: float | None = 5.0) -> None:
         # Tell load balancers first, then let in-flight calls finish.
@@ -102,6 +118,8 @@ class RunningServer:
         # Responses and runs first: their streams end when they do, then the server can drain its calls.
         await self._responses.stop(grace or 0.0)
         await self._runs.stop(grace or 0.0)
+        if self.files is not None:
+            await self.files.stop()
         for task in self._background:
             task.cancel()
         await self._server.stop(grace)
@@ -117,17 +135,51 @@ class RunningServer:
 def engine_options(config: ServerConfig) -> dict[str, Any]:
     """The options of the configured engine, from the server's configuration."""
     if config.engine == "builtin":
-        return {"token_delay": config.token_delay}
+        return {"token_delay": config.token_delay, "context_window": config.context_window}
     if config.engine == "openai":
-        options = {"base_url": config.engine_url, "config_file": config.engine_config}
+        options: dict[str, Any] = {
+            "base_url": config.engine_url,
+            "config_file": config.engine_config,
+            "context_window": config.context_window,
+        }
         if config.engine_api_key:
             options["api_key"] = config.engine_api_key
         if config.engine_model:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path}
+        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
     return {}
+
+
+def files_directory(config: ServerConfig) -> str:
+    """Where uploaded files' bytes go: `--files-dir`, else `files/` beside a SQLite database."""
+    if config.files_dir:
+        return config.files_dir
+    target = config.database
+    if "://" in target:
+        if not target.split("://", 1)[0].startswith("sqlite"):
+            return str(Path("data") / "files")
+        target = urlparse(target).path[1:]
+    return str(Path(target).parent / "files")
+
+
+def embeddings_config(config: ServerConfig) -> EmbeddingsConfig | None:
+    """The embeddings backend: the `--embeddings-*` flags, else an `[embeddings]` table in the
+    backends TOML (`base_url`, `model`, `api_key`); None: full-text search only."""
+    settings: dict[str, Any] = {}
+    if config.engine_config:
+        with open(config.engine_config, "rb") as file:
+            settings = dict(tomllib.load(file).get("embeddings", {}))
+    if config.embeddings_url:
+        settings["base_url"] = config.embeddings_url
+    if config.embeddings_model:
+        settings["model"] = config.embeddings_model
+    if config.embeddings_api_key:
+        settings["api_key"] = config.embeddings_api_key
+    if not settings.get("base_url"):
+        return None
+    return EmbeddingsConfig(**settings)
 
 
 def server_certificate(config: ServerConfig) -> ServerCertificate | None:
@@ -151,6 +203,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
     stop_observing = observe_transactions(
         lambda kind, seconds: metrics.transaction_seconds.labels(kind).observe(seconds)
     )
+    embeddings = embeddings_config(config)
+    files = FileService(
+        FileStore(database),
+        FileSettings(files_directory(config), config.max_upload_bytes),
+        OpenAIEmbedder(embeddings) if embeddings else None,
+    )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
     reports = RunReports(gate.limiter, metrics)
@@ -159,10 +217,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=reports,
+        tools=FileSearchTool(files, config.file_search_mode),
     )
     # Its start also ends what a stopped process left running: runs, and responses.
     await runs.start()
     responses = ResponseManager(repository, engine, heartbeat=config.stream_heartbeat, observer=reports)
+    await files.start()
 
     server = grpc.aio.server(
         interceptors=[CallInterceptor(gate, metrics)],
@@ -173,14 +233,16 @@ async def start_server(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics), server)
+    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
     response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
         ResponseServicer(repository, responses, metrics), server
     )
     conversation_service_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(repository), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
+    vector_store_service_pb2_grpc.add_VectorStoreServiceServicer_to_server(VectorStoreServicer(files), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -201,7 +263,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port, tls)
+    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port, tls, files)
 
 
 class _Closing:

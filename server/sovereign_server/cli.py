@@ -70,6 +70,15 @@ _OPTIONS = (
     _Option("--engine-model", "SOVEREIGN_ENGINE_MODEL", "engine_model", "openai engine: model name sent upstream"),
     _Option("--engine-config", "SOVEREIGN_ENGINE_CONFIG", "engine_config", "openai engine: TOML file of backends"),
     _Option("--model-path", "SOVEREIGN_MODEL_PATH", "model_path", "local engine: a GGUF model file"),
+    _Option("--ctx-size", "SOVEREIGN_CTX_SIZE", "ctx_size", "local engine: context tokens, shared by all slots", int),
+    _Option("--parallel", "SOVEREIGN_PARALLEL", "parallel", "local engine: slots (requests served at once)", int),
+    _Option(
+        "--context-window",
+        "SOVEREIGN_CONTEXT_WINDOW",
+        "context_window",
+        "tokens one request may hold, prompt and reply (openai engine: else asked from the server)",
+        int,
+    ),
     _Option("--token-delay", "SOVEREIGN_TOKEN_DELAY", "token_delay", "seconds between built-in engine tokens", float),
     _Option("--run-expires-in", "SOVEREIGN_RUN_EXPIRES_IN", "run_expires_in", "seconds a run may wait", int),
     _Option(
@@ -83,6 +92,19 @@ _OPTIONS = (
         "gateway_admin_port",
         "Envoy's loopback admin port, with its statistics at /stats/prometheus (0: pick one)",
         int,
+    ),
+    _Option("--files-dir", "SOVEREIGN_FILES_DIR", "files_dir", "directory of uploaded files' bytes"),
+    _Option("--max-upload-bytes", "SOVEREIGN_MAX_UPLOAD_BYTES", "max_upload_bytes", "largest file upload", int),
+    _Option(
+        "--embeddings-url", "SOVEREIGN_EMBEDDINGS_URL", "embeddings_url", "OpenAI-compatible /v1 URL for embeddings"
+    ),
+    _Option("--embeddings-model", "SOVEREIGN_EMBEDDINGS_MODEL", "embeddings_model", "embeddings model name"),
+    _Option("--embeddings-api-key", "SOVEREIGN_EMBEDDINGS_API_KEY", "embeddings_api_key", "embeddings API key"),
+    _Option(
+        "--file-search-mode",
+        "SOVEREIGN_FILE_SEARCH_MODE",
+        "file_search_mode",
+        "file_search in runs: 'tools' (the model calls it) or 'prefetch' (search the latest user message first)",
     ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
 )
@@ -205,6 +227,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
         raise SystemExit(f"sovereign: unknown log level {config.log_level!r}")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise SystemExit("sovereign: TLS needs both --tls-cert and --tls-key (SOVEREIGN_TLS_CERT, SOVEREIGN_TLS_KEY)")
+    if config.file_search_mode not in ("tools", "prefetch"):
+        raise SystemExit("sovereign: --file-search-mode must be 'tools' or 'prefetch'")
+    if config.max_upload_bytes < 1:
+        raise SystemExit("sovereign: --max-upload-bytes must be positive")
     if config.stream_heartbeat <= 0:
         raise SystemExit("sovereign: --stream-heartbeat must be positive")
     return config

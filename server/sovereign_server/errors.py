@@ -69,3 +69,10 @@ class RateLimitError(ApiError):
 
 class ServerError(ApiError):
     error_type = "server_error"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """The request's body is larger than the server accepts (413: the gateway sets the HTTP status
+    from the `http_status` the error carries)."""
+
+    http_status = 413

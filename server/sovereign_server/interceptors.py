@@ -36,6 +36,8 @@ logger = logging.getLogger("sovereign.calls")
 
 # Trailing metadata key carrying OpenAI's JSON error body; the gateway turns it into the HTTP body.
 OPENAI_ERROR_METADATA_KEY = "x-openai-error"
+# Trailing metadata key of an HTTP status that no gRPC status maps to (413); the gateway applies it.
+HTTP_STATUS_METADATA_KEY = "x-http-status"
 
 # Each error class's status; the gateway maps these to OpenAI's HTTP statuses (400, 404, 500).
 _STATUS: dict[type[ApiError], grpc.StatusCode] = {
@@ -69,7 +71,11 @@ def rpc_status_of(error: ApiError) -> grpc.Status:
     converted = rpc_status.to_status(status)
     # ensure_ascii keeps the header value within what HTTP/2 metadata allows.
     body = json.dumps(error.body(), ensure_ascii=True, separators=(",", ":"))
-    return _Status(converted.code, converted.details, (*converted.trailing_metadata, (OPENAI_ERROR_METADATA_KEY, body)))
+    trailing = (*converted.trailing_metadata, (OPENAI_ERROR_METADATA_KEY, body))
+    http_status = getattr(error, "http_status", None)
+    if http_status is not None:
+        trailing += ((HTTP_STATUS_METADATA_KEY, str(http_status)),)
+    return _Status(converted.code, converted.details, trailing)
 
 
 class _Status(grpc.Status):
@@ -122,7 +128,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        # Client-streaming and bidirectional methods (reflection) pass through unlogged.
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _client_streaming(method, gate, self._metrics, handler.stream_unary),
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        # Bidirectional methods (reflection) pass through unlogged.
         return handler
 
 
@@ -241,6 +253,31 @@ def _unary(
         try:
             await call.admit()
             response = await behaviour(_decoded(request), context)
+            await call.send_headers()
+            return response
+        except Exception as error:
+            await call.fail(error)
+        finally:
+            call.log()
+
+    return handle
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
+def _client_streaming(
+    method: str, gate: Gate | None, metrics: Metrics | None, behaviour: Callable[..., Any]
+) -> Callable[..., Awaitable[Any]]:
+    """A client-streaming method (an upload): admitted before its first message is read."""
+
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        call = _Call(method, context, gate, metrics)
+        try:
+            await call.admit()
+            response = await behaviour(_decoded_stream(requests), context)
             await call.send_headers()
             return response
         except Exception as error:

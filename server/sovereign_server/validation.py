@@ -29,6 +29,7 @@ DEFAULT_PAGE_SIZE = 20
 MAX_CODE_INTERPRETER_FILES = 20
 MAX_VECTOR_STORES = 1
 MAX_FILE_SEARCH_RESULTS = 50
+MAX_STORE_HELPER_FILES = 10_000
 
 MESSAGE_ROLES = ("user", "assistant")
 IMAGE_DETAILS = ("auto", "low", "high")
@@ -340,19 +341,36 @@ def check_tool_resources(value: Any, param: str = "tool_resources") -> dict[str,
     if resources.get("file_search") is not None:
         search_param = f"{param}.file_search"
         search = _object(resources["file_search"], search_param, ("vector_store_ids", "vector_stores"))
-        if search.get("vector_stores") is not None:
-            raise InvalidRequestError(
-                f"Invalid '{search_param}.vector_stores': creating vector stores is not supported; "
-                "attach existing ones with 'vector_store_ids'.",
-                param=f"{search_param}.vector_stores",
-                code="unsupported_parameter",
-            )
         store_ids = search.get("vector_store_ids")
         checked["file_search"] = {
             "vector_store_ids": []
             if store_ids is None
             else _strings(store_ids, f"{search_param}.vector_store_ids", MAX_VECTOR_STORES)
         }
+        if search.get("vector_stores") is not None:
+            # The helper that creates a store from files: created (and replaced by its id) by the
+            # servicer, which checks each helper's chunking strategy then.
+            helpers_param = f"{search_param}.vector_stores"
+            helpers = _array(search["vector_stores"], helpers_param, MAX_VECTOR_STORES)
+            total = len(checked["file_search"]["vector_store_ids"]) + len(helpers)
+            if total > MAX_VECTOR_STORES:
+                raise _too_long(helpers_param, "array", MAX_VECTOR_STORES, total)
+            checked["file_search"]["vector_stores"] = [
+                _check_store_helper(helper, f"{helpers_param}[{index}]") for index, helper in enumerate(helpers)
+            ]
+    return checked
+
+
+def _check_store_helper(value: Any, param: str) -> dict[str, Any]:
+    """`{file_ids, chunking_strategy, metadata}`; the strategy is checked when the store is made."""
+    helper = _object(value, param, ("file_ids", "chunking_strategy", "metadata"))
+    file_ids = helper.get("file_ids")
+    checked: dict[str, Any] = {
+        "file_ids": [] if file_ids is None else _strings(file_ids, f"{param}.file_ids", MAX_STORE_HELPER_FILES),
+        "metadata": check_metadata(helper.get("metadata"), f"{param}.metadata"),
+    }
+    if helper.get("chunking_strategy") is not None:
+        checked["chunking_strategy"] = dict(_object(helper["chunking_strategy"], f"{param}.chunking_strategy"))
     return checked
 
 
@@ -561,6 +579,7 @@ INCLUDABLE = (
     "message.output_text.logprobs",
 )
 TEXT_VERBOSITIES = ("low", "medium", "high")
+TRUNCATIONS = ("disabled", "auto")
 _ITEM_KEYS: dict[str, tuple[str, ...]] = {
     "message": ("id", "role", "content", "status"),
     "function_call": ("id", "call_id", "name", "arguments", "status"),

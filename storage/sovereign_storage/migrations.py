@@ -215,8 +215,129 @@ def _add_projects_and_keys(db: peewee.Database) -> None:
     migrator.add_index("assistants", ("project_id", "created_at", "seq"), False).run()
 
 
-# Frozen copy of the table migration 6 created.
-class _V6Response(_V1Model):
+def _add_message_token_counts(db: peewee.Database) -> None:
+    _schema_migrator(db).add_column("messages", "token_counts", JSONField(null=True)).run()
+
+
+# Frozen copies of the tables migration 7 created.
+class _V7File(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default="proj_default")
+    created_at = peewee.IntegerField()
+    bytes = peewee.BigIntegerField()
+    filename = peewee.TextField()
+    purpose = peewee.TextField()
+    sha256 = peewee.TextField(index=True)
+    expires_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "files"
+        indexes = ((("project_id", "created_at", "seq"), False),)
+
+
+class _V7VectorStore(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default="proj_default")
+    created_at = peewee.IntegerField()
+    name = peewee.TextField(null=True)
+    description = peewee.TextField(null=True)
+    metadata = JSONField()
+    expires_after_days = peewee.IntegerField(null=True)
+    expires_at = peewee.IntegerField(null=True)
+    last_active_at = peewee.IntegerField(null=True)
+    expired = peewee.BooleanField(default=False)
+
+    class Meta:
+        table_name = "vector_stores"
+        indexes = ((("project_id", "created_at", "seq"), False),)
+
+
+class _V7VectorStoreFile(_V1Model):
+    seq = peewee.AutoField()
+    vector_store = peewee.ForeignKeyField(
+        _V7VectorStore, field=_V7VectorStore.id, column_name="vector_store_id", on_delete="CASCADE", index=False
+    )
+    file_id = peewee.TextField()
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    last_error = JSONField(null=True)
+    chunking_strategy = JSONField()
+    attributes = JSONField(null=True)
+    usage_bytes = peewee.BigIntegerField(default=0)
+    batch_id = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "vector_store_files"
+        indexes = (
+            (("vector_store", "file_id"), True),
+            (("vector_store", "created_at", "seq"), False),
+            (("file_id",), False),
+            (("batch_id",), False),
+            (("status",), False),
+        )
+
+
+class _V7FileBatch(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    vector_store = peewee.ForeignKeyField(
+        _V7VectorStore, field=_V7VectorStore.id, column_name="vector_store_id", on_delete="CASCADE"
+    )
+    created_at = peewee.IntegerField()
+    cancelled = peewee.BooleanField(default=False)
+
+    class Meta:
+        table_name = "vector_store_file_batches"
+
+
+class _V7FileChunk(_V1Model):
+    seq = peewee.AutoField()
+    vector_store_id = peewee.TextField()
+    file_id = peewee.TextField()
+    position = peewee.IntegerField()
+    text = peewee.TextField()
+    tokens = peewee.IntegerField()
+    embedding = peewee.BlobField(null=True)
+
+    class Meta:
+        table_name = "file_chunks"
+        indexes = ((("vector_store_id", "file_id", "position"), False),)
+
+
+_V7_MODELS: tuple[type[peewee.Model], ...] = (_V7File, _V7VectorStore, _V7VectorStoreFile, _V7FileBatch, _V7FileChunk)
+
+# Full-text search over the chunks. SQLite: an FTS5 index whose content is `file_chunks.text` (so the
+# text is stored once), kept in step by triggers. PostgreSQL: a generated tsvector with a GIN index.
+_SQLITE_CHUNK_SEARCH = (
+    "CREATE VIRTUAL TABLE file_chunks_fts USING fts5("
+    "text, content='file_chunks', content_rowid='seq', tokenize='porter unicode61')",
+    "CREATE TRIGGER file_chunks_fts_insert AFTER INSERT ON file_chunks BEGIN "
+    "INSERT INTO file_chunks_fts(rowid, text) VALUES (new.seq, new.text); END",
+    "CREATE TRIGGER file_chunks_fts_delete AFTER DELETE ON file_chunks BEGIN "
+    "INSERT INTO file_chunks_fts(file_chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text); END",
+    "CREATE TRIGGER file_chunks_fts_update AFTER UPDATE OF text ON file_chunks BEGIN "
+    "INSERT INTO file_chunks_fts(file_chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text); "
+    "INSERT INTO file_chunks_fts(rowid, text) VALUES (new.seq, new.text); END",
+)
+_POSTGRES_CHUNK_SEARCH = (
+    "ALTER TABLE file_chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+    "CREATE INDEX file_chunks_tsv ON file_chunks USING GIN (tsv)",
+)
+
+
+def _add_files_and_vector_stores(db: peewee.Database) -> None:
+    with db.bind_ctx(_V7_MODELS):
+        db.create_tables(_V7_MODELS, safe=False)
+    statements = _SQLITE_CHUNK_SEARCH if isinstance(db, peewee.SqliteDatabase) else _POSTGRES_CHUNK_SEARCH
+    execute: Any = db.execute_sql  # untyped in peewee's stubs
+    for statement in statements:
+        execute(statement)
+
+
+# Frozen copy of the table migration 8 created.
+class _V8Response(_V1Model):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
     project_id = peewee.TextField(default="proj_default")
@@ -238,6 +359,7 @@ class _V6Response(_V1Model):
     top_p = peewee.FloatField(null=True)
     text_format = JSONField(null=True)
     max_output_tokens = peewee.IntegerField(null=True)
+    truncation = peewee.TextField()
     metadata = JSONField()
     usage = JSONField(null=True)
     error = JSONField(null=True)
@@ -253,8 +375,8 @@ def _add_responses_and_items(db: peewee.Database) -> None:
     # Threads are also the Conversations API's conversations; their messages its items, of which
     # function calls and their outputs carry details.
     _schema_migrator(db).add_column("messages", "item_details", JSONField(null=True)).run()
-    with db.bind_ctx([_V6Response]):
-        db.create_tables([_V6Response], safe=False)
+    with db.bind_ctx([_V8Response]):
+        db.create_tables([_V8Response], safe=False)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -263,7 +385,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     _index_messages_by_run,  # 3: index messages(thread_id, run_id, created_at, seq)
     _index_runs_by_status,  # 4: index runs(thread_id, status) and runs(status, expires_at)
     _add_projects_and_keys,  # 5: projects, api_keys; assistants and threads belong to a project
-    _add_responses_and_items,  # 6: responses; messages.item_details for function calls and outputs
+    _add_message_token_counts,  # 6: messages.token_counts
+    _add_files_and_vector_stores,  # 7: files, vector stores, their files, batches and searchable chunks
+    _add_responses_and_items,  # 8: responses; messages.item_details for function calls and outputs
 )
 LATEST_VERSION = len(MIGRATIONS)
 

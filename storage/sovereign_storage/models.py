@@ -183,6 +183,9 @@ class Message(BaseModel):
     run_id = peewee.TextField(null=True)
     attachments = JSONField()
     metadata = JSONField()
+    # The tokens of the content as each tokenizer (by its key) counted them, kept so that a long
+    # thread is counted once, not on every run; null until first counted.
+    token_counts = JSONField(null=True)
     # Set on the function calls and outputs the Responses API adds to a conversation (a thread).
     item_details = CodecField(v.item_details_to_json, v.item_details_from_json, null=True)
 
@@ -292,6 +295,7 @@ class Response(BaseModel):
     top_p = peewee.FloatField(null=True)
     text_format = JSONField(null=True)
     max_output_tokens = peewee.IntegerField(null=True)
+    truncation = peewee.TextField()
     metadata = JSONField()
     usage = _usage_field()
     error = _last_error_field()

@@ -81,6 +81,8 @@ class MessageRecord:
     run_id: str | None
     attachments: list[dict[str, Any]]
     metadata: dict[str, str]
+    # Token counts of the content by tokenizer key (`Repository.save_token_counts`); not OpenAI's.
+    token_counts: dict[str, int] | None = None
     # A function call or its output, for the items the Responses API adds; None for a message.
     item_details: ItemDetails | None = None
 
@@ -207,6 +209,8 @@ class ResponseRecord:
     top_p: float | None
     text_format: dict[str, Any] | None
     max_output_tokens: int | None
+    # "auto": the oldest of its context is left out to fit the model's window; "disabled": it fails instead.
+    truncation: str
     metadata: dict[str, str]
     usage: Usage | None
     error: LastError | None

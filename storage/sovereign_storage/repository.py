@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from . import prepared
 from .database import connection_scope, read_transaction, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
 from .ids import (
@@ -227,11 +228,11 @@ class Repository:
                 response_format=new.response_format,
                 reasoning_effort=new.reasoning_effort,
             ).execute()
-            return _assistant_record(self._assistant_row(assistant_id))
+            return self._assistant_row(assistant_id)
 
     def get_assistant(self, assistant_id: str) -> AssistantRecord:
         with self._reading():
-            return _assistant_record(self._assistant_row(assistant_id))
+            return self._assistant_row(assistant_id)
 
     def update_assistant(self, assistant_id: str, changes: Mapping[str, Any]) -> AssistantRecord:
         unknown = set(changes) - set(_ASSISTANT_UPDATABLE)
@@ -242,7 +243,7 @@ class Repository:
                 values = {_ASSISTANT_UPDATABLE[name]: value for name, value in changes.items()}
                 self._assistant_row(assistant_id)
                 Assistant.update(values).where(Assistant.id == assistant_id).execute()
-            return _assistant_record(self._assistant_row(assistant_id))
+            return self._assistant_row(assistant_id)
 
     def delete_assistant(self, assistant_id: str) -> None:
         # Threads, messages and runs keep their plain assistant_id, as in OpenAI's API.
@@ -261,11 +262,17 @@ class Repository:
             rows, has_more = _fetch_page(Assistant, Assistant.id, Assistant.created_at, Assistant.seq, scope, page)
             return Page([_assistant_record(row) for row in rows], has_more)
 
-    def _assistant_row(self, assistant_id: str) -> Assistant:
-        row = Assistant.get_or_none(Assistant.id == assistant_id, Assistant.project_id == self.project_id)
-        if row is None:
+    def _assistant_row(self, assistant_id: str) -> AssistantRecord:
+        def build() -> peewee.Query:
+            return Assistant.select().where(
+                Assistant.id == prepared.value("id"), Assistant.project_id == prepared.value("project")
+            )
+
+        statement = prepared.statement(_bound(), "assistant", build, Assistant._meta.sorted_fields)
+        found = prepared.rows(_bound(), statement, {"id": assistant_id, "project": self.project_id})
+        if not found:
             raise NotFoundError("assistant", assistant_id)
-        return row
+        return _record_from_values(found[0], AssistantRecord)
 
     # Threads
 
@@ -284,8 +291,8 @@ class Repository:
             self._insert_thread(thread_id, now, tool_resources, metadata)
             if messages:
                 # Rows are inserted in the given order, so `seq` keeps that order within the second.
-                Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
-            thread = _thread_record(self._thread_row(thread_id))
+                _insert(_bound(), Message, [_message_values(thread_id, now, m) for m in messages])
+            thread = self._thread_row(thread_id)
             rows = Message.select().where(Message.thread == thread_id).order_by(Message.seq)
             return thread, [_message_record(row) for row in rows]
 
@@ -303,21 +310,26 @@ class Repository:
         with self._writing():
             self._insert_thread(thread_id, now, tool_resources, metadata)
             if messages:
-                Message.insert_many([_message_values(thread_id, now, m) for m in messages]).execute()
+                _insert(_bound(), Message, [_message_values(thread_id, now, m) for m in messages])
             values = _run_values(thread_id, now, new, expires_in)
-            Run.insert(values).execute()
-            return _thread_record(self._thread_row(thread_id)), _run_record(self._run_row(thread_id, values["id"]))
+            _insert(_bound(), Run, [values])
+            return self._thread_row(thread_id), self._run_row(thread_id, values["id"])
 
     def _insert_thread(
         self, thread_id: str, now: int, tool_resources: dict[str, Any], metadata: dict[str, str]
     ) -> None:
-        Thread.insert(
-            id=thread_id, project_id=self.project_id, created_at=now, tool_resources=tool_resources, metadata=metadata
-        ).execute()
+        values = {
+            "id": thread_id,
+            "project_id": self.project_id,
+            "created_at": now,
+            "tool_resources": tool_resources,
+            "metadata": metadata,
+        }
+        _insert(_bound(), Thread, [values])
 
     def get_thread(self, thread_id: str) -> ThreadRecord:
         with self._reading():
-            return _thread_record(self._thread_row(thread_id))
+            return self._thread_row(thread_id)
 
     def update_thread(
         self,
@@ -335,7 +347,7 @@ class Repository:
             self._thread_row(thread_id)
             if values:
                 Thread.update(values).where(Thread.id == thread_id).execute()
-            return _thread_record(self._thread_row(thread_id))
+            return self._thread_row(thread_id)
 
     def delete_thread(self, thread_id: str) -> None:
         # Children first and explicitly, so the result does not depend on the backend's cascades.
@@ -347,11 +359,22 @@ class Repository:
             Message.delete().where(Message.thread == thread_id).execute()
             Thread.delete().where(Thread.id == thread_id).execute()
 
-    def _thread_row(self, thread_id: str) -> Thread:
-        row = Thread.get_or_none(Thread.id == thread_id, Thread.project_id == self.project_id)
-        if row is None:
+    def _thread_row(self, thread_id: str, *, lock: bool = False) -> ThreadRecord:
+        """The project's thread, or NotFoundError; with `lock`, its row stays locked until the
+        transaction ends (where the database has row locks)."""
+        lock = lock and bool(self._db.for_update)
+
+        def build() -> peewee.Query:
+            query = Thread.select().where(
+                Thread.id == prepared.value("id"), Thread.project_id == prepared.value("project")
+            )
+            return query.for_update() if lock else query
+
+        statement = prepared.statement(_bound(), ("thread", lock), build, Thread._meta.sorted_fields)
+        found = prepared.rows(_bound(), statement, {"id": thread_id, "project": self.project_id})
+        if not found:
             raise NotFoundError("thread", thread_id)
-        return row
+        return _record_from_values(found[0], ThreadRecord)
 
     def _claim_idle_thread(self, thread_id: str) -> None:
         """Inside a write transaction: fail unless the thread exists and has no active run.
@@ -360,14 +383,23 @@ class Repository:
         the database's write lock; elsewhere the thread's row is locked (SELECT ... FOR UPDATE), so
         concurrent writers adding runs or messages to the same thread queue up behind each other.
         """
-        query = Thread.select(Thread.id).where(Thread.id == thread_id, Thread.project_id == self.project_id)
-        if self._db.for_update:
-            query = query.for_update()
-        if query.first() is None:
-            raise NotFoundError("thread", thread_id)
-        active = _active_run_row(thread_id)
+        self._thread_row(thread_id, lock=True)
+        active = self._active_run(thread_id)
         if active is not None:
             raise ActiveRunError(thread_id, active.id)
+
+    def _active_run(self, thread_id: str) -> RunRecord | None:
+        # At most one run per thread is active; the (thread_id, status) index finds it.
+        statuses = sorted(ACTIVE_RUN_STATUSES)
+
+        def build() -> peewee.Query:
+            active = [prepared.value(f"status{index}", Run.status) for index in range(len(statuses))]
+            return Run.select().where(Run.thread == prepared.value("thread"), Run.status.in_(active)).limit(1)
+
+        statement = prepared.statement(_bound(), "active run", build, Run._meta.sorted_fields)
+        values: dict[str, Any] = {f"status{index}": status for index, status in enumerate(statuses)}
+        found = prepared.rows(_bound(), statement, {**values, "thread": thread_id})
+        return _record_from_values(found[0], RunRecord) if found else None
 
     # Messages
 
@@ -380,14 +412,14 @@ class Repository:
             else:
                 self._claim_idle_thread(thread_id)
             values = _message_values(thread_id, _now(), new)
-            Message.insert(values).execute()
-            return _message_record(self._message_row(thread_id, values["id"]))
+            _insert(_bound(), Message, [values])
+            return self._message_row(thread_id, values["id"])
 
     def get_message(self, thread_id: str, message_id: str, *, all_items: bool = False) -> MessageRecord:
         """A message of the Assistants API, or any item of the conversation (`all_items`)."""
         with self._reading():
             self._thread_row(thread_id)
-            record = _message_record(self._message_row(thread_id, message_id))
+            record = self._message_row(thread_id, message_id)
             if not all_items and (record.item_details is not None or record.role not in ("user", "assistant")):
                 raise NotFoundError("message", message_id)
             return record
@@ -397,7 +429,7 @@ class Repository:
             self._thread_row(thread_id)
             self._message_row(thread_id, message_id)
             Message.update({Message.metadata: metadata}).where(Message.id == message_id).execute()
-            return _message_record(self._message_row(thread_id, message_id))
+            return self._message_row(thread_id, message_id)
 
     def delete_message(self, thread_id: str, message_id: str) -> None:
         with self._writing():
@@ -469,8 +501,8 @@ class Repository:
         if incomplete_details is not None:
             changes[Message.incomplete_details] = incomplete_details
         with self._writing():
-            row = _transition(Message, _MESSAGE_STAMPS, "message", message_id, to, sources, changes)
-            return Transition(_message_record(row[0]), row[1])
+            row, applied = _transition(_bound(), Message, _MESSAGE_STAMPS, "message", message_id, to, sources, changes)
+            return Transition(_record_from_values(row, MessageRecord), applied)
 
     def update_growing_messages(self, contents: Mapping[str, Sequence[ContentPart]]) -> None:
         """Replace the content of replies still being generated, all in one write transaction.
@@ -491,7 +523,7 @@ class Repository:
             for message_id, content in contents.items()
         ]
         with self._writing():
-            cursor: Any = self._db.cursor()  # type: ignore[no-untyped-call]
+            cursor: Any = _bound().cursor()  # type: ignore[no-untyped-call]
             cursor.executemany(statement, rows)
 
     def thread_messages(self, thread_id: str, last: int | None = None) -> list[MessageRecord]:
@@ -509,11 +541,40 @@ class Repository:
                 rows.reverse()
             return [_message_record(row) for row in rows]
 
-    def _message_row(self, thread_id: str, message_id: str) -> Message:
-        row = Message.get_or_none((Message.thread == thread_id) & (Message.id == message_id))
-        if row is None:
+    def first_message(self, thread_id: str, role: str) -> MessageRecord | None:
+        """The thread's oldest message of `role`, if any (a function call's output is no message)."""
+        with self._reading():
+            self._thread_row(thread_id)
+            row: Message | None = (
+                Message.select()
+                .where(Message.thread == thread_id, Message.role == role, Message.item_details.is_null())
+                .order_by(Message.created_at.asc(), Message.seq.asc())
+                .first()
+            )
+            return None if row is None else _message_record(row)
+
+    def save_token_counts(self, tokenizer: str, counts: Mapping[str, int]) -> None:
+        """Keep the token counts of messages (by id) as `tokenizer` counted them, beside the counts
+        of other tokenizers; messages deleted meanwhile are skipped."""
+        if not counts:
+            return
+        with self._writing():
+            rows = Message.select(Message.id, Message.token_counts).where(Message.id.in_(list(counts)))
+            for message_id, kept in [(row.id, row.token_counts) for row in rows]:
+                merged = {**(kept or {}), tokenizer: counts[message_id]}
+                Message.update({Message.token_counts: merged}).where(Message.id == message_id).execute()
+
+    def _message_row(self, thread_id: str, message_id: str) -> MessageRecord:
+        def build() -> peewee.Query:
+            return Message.select().where(
+                Message.thread == prepared.value("thread"), Message.id == prepared.value("id")
+            )
+
+        statement = prepared.statement(_bound(), "message", build, Message._meta.sorted_fields)
+        found = prepared.rows(_bound(), statement, {"thread": thread_id, "id": message_id})
+        if not found:
             raise NotFoundError("message", message_id)
-        return row
+        return _record_from_values(found[0], MessageRecord)
 
     # Runs
 
@@ -534,10 +595,9 @@ class Repository:
             self._claim_idle_thread(thread_id)
             now = _now()
             messages = [_message_values(thread_id, now, m) for m in additional_messages]
-            if messages:
-                Message.insert_many(messages).execute()
+            _insert(_bound(), Message, messages)
             values = _run_values(thread_id, now, new, expires_in)
-            Run.insert(values).execute()
+            _insert(_bound(), Run, [values])
             run = _record_from_values({**values, "thread_id": thread_id}, RunRecord)
             if not messages:
                 return run, []
@@ -571,8 +631,8 @@ class Repository:
             "metadata": {},
         }
         with self._writing():
-            Message.insert(message).execute()
-            RunStep.insert(step).execute()
+            _insert(_bound(), Message, [message])
+            _insert(_bound(), RunStep, [step])
             # Built from what was written: reading the rows back would only cost time.
             return (
                 _record_from_values({**message, "thread_id": run.thread_id}, MessageRecord),
@@ -582,7 +642,7 @@ class Repository:
     def get_run(self, thread_id: str, run_id: str) -> RunRecord:
         with self._reading():
             self._thread_row(thread_id)
-            return _run_record(self._run_row(thread_id, run_id))
+            return self._run_row(thread_id, run_id)
 
     def list_runs(self, thread_id: str, page: PageRequest) -> Page[RunRecord]:
         with self._reading():
@@ -603,8 +663,8 @@ class Repository:
         their `*_at`. Returns the run as it now is; NotFoundError if no run has the id."""
         values = _field_values(_RUN_UPDATABLE, changes or {}, "run")
         with self._writing():
-            row, applied = _transition(Run, _RUN_STAMPS, "run", run_id, to, sources, values)
-            return Transition(_run_record(row), applied)
+            row, applied = _transition(_bound(), Run, _RUN_STAMPS, "run", run_id, to, sources, values)
+            return Transition(_record_from_values(row, RunRecord), applied)
 
     def update_run(self, thread_id: str, run_id: str, changes: Mapping[str, Any]) -> RunRecord:
         """Apply `changes` (RunRecord field names other than the status) to a run of the thread."""
@@ -614,14 +674,13 @@ class Repository:
             self._run_row(thread_id, run_id)
             if values:
                 Run.update(values).where(Run.id == run_id).execute()
-            return _run_record(self._run_row(thread_id, run_id))
+            return self._run_row(thread_id, run_id)
 
     def active_run(self, thread_id: str) -> RunRecord | None:
         """The thread's run in an active status (queued, in_progress, requires_action, cancelling), if any."""
         with self._reading():
             self._thread_row(thread_id)
-            row = _active_run_row(thread_id)
-            return None if row is None else _run_record(row)
+            return self._active_run(thread_id)
 
     def end_interrupted_runs(
         self,
@@ -651,7 +710,7 @@ class Repository:
                 step_to = StepStatus.CANCELLED if cancelled else StepStatus.FAILED
                 reason = "run_cancelled" if cancelled else "run_failed"
                 failure: dict[peewee.Field[Any], Any] = {} if cancelled else {Run.last_error: error}
-                _transition(Run, _RUN_STAMPS, "run", run_id, run_to, [status], failure)
+                _transition(_bound(), Run, _RUN_STAMPS, "run", run_id, run_to, [status], failure)
                 step_values: dict[peewee.Field[Any], Any] = {RunStep.status: step_to, _STEP_STAMPS[step_to]: now}
                 if not cancelled:
                     step_values[RunStep.last_error] = error
@@ -684,11 +743,15 @@ class Repository:
             rows = Run.select().where(Run.id.in_(run_ids)).order_by(Run.created_at.asc(), Run.seq.asc())
             return [_run_record(row) for row in rows]
 
-    def _run_row(self, thread_id: str, run_id: str) -> Run:
-        row = Run.get_or_none((Run.thread == thread_id) & (Run.id == run_id))
-        if row is None:
+    def _run_row(self, thread_id: str, run_id: str) -> RunRecord:
+        def build() -> peewee.Query:
+            return Run.select().where(Run.thread == prepared.value("thread"), Run.id == prepared.value("id"))
+
+        statement = prepared.statement(_bound(), "run", build, Run._meta.sorted_fields)
+        found = prepared.rows(_bound(), statement, {"thread": thread_id, "id": run_id})
+        if not found:
             raise NotFoundError("run", run_id)
-        return row
+        return _record_from_values(found[0], RunRecord)
 
     # Run steps
 
@@ -733,8 +796,8 @@ class Repository:
         """Move a step to `to` if its status is one of `sources`, with `changes`; stamps `<to>_at`."""
         values = _field_values(_STEP_UPDATABLE, changes or {}, "run step")
         with self._writing():
-            row, applied = _transition(RunStep, _STEP_STAMPS, "step", step_id, to, sources, values)
-            return Transition(_step_record(row), applied)
+            row, applied = _transition(_bound(), RunStep, _STEP_STAMPS, "step", step_id, to, sources, values)
+            return Transition(_record_from_values(row, RunStepRecord), applied)
 
     def get_step(self, thread_id: str, run_id: str, step_id: str) -> RunStepRecord:
         with self._reading():
@@ -802,8 +865,10 @@ class Repository:
         `changes` (`output_items`, `usage`, `error`, `incomplete_details`); completing stamps completed_at."""
         values = _field_values(_RESPONSE_UPDATABLE, changes or {}, "response")
         with self._writing():
-            row, applied = _transition(Response, _RESPONSE_STAMPS, "response", response_id, to, sources, values)
-            return Transition(_response_record(row), applied)
+            row, applied = _transition(
+                _bound(), Response, _RESPONSE_STAMPS, "response", response_id, to, sources, values
+            )
+            return Transition(_record_from_values(row, ResponseRecord), applied)
 
     def end_interrupted_responses(self, error: LastError, failing: Collection[ResponseStatus]) -> list[str]:
         """Fails, with `error`, the responses a stopped process left in `failing` statuses; returns their ids."""
@@ -937,39 +1002,82 @@ def _field_values(
     return {updatable[name]: value for name, value in changes.items()}
 
 
+def _bound() -> peewee.Database:
+    """The database the models are bound to: statements prepared here run where Peewee's own
+    queries run (one database a process; see `bind_models`)."""
+    database: peewee.Database = Thread._meta.database
+    return database
+
+
+def _insert(db: peewee.Database, model: type[BaseModel], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Inserts rows (values by field name, all rows with the same fields) in the given order."""
+    if not rows:
+        return
+    fields = [model._meta.fields[name] for name in rows[0]]
+
+    def build() -> peewee.Query:
+        return model.insert({field: prepared.value(field.name, field) for field in fields})
+
+    statement = prepared.statement(db, ("insert", model._meta.table_name, tuple(rows[0])), build)
+    if len(rows) == 1:
+        prepared.execute(db, statement, rows[0])
+        return
+    cursor: Any = db.cursor()  # type: ignore[no-untyped-call]
+    cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
+
+
 def _transition(
-    model: type[_Row],
+    db: peewee.Database,
+    model: type[BaseModel],
     stamps: Mapping[_Status, peewee.Field[Any]],
     kind: str,
     row_id: str,
     to: _Status,
     sources: Collection[_Status],
     values: Mapping[peewee.Field[Any], Any],
-) -> tuple[_Row, bool]:
-    """Inside a write transaction: the compare-and-set of a status, then the row as it now is."""
+) -> tuple[dict[str, Any], bool]:
+    """Inside a write transaction: the compare-and-set of a status, then the row as it now is (its
+    values by column name)."""
     status: peewee.Field[Any] = model.status  # type: ignore[attr-defined]
     row_key: peewee.Field[str] = model.id  # type: ignore[attr-defined]
-    changes = {**values, status: to}
-    stamp = stamps.get(to)
-    if stamp is not None:
-        # COALESCE: a status entered again (in_progress after tool outputs) keeps its first stamp.
-        changes[stamp] = peewee.fn.COALESCE(stamp, _now())
+    columns = model._meta.sorted_fields
     if sources:
-        # RETURNING gives the changed row in the same statement: no read after the write.
-        query = model.update(changes).where(row_key == row_id, status.in_(list(sources))).returning(model)
-        changed: list[_Row] = list(query.execute())
-        if changed:
-            return changed[0], True
-    row = model.get_or_none(row_key == row_id)
-    if row is None:
+        changed = tuple(values)
+        stamp = stamps.get(to)
+
+        def build() -> peewee.Query:
+            changes: dict[peewee.Field[Any], Any] = {field: prepared.value(field.name, field) for field in changed}
+            changes[status] = prepared.value("to", status)
+            if stamp is not None:
+                # COALESCE: a status entered again (in_progress after tool outputs) keeps its first stamp.
+                changes[stamp] = peewee.fn.COALESCE(stamp, prepared.value("now"))
+            allowed = [prepared.value(f"from{index}", status) for index in range(len(sources))]
+            # RETURNING gives the changed row in the same statement: no read after the write.
+            return model.update(changes).where(row_key == prepared.value("id"), status.in_(allowed)).returning(model)
+
+        key = (
+            "transition",
+            model._meta.table_name,
+            tuple(field.name for field in changed),
+            stamp.name if stamp is not None else None,
+            len(sources),
+        )
+        statement = prepared.statement(db, key, build, columns)
+        parameters: dict[str, Any] = {field.name: value for field, value in values.items()}
+        parameters.update({f"from{index}": source for index, source in enumerate(sorted(sources))})
+        found = prepared.rows(db, statement, {**parameters, "to": to, "now": _now(), "id": row_id})
+        if found:
+            return found[0], True
+
+    def by_id() -> peewee.Query:
+        return model.select().where(row_key == prepared.value("id"))
+
+    current = prepared.rows(
+        db, prepared.statement(db, ("by id", model._meta.table_name), by_id, columns), {"id": row_id}
+    )
+    if not current:
         raise NotFoundError(kind, row_id)
-    return row, False
-
-
-def _active_run_row(thread_id: str) -> Run | None:
-    # At most one run per thread is active; the (thread_id, status) index finds it.
-    row: Run | None = Run.select().where(Run.thread == thread_id, Run.status.in_(ACTIVE_RUN_STATUSES)).first()
-    return row
+    return current[0], False
 
 
 def _end_run_messages(thread_id: str, run_id: str, now: int, reason: str) -> None:

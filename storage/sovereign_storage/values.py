@@ -7,6 +7,7 @@ Statuses are `StrEnum`s, so a status compares equal to OpenAI's string and is st
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,8 +68,20 @@ ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 
 
 @dataclass(frozen=True)
+class FileCitation:
+    """An annotation of a reply's text: `text` (a marker such as `【0:1†notes.txt】`, at
+    `start_index`..`end_index` of the text) cites the file `file_id`."""
+
+    text: str
+    start_index: int
+    end_index: int
+    file_id: str
+
+
+@dataclass(frozen=True)
 class TextContent:
     value: str
+    annotations: tuple[FileCitation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,10 +122,65 @@ class MessageCreation:
 class ToolCalls:
     """The details of a `tool_calls` step."""
 
-    tool_calls: tuple[FunctionCall, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 StepDetails: TypeAlias = MessageCreation | ToolCalls
+
+FILE_SEARCH = "file_search"
+
+
+@dataclass(frozen=True)
+class FileSearchResult:
+    file_id: str
+    file_name: str
+    score: float
+    # The chunk's text: shown to callers only when they ask (`include[]`).
+    content: str
+
+
+@dataclass(frozen=True)
+class FileSearchCall:
+    """A `file_search` call the server ran itself: what it searched for, and what it found.
+
+    It reads like a `FunctionCall` (`name`, `arguments`, `output`), so the calls a run made are
+    replayed to the model alike. `prefetched` calls were made by the server before generating (for
+    models that cannot call tools): they have no output to replay, their results reach the model
+    another way."""
+
+    id: str
+    query: str
+    results: tuple[FileSearchResult, ...] = ()
+    score_threshold: float = 0.0
+    # The `【n:m†name】` markers' `n`: this call's number among the run's searches.
+    number: int = 0
+    prefetched: bool = False
+
+    @property
+    def name(self) -> str:
+        return FILE_SEARCH
+
+    @property
+    def arguments(self) -> str:
+        return json.dumps({"query": self.query}, ensure_ascii=False)
+
+    @property
+    def output(self) -> str | None:
+        return None if self.prefetched else search_results_text(self)
+
+
+def search_marker(call: FileSearchCall, index: int) -> str:
+    return f"【{call.number}:{index}†{call.results[index].file_name}】"
+
+
+def search_results_text(call: FileSearchCall) -> str:
+    """The results as the model reads them, each under the marker that cites it."""
+    if not call.results:
+        return "No results found."
+    return "\n\n".join(f"{search_marker(call, index)}\n{result.content}" for index, result in enumerate(call.results))
+
+
+ToolCall: TypeAlias = FunctionCall | FileSearchCall
 
 
 @dataclass(frozen=True)
@@ -208,9 +276,24 @@ class TruncationStrategy:
 # ---------------------------------------------------------------- to and from OpenAI's JSON
 
 
+def citation_to_json(citation: FileCitation) -> dict[str, Any]:
+    return {
+        "type": "file_citation",
+        "text": citation.text,
+        "start_index": citation.start_index,
+        "end_index": citation.end_index,
+        "file_citation": {"file_id": citation.file_id},
+    }
+
+
+def _citation_from_json(data: Mapping[str, Any]) -> FileCitation:
+    return FileCitation(data["text"], data["start_index"], data["end_index"], data["file_citation"]["file_id"])
+
+
 def content_to_json(part: ContentPart) -> dict[str, Any]:
     if isinstance(part, TextContent):
-        return {"type": "text", "text": {"value": part.value, "annotations": []}}
+        annotations = [citation_to_json(citation) for citation in part.annotations]
+        return {"type": "text", "text": {"value": part.value, "annotations": annotations}}
     if isinstance(part, ImageUrlContent):
         return {"type": "image_url", "image_url": _without_none(url=part.url, detail=part.detail)}
     return {"type": "image_file", "image_file": _without_none(file_id=part.file_id, detail=part.detail)}
@@ -218,7 +301,11 @@ def content_to_json(part: ContentPart) -> dict[str, Any]:
 
 def content_from_json(data: Mapping[str, Any]) -> ContentPart:
     if data["type"] == "text":
-        return TextContent(data["text"]["value"])
+        annotations = data["text"].get("annotations") or ()
+        return TextContent(
+            data["text"]["value"],
+            tuple(_citation_from_json(item) for item in annotations if item.get("type") == "file_citation"),
+        )
     if data["type"] == "image_url":
         return ImageUrlContent(data["image_url"]["url"], data["image_url"].get("detail"))
     if data["type"] == "image_file":
@@ -239,17 +326,69 @@ def _function_call_from_json(data: Mapping[str, Any]) -> FunctionCall:
     return FunctionCall(data["id"], function["name"], function["arguments"], function.get("output"))
 
 
-def step_details_to_json(details: StepDetails) -> dict[str, Any]:
+def file_search_call_to_json(call: FileSearchCall, *, stored: bool = True, content: bool = True) -> dict[str, Any]:
+    """OpenAI's `file_search` tool call; `stored` adds what only the server reads back (the query),
+    `content` the results' text (callers get it only when they ask)."""
+    results = []
+    for result in call.results:
+        item: dict[str, Any] = {"file_id": result.file_id, "file_name": result.file_name, "score": result.score}
+        if content:
+            item["content"] = [{"type": "text", "text": result.content}]
+        results.append(item)
+    search: dict[str, Any] = {
+        "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": call.score_threshold},
+        "results": results,
+    }
+    if stored:
+        search.update(query=call.query, number=call.number, prefetched=call.prefetched)
+    return {"id": call.id, "type": FILE_SEARCH, FILE_SEARCH: search}
+
+
+def _file_search_call_from_json(data: Mapping[str, Any]) -> FileSearchCall:
+    search = data[FILE_SEARCH]
+    results = tuple(
+        FileSearchResult(
+            item["file_id"],
+            item["file_name"],
+            float(item["score"]),
+            "".join(part.get("text", "") for part in item.get("content") or ()),
+        )
+        for item in search.get("results") or ()
+    )
+    threshold = float((search.get("ranking_options") or {}).get("score_threshold", 0.0))
+    return FileSearchCall(
+        data["id"],
+        search.get("query", ""),
+        results,
+        threshold,
+        int(search.get("number", 0)),
+        bool(search.get("prefetched")),
+    )
+
+
+def step_details_to_json(details: StepDetails, *, stored: bool = True, search_content: bool = True) -> dict[str, Any]:
+    """A step's details as stored (`stored`: with what only the server reads back), or as callers see
+    them (`search_content`: with the text of file search results)."""
     if isinstance(details, MessageCreation):
         return {"type": "message_creation", "message_creation": {"message_id": details.message_id}}
-    calls = [function_call_to_json(call, with_output=True) for call in details.tool_calls]
+    calls = [
+        file_search_call_to_json(call, stored=stored, content=search_content)
+        if isinstance(call, FileSearchCall)
+        else function_call_to_json(call, with_output=True)
+        for call in details.tool_calls
+    ]
     return {"type": "tool_calls", "tool_calls": calls}
 
 
 def step_details_from_json(data: Mapping[str, Any]) -> StepDetails:
     if data["type"] == "message_creation":
         return MessageCreation(data["message_creation"]["message_id"])
-    return ToolCalls(tuple(_function_call_from_json(call) for call in data["tool_calls"]))
+    return ToolCalls(
+        tuple(
+            _file_search_call_from_json(call) if call.get("type") == FILE_SEARCH else _function_call_from_json(call)
+            for call in data["tool_calls"]
+        )
+    )
 
 
 def required_action_to_json(action: SubmitToolOutputs) -> dict[str, Any]:

@@ -58,6 +58,12 @@ def resources(gateway: Gateway) -> dict[str, str]:
         run = http.post(f"/threads/{thread['id']}/runs", json={"assistant_id": assistant["id"]}).raise_for_status()
         ended = _wait_until_ended(http, run.json())
         step = http.get(f"/threads/{thread['id']}/runs/{ended['id']}/steps").raise_for_status().json()["data"][0]
+        file = http.post(
+            "/files", files={"file": ("notes.txt", b"Refunds within thirty days."), "purpose": (None, "assistants")}
+        )
+        store = http.post("/vector_stores", json={"file_ids": [file.raise_for_status().json()["id"]]})
+        store_id = store.raise_for_status().json()["id"]
+        batch = http.post(f"/vector_stores/{store_id}/file_batches", json={"file_ids": [file.json()["id"]]})
         response = http.post("/responses", json={"model": "builtin", "input": "hi"}).raise_for_status().json()
         items = [{"type": "message", "role": "user", "content": "hi"}]
         conversation = http.post("/conversations", json={"items": items}).raise_for_status().json()
@@ -68,6 +74,9 @@ def resources(gateway: Gateway) -> dict[str, str]:
             "message_id": message["id"],
             "run_id": ended["id"],
             "step_id": step["id"],
+            "file_id": file.json()["id"],
+            "vector_store_id": store_id,
+            "batch_id": batch.raise_for_status().json()["id"],
             "response_id": response["id"],
             "conversation_id": conversation["id"],
             "item_id": item["id"],

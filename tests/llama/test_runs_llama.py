@@ -208,11 +208,18 @@ def test_a_model_server_killed_mid_stream_fails_the_run(
 
 
 def test_a_4xx_from_the_model_server_fails_the_run_with_its_message(
-    stack: Callable[..., SovereignClient], llama_server_factory: Callable[..., LlamaServer]
+    stack: Callable[..., SovereignClient], llama_server: LlamaServer
 ) -> None:
-    small = llama_server_factory(context_size=64, parallel=1)
-    client = stack(engine="openai", engine_url=small.base_url)
-    run = failed_run(client, "word " * 200)
+    # A prompt too long for the window never reaches the server (tests/llama/test_context_llama.py);
+    # a schema it cannot compile does, and it answers 400.
+    client = stack(engine="openai", engine_url=llama_server.base_url)
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}
+    assistant = client.assistants.create(
+        model="tiny", response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    )
+    run = client.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hello"}]}
+    )
     assert run.status == "failed"
     assert "answered HTTP 400" in str(run.last_error.struct_value["message"])
 

@@ -24,7 +24,13 @@ from sovereign_server.engines import (
     create_engine,
     engine_names,
 )
-from sovereign_server.engines.builtin import FAILURE_MESSAGE, BuiltinEngine, split_arguments, split_tokens
+from sovereign_server.engines.builtin import (
+    BUILTIN_CONTEXT_WINDOW,
+    FAILURE_MESSAGE,
+    BuiltinEngine,
+    split_arguments,
+    split_tokens,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -136,7 +142,8 @@ async def test_usage_counts_prompt_and_completion_tokens(engine: BuiltinEngine) 
     # 2 (system) + 1 (name) + 2 (arguments) + 1 (tool output) + 3 (user); the reply "You said: one two three" is 5.
     assert finish.usage == Usage(prompt_tokens=9, completion_tokens=5)
     assert finish.usage.total_tokens == 14
-    assert engine.count_prompt_tokens(req) == 9
+    # Its tokenizer counts the whole prompt exactly as usage does.
+    assert await (await engine.tokenizer("m")).count_prompt(req) == 9
 
 
 async def test_calls_a_tool_the_user_names_with_arguments_from_the_json_in_the_text(engine: BuiltinEngine) -> None:
@@ -346,6 +353,10 @@ def test_create_engine_rejects_unknown_names_and_options() -> None:
         create_engine("builtin", token_delay=-1)
 
 
-def test_count_prompt_tokens_counts_every_message(engine: BuiltinEngine) -> None:
-    assert engine.count_prompt_tokens(request()) == 0
-    assert engine.count_prompt_tokens(request("one two", " three ")) == 3
+async def test_its_tokenizer_counts_every_message_and_its_window_is_a_setting(engine: BuiltinEngine) -> None:
+    tokenizer = await engine.tokenizer("m")
+    assert await tokenizer.count_prompt(request()) == 0
+    assert await tokenizer.count_prompt(request("one two", " three ")) == 3
+    assert await tokenizer.count(["one two", ""]) == [2, 0]
+    assert await engine.context_window("any") == BUILTIN_CONTEXT_WINDOW
+    assert await BuiltinEngine(context_window=512).context_window("any") == 512

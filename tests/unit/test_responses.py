@@ -190,6 +190,7 @@ def record(**fields: Any) -> ResponseRecord:
         "top_p": None,
         "text_format": None,
         "max_output_tokens": None,
+        "truncation": "disabled",
         "metadata": {},
         "usage": None,
         "error": None,
@@ -561,3 +562,28 @@ async def test_a_restart_fails_the_responses_a_stopped_process_left(repository: 
     assert left.status is ResponseStatus.FAILED
     assert left.error == LastError("server_error", "The server stopped while the response was in progress.")
     assert repository.get_response("resp_done").status is ResponseStatus.COMPLETED
+
+
+async def test_a_context_too_long_for_the_window_fails_unless_truncation_is_auto(repository: Repository) -> None:
+    # 75 prompt tokens of 100 (a quarter is the reply's); a word a token, 8 a message.
+    engine = ScriptedEngine([TextDelta("A"), Finish("stop")], window=100)
+    manager = ResponseManager(repository, engine)
+    long = user(" ".join(f"w{n}" for n in range(60)))
+    first, _ = await _events(manager, ResponseOptions(model="m", input=(long,)))
+    second, events = await _events(
+        manager, ResponseOptions(model="m", input=(user("short"),), previous_response_id=first.id)
+    )
+    assert [event.type for event in events[-2:]] == ["error", "response.failed"]
+    assert second.status is ResponseStatus.FAILED
+    assert second.error is not None
+    assert second.error.code == "invalid_prompt"
+    fitted, _ = await _events(
+        manager,
+        ResponseOptions(model="m", input=(user("short"),), previous_response_id=first.id, truncation="auto"),
+    )
+    assert fitted.status is ResponseStatus.COMPLETED
+    assert fitted.truncation == "auto"
+    # The oldest turn was left out: the long message.
+    sent = engine.requests[-1].messages
+    assert sent[-1] == ChatMessage("user", "short")
+    assert all(message.content != long.content[0].value for message in sent)  # type: ignore[union-attr]

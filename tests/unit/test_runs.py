@@ -17,6 +17,7 @@ from sovereign_server import convert, sse
 from sovereign_server.caller import Caller
 from sovereign_server.engines import (
     Chunk,
+    ContextOverflowError,
     EngineError,
     Finish,
     GenerationRequest,
@@ -36,8 +37,9 @@ from sovereign_server.runs import (
     ToolOutput,
 )
 from sovereign_server.runs.channel import merge_text_deltas
-from sovereign_server.runs.context import generation_request
+from sovereign_server.runs.context import Context, ThreadHistory, generation_request
 from sovereign_server.runs.execution import ALL_STEPS
+from sovereign_server.runs.fitting import PROMPT_OVERHEAD
 from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
 from sovereign_storage import (
     DEFAULT_PROJECT_ID,
@@ -49,6 +51,7 @@ from sovereign_storage import (
     MessageStatus,
     NewAssistant,
     NewMessage,
+    NewRun,
     PageRequest,
     Repository,
     RunRecord,
@@ -278,10 +281,26 @@ def test_context_leaves_out_the_runs_own_unfinished_reply() -> None:
 # ---------------------------------------------------------------- lifecycle
 
 
+class WordTokenizer:
+    """A token per word; counts are worth keeping (it has a key), a whole prompt is not counted."""
+
+    key: str | None = "words"
+
+    def __init__(self) -> None:
+        self.counted: list[str] = []
+
+    async def count(self, texts: Sequence[str]) -> list[int]:
+        self.counted += texts
+        return [len(text.split()) for text in texts]
+
+    async def count_prompt(self, request: GenerationRequest) -> int | None:
+        return None
+
+
 class ScriptedEngine:
     """Yields the chunks it is given (a later turn yields the next of `later_turns`, if any);
     between chunks it waits for `step` when `paced` is set, and calls `before_finish` before the
-    last one."""
+    last one. Its window is `window` tokens, counted by a `WordTokenizer`."""
 
     name = "scripted"
 
@@ -290,12 +309,13 @@ class ScriptedEngine:
         chunks: Sequence[Chunk | Exception],
         *,
         paced: bool = False,
-        prompt_tokens: int = 7,
+        window: int = 4096,
         later_turns: Sequence[Sequence[Chunk | Exception]] = (),
         before_finish: Callable[[], None] | None = None,
     ) -> None:
         self._turns = [chunks, *later_turns]
-        self._prompt_tokens = prompt_tokens
+        self._window = window
+        self.words = WordTokenizer()
         self._before_finish = before_finish
         self.paced = paced
         self.step = asyncio.Event()
@@ -312,6 +332,8 @@ class ScriptedEngine:
                 if self.paced:
                     await self.step.wait()
                     self.step.clear()
+                if isinstance(chunk, ContextOverflowError) and chunk.window is not None:
+                    self._window = chunk.window  # as a real engine learns the window it was told
                 if isinstance(chunk, Exception):
                     raise chunk
                 yield chunk
@@ -321,8 +343,11 @@ class ScriptedEngine:
     async def start(self) -> None:
         pass
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return self._prompt_tokens
+    async def context_window(self, model: str) -> int:
+        return self._window
+
+    async def tokenizer(self, model: str) -> WordTokenizer:
+        return self.words
 
     def backend_name(self, model: str) -> str:
         return self.name
@@ -339,13 +364,23 @@ def repository(tmp_path: Path) -> Repository:
 
 
 async def _start(
-    repository: Repository, engine: ScriptedEngine, **options: Any
+    repository: Repository,
+    engine: ScriptedEngine,
+    *,
+    messages: Sequence[str] = ("",),
+    instructions: str | None = None,
+    **options: Any,
 ) -> tuple[RunManager, RunRecord, EventChannel]:
+    """A run on a new thread of `messages` (user and assistant in turn, the first a user's)."""
     manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60))
-    assistant = repository.create_assistant(NewAssistant(model="m"))
-    thread, _ = repository.create_thread({}, {}, [NewMessage(role="user", content=())])
+    assistant = repository.create_assistant(NewAssistant(model="m", instructions=instructions))
+    thread, _ = repository.create_thread({}, {}, [_stored(index, text) for index, text in enumerate(messages)])
     run, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id, **options))
     return manager, run, channel
+
+
+def _stored(index: int, text: str) -> NewMessage:
+    return NewMessage(role="assistant" if index % 2 else "user", content=(TextContent(text),) if text else ())
 
 
 async def _names(channel: EventChannel) -> list[str]:
@@ -391,12 +426,114 @@ async def test_length_ends_the_run_incomplete(repository: Repository) -> None:
     assert repository.thread_messages(run.thread_id)[-1].incomplete_details == IncompleteDetails("max_tokens")
 
 
-async def test_a_prompt_over_max_prompt_tokens_never_reaches_the_engine(repository: Repository) -> None:
-    engine = ScriptedEngine([Finish("stop")], prompt_tokens=1000)
-    _, run, channel = await _start(repository, engine, max_prompt_tokens=256)
+async def test_a_newest_message_larger_than_max_prompt_tokens_never_reaches_the_engine(
+    repository: Repository,
+) -> None:
+    engine = ScriptedEngine([Finish("stop")])
+    _, run, channel = await _start(repository, engine, messages=["word " * 300], max_prompt_tokens=256)
     assert (await _names(channel))[-2:] == ["thread.run.incomplete", "done"]
     assert engine.requests == []
     assert repository.get_run(run.thread_id, run.id).incomplete_details == IncompleteDetails("max_prompt_tokens")
+
+
+def _note(index: int) -> str:
+    return f"note {index} " + "word " * 18  # 20 words: 28 tokens with the message overhead
+
+
+async def test_a_thread_longer_than_the_window_sends_its_start_and_its_newest_messages(
+    repository: Repository,
+) -> None:
+    engine = ScriptedEngine([TextDelta("ok"), Finish("stop")], window=512)
+    notes = [_note(index) for index in range(500)]
+    _, run, channel = await _start(repository, engine, messages=notes, instructions="Be brief.")
+    assert (await _names(channel))[-2:] == ["thread.run.completed", "done"]
+    (request,) = engine.requests
+    sent = [message.content for message in request.messages]
+    assert sent[:2] == ["Be brief.", notes[0]]
+    kept = len(sent) - 2
+    assert sent[2:] == notes[-kept:]
+    # A quarter of the window stays free for the reply; the rest is filled, not more.
+    usage = repository.get_run(run.thread_id, run.id).usage
+    assert usage is not None
+    assert 384 - 28 < usage.prompt_tokens <= 384
+
+
+async def test_a_threads_messages_are_counted_once_across_runs(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("ok"), Finish("stop")], window=512)
+    notes = [_note(index) for index in range(100)]
+    manager, run, channel = await _start(repository, engine, messages=notes)
+    await _names(channel)
+    first_counted = list(engine.words.counted)
+    # Only what the window reached was counted: the newest notes and the first, not all 100.
+    assert notes[0] in first_counted
+    assert notes[50] not in first_counted
+    repository.create_message(run.thread_id, NewMessage(role="user", content=(TextContent("and now?"),)))
+    engine.words.counted.clear()
+    _, second = await manager.create_run(CALLER, run.thread_id, RunOptions(assistant_id=run.assistant_id))
+    await _names(second)
+    # The first run's reply and the new question were counted, and none of what was counted before.
+    assert {"and now?", "ok"} <= set(engine.words.counted)
+    assert not set(engine.words.counted) & set(first_counted)
+
+
+async def test_max_prompt_tokens_narrows_what_is_sent(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("ok"), Finish("stop")], window=4096)
+    notes = [_note(index) for index in range(100)]
+    _, run, channel = await _start(repository, engine, messages=notes, max_prompt_tokens=300)
+    await _names(channel)
+    usage = repository.get_run(run.thread_id, run.id).usage
+    assert usage is not None
+    assert 300 - 28 < usage.prompt_tokens <= 300
+    assert engine.requests[0].messages[-1].content == notes[-1]
+
+
+async def test_last_messages_is_also_fitted_to_the_window(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("ok"), Finish("stop")], window=512)
+    notes = [_note(index) for index in range(100)]
+    strategy = TruncationStrategy("last_messages", 50)
+    _, _, channel = await _start(repository, engine, messages=notes, truncation_strategy=strategy)
+    await _names(channel)
+    sent = [message.content for message in engine.requests[0].messages]
+    # Fewer than 50 fit; the newest are kept, and the thread's start is outside the 50 asked for.
+    assert 1 < len(sent) < 50
+    assert sent == notes[-len(sent) :]
+
+
+async def test_the_runs_own_unfinished_reply_is_left_out_without_ending_the_walk_back(
+    repository: Repository,
+) -> None:
+    thread, notes = repository.create_thread({}, {}, [_stored(0, _note(index)) for index in range(3)])
+    assistant = repository.create_assistant(NewAssistant(model="m"))
+    run, _ = repository.create_run(thread.id, NewRun(assistant_id=assistant.id, model="m"))
+    reply, _ = repository.open_reply(run)
+    # A first page of the reply alone, older messages left to read.
+    history = ThreadHistory(run, Context([reply], True, None, []), repository, WordTokenizer(), {})
+    older = await history.older()
+    assert [turn.id for turn in older] == [message.id for message in reversed(notes)]
+
+
+async def test_a_server_refusing_the_prompt_for_its_smaller_window_gets_it_fitted_again(
+    repository: Repository,
+) -> None:
+    overflow = ContextOverflowError("request (900 tokens) exceeds the available context size (256 tokens)", 256)
+    engine = ScriptedEngine([overflow], later_turns=[[TextDelta("ok"), Finish("stop")]], window=1024)
+    notes = [_note(index) for index in range(100)]
+    _, _, channel = await _start(repository, engine, messages=notes)
+    assert (await _names(channel))[-2:] == ["thread.run.completed", "done"]
+    first, second = engine.requests
+    assert len(second.messages) < len(first.messages)
+    assert second.messages[-1].content == notes[-1]
+
+
+async def test_an_overflow_the_server_gives_no_smaller_window_for_fails_the_run_clearly(
+    repository: Repository,
+) -> None:
+    overflow = ContextOverflowError("The prompt does not fit the context window of the model server 'x'.")
+    engine = ScriptedEngine([overflow])
+    _, run, channel = await _start(repository, engine, messages=["hello"])
+    assert (await _names(channel))[-2:] == ["thread.run.failed", "done"]
+    failed = repository.get_run(run.thread_id, run.id)
+    assert failed.last_error == LastError("invalid_prompt", overflow.message)
 
 
 async def test_an_engine_error_fails_the_run_and_keeps_the_partial_reply(repository: Repository) -> None:
@@ -599,9 +736,11 @@ async def test_the_observer_hears_of_first_tokens_gaps_failures_and_each_stretch
         thread, _ = repository.create_thread({}, {}, [])
         _, channel = await manager.create_run(CALLER, thread.id, RunOptions(assistant_id=assistant.id))
         await _names(channel)
+    # A failed stretch bills what it sent: the fitted prompt (of an empty thread, the template's
+    # fixed share) and the fragment that came.
     assert reports.ended == [
         (DEFAULT_PROJECT_ID, "completed", Usage(7, 3)),
-        (DEFAULT_PROJECT_ID, "failed", Usage(7, 1)),
+        (DEFAULT_PROJECT_ID, "failed", Usage(PROMPT_OVERHEAD, 1)),
     ]
     assert reports.first_tokens == [("m", "scripted"), ("m", "scripted")]
     assert reports.gaps == 2

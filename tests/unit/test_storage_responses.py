@@ -56,6 +56,7 @@ def response(**fields: Any) -> ResponseRecord:
         "top_p": None,
         "text_format": None,
         "max_output_tokens": None,
+        "truncation": "disabled",
         "metadata": {},
         "usage": None,
         "error": None,

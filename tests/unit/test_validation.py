@@ -256,9 +256,24 @@ def test_a_run_takes_at_most_twenty_tools() -> None:
         ),
         ({"file_search": {"vector_store_ids": "vs_1"}}, "tool_resources.file_search.vector_store_ids", "invalid_type"),
         (
-            {"file_search": {"vector_stores": [{"file_ids": []}]}},
+            {"file_search": {"vector_stores": [{"file_ids": []}, {"file_ids": []}]}},
             "tool_resources.file_search.vector_stores",
-            "unsupported_parameter",
+            "array_above_max_length",
+        ),
+        (
+            {"file_search": {"vector_store_ids": ["vs"], "vector_stores": [{"file_ids": []}]}},
+            "tool_resources.file_search.vector_stores",
+            "array_above_max_length",
+        ),
+        (
+            {"file_search": {"vector_stores": [{"file_ids": [1]}]}},
+            "tool_resources.file_search.vector_stores[0].file_ids[0]",
+            "invalid_type",
+        ),
+        (
+            {"file_search": {"vector_stores": [{"files": []}]}},
+            "tool_resources.file_search.vector_stores[0].files",
+            "unknown_parameter",
         ),
         ({"file_search": {"ids": []}}, "tool_resources.file_search.ids", "unknown_parameter"),
         (

@@ -12,6 +12,7 @@ from typing import Any, cast
 from sovereign_server.engines.base import (
     ChatMessage,
     Chunk,
+    ContextOverflowError,
     Engine,
     EngineError,
     EngineErrorCode,
@@ -21,6 +22,7 @@ from sovereign_server.engines.base import (
     GenerationRequest,
     Role,
     TextDelta,
+    Tokenizer,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -29,6 +31,7 @@ from sovereign_server.engines.base import (
 __all__ = [
     "ChatMessage",
     "Chunk",
+    "ContextOverflowError",
     "Engine",
     "EngineError",
     "EngineErrorCode",
@@ -38,6 +41,7 @@ __all__ = [
     "GenerationRequest",
     "Role",
     "TextDelta",
+    "Tokenizer",
     "ToolCall",
     "ToolCallDelta",
     "Usage",

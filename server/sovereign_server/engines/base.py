@@ -7,7 +7,7 @@ which every backend we plan to support can be mapped onto.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -17,6 +17,7 @@ from sovereign_storage.values import Usage
 __all__ = [
     "ChatMessage",
     "Chunk",
+    "ContextOverflowError",
     "Engine",
     "EngineError",
     "EngineErrorCode",
@@ -26,6 +27,7 @@ __all__ = [
     "GenerationRequest",
     "Role",
     "TextDelta",
+    "Tokenizer",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
@@ -124,6 +126,33 @@ class EngineError(Exception):
         self.code: EngineErrorCode = code
 
 
+class ContextOverflowError(EngineError):
+    """The model server refused a prompt too long for its context window. `window` is the window
+    the server stated, when it did (the engine then uses it for later requests)."""
+
+    def __init__(self, message: str, window: int | None = None) -> None:
+        super().__init__(message, code="invalid_prompt")
+        self.window = window
+
+
+class Tokenizer(Protocol):
+    """Counts tokens as one model does.
+
+    `key` names the tokenization (the model's vocabulary), so that counts of stored text can be
+    kept and reused; it is None when counts are estimates, cheaper to redo than to keep."""
+
+    key: str | None
+
+    async def count(self, texts: Sequence[str]) -> list[int]:
+        """The tokens of each text on its own, without any chat template."""
+        ...
+
+    async def count_prompt(self, request: GenerationRequest) -> int | None:
+        """The exact prompt tokens of `request` as the model will read it (chat template, tools and
+        all); None when the backend cannot tell."""
+        ...
+
+
 class Engine(Protocol):
     """A model backend.
 
@@ -141,8 +170,12 @@ class Engine(Protocol):
         """Stream one model turn."""
         ...
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        """The engine's own prompt token count, used to enforce `max_prompt_tokens` before generating."""
+    async def context_window(self, model: str) -> int:
+        """The tokens one request for `model` may hold, prompt and reply together."""
+        ...
+
+    async def tokenizer(self, model: str) -> Tokenizer:
+        """How `model` counts tokens."""
         ...
 
     def backend_name(self, model: str) -> str:

@@ -9,6 +9,10 @@ first one, so joining the tokens gives the text back. Usage counts them:
 - prompt tokens: the tokens of every message's content, plus those of each tool call's name and arguments;
 - completion tokens: one per `TextDelta`, and one per arguments fragment of a tool call.
 
+Its tokenizer counts texts and whole prompts the same way (exactly). Its context window is
+`context_window` (default `BUILTIN_CONTEXT_WINDOW`) whatever the model; nothing enforces it, the
+window only tells callers how much to send.
+
 What it answers, checked in this order:
 
 1. **Tool results.** When the conversation ends with `tool` messages, it replies with one line per
@@ -56,14 +60,23 @@ from sovereign_server.engines.base import (
     FinishReason,
     GenerationRequest,
     TextDelta,
+    Tokenizer,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
 
-__all__ = ["FAILURE_MESSAGE", "BuiltinEngine", "split_arguments", "split_tokens"]
+__all__ = [
+    "BUILTIN_CONTEXT_WINDOW",
+    "FAILURE_MESSAGE",
+    "BuiltinEngine",
+    "prompt_tokens",
+    "split_arguments",
+    "split_tokens",
+]
 
 FAILURE_MESSAGE = "The built-in engine was asked to fail."
+BUILTIN_CONTEXT_WINDOW = 32768
 
 _TOKEN = re.compile(r"\s*\S+\s*")
 _ARGUMENT_FRAGMENT = re.compile(r"[^,:]*[,:]\s*|[^,:]+\Z")
@@ -82,6 +95,28 @@ def split_arguments(arguments: str) -> list[str]:
     return _ARGUMENT_FRAGMENT.findall(arguments)
 
 
+def prompt_tokens(request: GenerationRequest) -> int:
+    """The prompt tokens the engine reports for `request`."""
+    count = 0
+    for message in request.messages:
+        count += len(split_tokens(message.content))
+        for call in message.tool_calls:
+            count += len(split_tokens(call.name)) + len(split_tokens(call.arguments))
+    return count
+
+
+class BuiltinTokenizer:
+    """Counts as the engine's usage does; so cheap that counts are not worth keeping (no `key`)."""
+
+    key: str | None = None
+
+    async def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(split_tokens(text)) for text in texts]
+
+    async def count_prompt(self, request: GenerationRequest) -> int | None:
+        return prompt_tokens(request)
+
+
 @dataclass(frozen=True)
 class _Answer:
     text: str
@@ -96,10 +131,13 @@ class BuiltinEngine:
 
     name: str = "builtin"
 
-    def __init__(self, *, token_delay: float = 0.0) -> None:
+    def __init__(self, *, token_delay: float = 0.0, context_window: int | None = None) -> None:
         if token_delay < 0:
             raise ValueError(f"token_delay must be >= 0, got {token_delay}.")
+        if context_window is not None and context_window < 1:
+            raise ValueError(f"context_window must be >= 1, got {context_window}.")
         self.token_delay = float(token_delay)
+        self.window = context_window or BUILTIN_CONTEXT_WINDOW
 
     async def start(self) -> None:
         pass
@@ -107,18 +145,16 @@ class BuiltinEngine:
     def backend_name(self, model: str) -> str:
         return self.name
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        count = 0
-        for message in request.messages:
-            count += len(split_tokens(message.content))
-            for call in message.tool_calls:
-                count += len(split_tokens(call.name)) + len(split_tokens(call.arguments))
-        return count
+    async def context_window(self, model: str) -> int:
+        return self.window
+
+    async def tokenizer(self, model: str) -> Tokenizer:
+        return BuiltinTokenizer()
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         answer = _answer(request)
         failure = _failure(request)
-        usage_prompt = self.count_prompt_tokens(request)
+        usage_prompt = prompt_tokens(request)
         limit = request.max_completion_tokens
         reason: FinishReason = "tool_calls" if answer.calls else "stop"
         completion = 0

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sovereign_server.children import ChildError, ChildProcess, http_ok
-from sovereign_server.engines.base import Chunk, EngineError, GenerationRequest
+from sovereign_server.engines.base import Chunk, EngineError, GenerationRequest, Tokenizer
 from sovereign_server.engines.openai_compat import OpenAICompatibleEngine
 
 logger = logging.getLogger("sovereign.engines.local")
@@ -152,10 +152,17 @@ class LocalEngine:
     def backend_name(self, model: str) -> str:
         return self.name
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+    async def context_window(self, model: str) -> int:
+        """One slot's share of the context: llama-server divides `--ctx-size` among its `--parallel`
+        slots, and tells its slots' window; never more than that share, even before it tells."""
         if self._delegate is None:
             raise EngineError("The local engine has not been started.")
-        return self._delegate.count_prompt_tokens(request)
+        return min(await self._delegate.context_window(model), self._context_size // self._parallel)
+
+    async def tokenizer(self, model: str) -> Tokenizer:
+        if self._delegate is None:
+            raise EngineError("The local engine has not been started.")
+        return await self._delegate.tokenizer(model)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         if self._delegate is None:

@@ -5,10 +5,13 @@ It streams `POST {base_url}/chat/completions` (`stream: true`, `stream_options.i
 through the official `openai` client, one pooled connection set and one concurrency bound per
 backend, and routes each request to a backend by its `model`.
 
-Usage: taken from the server's final usage chunk when it sends one. Otherwise it is counted here:
-completion tokens are the content and tool-call fragments received (these servers stream about one
-token a fragment), and prompt tokens are estimated by `estimate_tokens` (words and punctuation
-marks), which is what `count_prompt_tokens` returns too, since no tokenizer of the model is at hand.
+Usage: taken from the server's final usage chunk when it sends one; otherwise the `Finish` carries
+none and the caller keeps its own count of what it sent.
+
+Each model's context window comes from configuration (`context_window` of the model, else of its
+backend), else from the server, asked once (`model_servers.probe`), else `DEFAULT_CONTEXT_WINDOW`.
+A server that refuses a prompt as too long for its window says which window it has: that one is
+used from then on, whatever was configured.
 """
 
 from __future__ import annotations
@@ -28,20 +31,31 @@ import openai
 from sovereign_server.engines.base import (
     ChatMessage,
     Chunk,
+    ContextOverflowError,
     EngineError,
     Finish,
     FinishReason,
     GenerationRequest,
     TextDelta,
+    Tokenizer,
     ToolCallDelta,
     Usage,
 )
+from sovereign_server.engines.model_servers import ModelFacts, Unreachable, probe
+from sovereign_server.engines.tokens import DEFAULT_CONTEXT_WINDOW, EstimatingTokenizer
+
+logger = logging.getLogger("sovereign.engines.openai")
 
 logger = logging.getLogger("sovereign.engines.openai")
 
 # Attempts to send a request whose connection fails before any response.
 CONNECT_ATTEMPTS = 3
-_WORDS_AND_MARKS = re.compile(r"\w+|[^\w\s]")
+# Connections a backend's probing and token counting may hold, beside those of generation.
+META_CONNECTIONS = 8
+# How servers word a refusal of a prompt longer than their window, and the window they state:
+# llama.cpp "... exceeds the available context size (2048 tokens)", vLLM and OpenAI "This
+# model's maximum context length is 4096 tokens".
+_OVERFLOW = re.compile(r"context (?:size|length|window)[^0-9]{0,20}(\d+) tokens|context_length_exceeded", re.I)
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -49,10 +63,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "stop",
 }
-
-
-def estimate_tokens(text: str) -> int:
-    return len(_WORDS_AND_MARKS.findall(text))
 
 
 @dataclass(frozen=True)
@@ -69,15 +79,19 @@ class Backend:
     # Seconds to wait between two chunks.
     token_timeout: float = 30.0
     max_concurrency: int = 16
+    # Tokens one request may hold, prompt and reply; None: as the server says.
+    context_window: int | None = None
 
 
 @dataclass(frozen=True)
 class Routing:
-    """Which backend serves which model: `models` by name, else `default` (None: no fallback)."""
+    """Which backend serves which model: `models` by name, else `default` (None: no fallback);
+    `windows` are context windows configured per model, over their backend's."""
 
     backends: Mapping[str, Backend]
     models: Mapping[str, str] = field(default_factory=dict)
     default: str | None = None
+    windows: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def single(cls, backend: Backend) -> Routing:
@@ -91,13 +105,19 @@ class Routing:
 
 
 class _Connection:
-    """A backend's pooled client and its concurrency bound."""
+    """A backend's pooled client and its concurrency bound, and a small client of its own for
+    probing and counting, so that these never wait behind streaming replies."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.slots = asyncio.Semaphore(backend.max_concurrency)
         # Whether requests may reuse a kept-alive connection (see `_open_stream`).
         self.reuse = True
+        self.meta = httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {backend.api_key}"},
+            timeout=httpx2.Timeout(backend.token_timeout, connect=backend.connect_timeout),
+            limits=httpx2.Limits(max_connections=META_CONNECTIONS, max_keepalive_connections=META_CONNECTIONS),
+        )
         self.client = openai.AsyncOpenAI(
             base_url=backend.base_url,
             api_key=backend.api_key,
@@ -138,12 +158,13 @@ def chat_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
 
 
 def completion_parameters(request: GenerationRequest, model: str) -> dict[str, Any]:
-    parameters: dict[str, Any] = {
-        "model": model,
-        "messages": chat_messages(request.messages),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    return {**template_parameters(request, model), "stream": True, "stream_options": {"include_usage": True}}
+
+
+def template_parameters(request: GenerationRequest, model: str) -> dict[str, Any]:
+    """The chat-completions body without its streaming options: also what llama.cpp's
+    /apply-template and vLLM's /tokenize take to render the prompt."""
+    parameters: dict[str, Any] = {"model": model, "messages": chat_messages(request.messages)}
     if request.tools:
         parameters["tools"] = [
             {
@@ -177,7 +198,23 @@ def _status_error(name: str, error: openai.APIStatusError) -> EngineError:
     detail = error.message or error.response.reason_phrase
     if error.status_code == 429:
         return EngineError(f"The model server '{name}' is rate limiting requests: {detail}", code="rate_limit_exceeded")
+    overflow = _overflow(error) if error.status_code in (400, 413) else None
+    if overflow is not None:
+        message = f"The prompt does not fit the context window of the model server '{name}': {detail}"
+        return ContextOverflowError(message, window=overflow or None)
     return EngineError(f"The model server '{name}' answered HTTP {error.status_code}: {detail}")
+
+
+def _overflow(error: openai.APIStatusError) -> int | None:
+    """For a refusal of an over-long prompt, the window the server stated (0 if it stated none);
+    None for any other error."""
+    body = error.body if isinstance(error.body, dict) else {}
+    if body.get("type") == "exceed_context_size_error" and isinstance(body.get("n_ctx"), int):
+        return int(body["n_ctx"])  # llama.cpp says it in so many words
+    found = _OVERFLOW.search(error.message or "")
+    if found is None:
+        return None
+    return int(found.group(1)) if found.group(1) else 0
 
 
 class OpenAICompatibleEngine:
@@ -186,6 +223,9 @@ class OpenAICompatibleEngine:
     def __init__(self, routing: Routing) -> None:
         self._routing = routing
         self._connections: dict[str, _Connection] = {}
+        # What each (backend, upstream model) server told, asked once; and windows learned from refusals.
+        self._facts: dict[tuple[str, str], asyncio.Task[ModelFacts]] = {}
+        self._learned_windows: dict[tuple[str, str], int] = {}
 
     @classmethod
     def for_url(cls, base_url: str, **backend: Any) -> OpenAICompatibleEngine:
@@ -203,21 +243,58 @@ class OpenAICompatibleEngine:
     def backend_name(self, model: str) -> str:
         return self._routing.backend_for(model)[0]
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return sum(
-            estimate_tokens(message.content)
-            + sum(estimate_tokens(call.name) + estimate_tokens(call.arguments) for call in message.tool_calls)
-            for message in request.messages
-        )
+    async def context_window(self, model: str) -> int:
+        name, backend = self._routing.backend_for(model)
+        upstream = backend.model or model
+        window = self._routing.windows.get(model) or backend.context_window
+        if window is None:
+            window = (await self._model_facts(name, backend, upstream)).window or DEFAULT_CONTEXT_WINDOW
+        learned = self._learned_windows.get((name, upstream))
+        return min(window, learned) if learned is not None else window
+
+    async def tokenizer(self, model: str) -> Tokenizer:
+        name, backend = self._routing.backend_for(model)
+        return (await self._model_facts(name, backend, backend.model or model)).tokenizer
+
+    async def _model_facts(self, name: str, backend: Backend, upstream: str) -> ModelFacts:
+        """What the server told about `upstream`, asked on first use by one request however many
+        runs need it; not kept when the server could not be reached (it may be starting)."""
+        key = (name, upstream)
+        task = self._facts.get(key)
+        if task is None:
+            task = self._facts[key] = asyncio.create_task(self._probe(name, backend, upstream))
+        try:
+            # Shielded: a run cancelled meanwhile must not cancel the answer other runs wait for.
+            return await asyncio.shield(task)
+        except Exception as error:
+            # Unreachable (it may be starting), or an answer this engine misread: estimate this
+            # time, ask again next time.
+            if not isinstance(error, Unreachable):
+                logger.warning("model server '%s' could not be probed for %s", name, upstream, exc_info=error)
+            if self._facts.get(key) is task:
+                del self._facts[key]
+            return ModelFacts("unreachable", None, EstimatingTokenizer())
+
+    async def _probe(self, name: str, backend: Backend, upstream: str) -> ModelFacts:
+        facts = await probe(self._connection(name, backend).meta, backend.base_url, upstream, template_parameters)
+        window = f"a {facts.window}-token window" if facts.window else "no stated window"
+        logger.info("model server '%s' (%s) serves %s with %s", name, facts.server, upstream, window)
+        return facts
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         name, backend = self._routing.backend_for(request.model)
         connection = self._connection(name, backend)
-        parameters = completion_parameters(request, backend.model or request.model)
+        upstream = backend.model or request.model
+        parameters = completion_parameters(request, upstream)
         async with connection.slots:
-            response = await self._open_stream(name, backend, connection, parameters)
             try:
-                async for chunk in self._chunks(name, backend, response, request):
+                response = await self._open_stream(name, backend, connection, parameters)
+            except ContextOverflowError as overflow:
+                if overflow.window is not None:
+                    self._learned_windows[(name, upstream)] = overflow.window
+                raise
+            try:
+                async for chunk in self._chunks(name, backend, response):
                     yield chunk
             finally:
                 # Closing the response closes the upstream request: a cancelled run stops the model.
@@ -260,12 +337,9 @@ class OpenAICompatibleEngine:
                     raise EngineError(message) from error
         raise AssertionError("unreachable")
 
-    async def _chunks(
-        self, name: str, backend: Backend, response: httpx2.Response, request: GenerationRequest
-    ) -> AsyncIterator[Chunk]:
+    async def _chunks(self, name: str, backend: Backend, response: httpx2.Response) -> AsyncIterator[Chunk]:
         finish_reason: FinishReason | None = None
         usage: Usage | None = None
-        fragments = 0
         timeout = backend.first_token_timeout
         lines = response.aiter_lines().__aiter__()
         while True:
@@ -288,10 +362,8 @@ class OpenAICompatibleEngine:
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
                 if delta.get("content"):
-                    fragments += 1
                     yield TextDelta(delta["content"])
                 for call in delta.get("tool_calls") or ():
-                    fragments += 1
                     function = call.get("function") or {}
                     yield ToolCallDelta(
                         index=int(call.get("index") or 0),
@@ -303,13 +375,15 @@ class OpenAICompatibleEngine:
                     finish_reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
         if finish_reason is None:
             raise EngineError(f"The model server '{name}' ended its reply without finishing it.")
-        if usage is None:
-            usage = Usage(self.count_prompt_tokens(request), fragments)
         yield Finish(finish_reason, usage)
 
     async def aclose(self) -> None:
+        for task in self._facts.values():
+            task.cancel()
+        self._facts.clear()
         for connection in self._connections.values():
             await connection.client.close()
+            await connection.meta.aclose()
         self._connections.clear()
 
 
@@ -328,36 +402,54 @@ async def _next_chunk(lines: AsyncIterator[str]) -> dict[str, Any] | None:
     return None
 
 
-def routing_from_file(path: str) -> Routing:
-    """Backends from a TOML file:
+def routing_from_file(path: str, *, context_window: int | None = None) -> Routing:
+    """Backends from a TOML file; `context_window` is the window of backends that state none.
 
     default = "vllm"                     # backend for models not listed below
     [backends.vllm]
     base_url = "http://gpu-box:8000/v1"
     model = "meta-llama/Llama-3.1-8B-Instruct"   # optional upstream name
     max_concurrency = 64                 # and api_key, connect_timeout, first_token_timeout, token_timeout
+    context_window = 32768               # optional: else asked from the server
     [backends.ollama]
     base_url = "http://127.0.0.1:11434/v1"
     [models]
     "llama3.1" = "ollama"
+    "qwen2.5" = { backend = "ollama", context_window = 8192 }   # a model's own window
     """
     with open(path, "rb") as file:
         document = tomllib.load(file)
-    backends = {name: Backend(**settings) for name, settings in document.get("backends", {}).items()}
-    models = dict(document.get("models", {}))
+    backends = {
+        name: Backend(**{"context_window": context_window, **settings})
+        for name, settings in document.get("backends", {}).items()
+    }
+    models: dict[str, str] = {}
+    windows: dict[str, int] = {}
+    for model, entry in document.get("models", {}).items():
+        if isinstance(entry, dict):
+            models[model] = entry.get("backend", "")
+            if "context_window" in entry:
+                windows[model] = int(entry["context_window"])
+        else:
+            models[model] = entry
     default = document.get("default")
     for model, backend in [*models.items(), *([("default", default)] if default else [])]:
         if backend not in backends:
             raise ValueError(f"{path}: {model!r} names backend {backend!r}, which is not configured.")
-    return Routing(backends=backends, models=models, default=default)
+    return Routing(backends=backends, models=models, default=default, windows=windows)
 
 
 def engine_from_options(
-    *, base_url: str | None = None, config_file: str | None = None, **backend: Any
+    *,
+    base_url: str | None = None,
+    config_file: str | None = None,
+    context_window: int | None = None,
+    **backend: Any,
 ) -> OpenAICompatibleEngine:
-    """The engine from a config file, or from one backend's settings (`base_url`, `api_key`, `model`, ...)."""
+    """The engine from a config file, or from one backend's settings (`base_url`, `api_key`, `model`,
+    ...); `context_window`, when given, is the window of every backend that states none."""
     if config_file:
-        return OpenAICompatibleEngine(routing_from_file(config_file))
+        return OpenAICompatibleEngine(routing_from_file(config_file, context_window=context_window))
     if not base_url:
         raise ValueError("The openai engine needs a base URL (--engine-url) or a config file (--engine-config).")
-    return OpenAICompatibleEngine.for_url(base_url, **backend)
+    return OpenAICompatibleEngine.for_url(base_url, context_window=context_window, **backend)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
-from sovereign_server.runs.items import item_message
+from sovereign_server.runs.context import item_message
 from sovereign_storage import (
     FUNCTION_CALL_PREFIX,
     FUNCTION_OUTPUT_PREFIX,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sovereign_server.caller import Caller
-from sovereign_server.engines import Engine, EngineError, GenerationRequest
+from sovereign_server.engines import Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
 from sovereign_server.responses.context import conversation_item, engine_messages, generation_request
 from sovereign_server.responses.model import (
@@ -37,6 +37,7 @@ from sovereign_server.responses.model import (
     ResponseObserver,
 )
 from sovereign_server.runs.channel import Channel
+from sovereign_server.runs.fitting import Fitted, budget_for, fit_messages
 from sovereign_server.runs.generation import Cancellation, Generation
 from sovereign_server.runs.model import StreamError
 from sovereign_storage import (
@@ -58,6 +59,10 @@ from sovereign_storage import (
 logger = logging.getLogger("sovereign.responses")
 
 FAILURE_MESSAGE = "The server had an error while processing your request."
+CONTEXT_TOO_LONG = (
+    "The input is longer than the model's context window allows; "
+    "set 'truncation' to 'auto' to leave out the oldest of it."
+)
 
 Publish = Callable[[ResponseEventType, ResponseEventData], None]
 
@@ -222,10 +227,12 @@ class ResponseExecution:
     async def generate(self) -> None:
         if self.response.status is not ResponseStatus.IN_PROGRESS:
             return
-        request = self._request()
-        prompt_tokens = self._engine.count_prompt_tokens(request)
+        fitted = await self._request()
+        if fitted is None:
+            await self._fail(LastError("invalid_prompt", CONTEXT_TOO_LONG))
+            return
         timing = self._observer.token_timing(self.response.model, self._engine.backend_name(self.response.model))
-        self._generation = Generation(self._engine, request, prompt_tokens, timing)
+        self._generation = Generation(self._engine, fitted.request, fitted.prompt_tokens, timing)
         reply = await self._generation.run(self, self.cancellation)
         if reply is None:
             await self._end(ResponseStatus.CANCELLED)
@@ -234,12 +241,25 @@ class ResponseExecution:
         else:
             await self._end(ResponseStatus.COMPLETED)
 
-    def _request(self) -> GenerationRequest:
+    async def _request(self) -> Fitted | None:
         """What the engine is sent. The one place its messages are assembled: the response's
         instructions, then the items of its context (earlier responses or its conversation, and
-        its own input), oldest first."""
-        messages = engine_messages(self.response.instructions, self._context)
-        return generation_request(self.response, messages)
+        its own input), oldest first; fitted to the model's window less the reply's room
+        (`runs.fitting`). With `truncation: auto` the oldest turns are left out until it fits;
+        else (and when not even the newest turn fits) None: it does not fit."""
+        response = self.response
+        request = generation_request(response, engine_messages(response.instructions, self._context))
+        window = await self._engine.context_window(response.model)
+        tokenizer = await self._engine.tokenizer(response.model)
+        budget = budget_for(window, max_completion_tokens=response.max_output_tokens)
+        fitted = await fit_messages(request, tokenizer, budget.prompt)
+        if fitted is None or (response.truncation != "auto" and fitted.request.messages != request.messages):
+            return None
+        if response.max_output_tokens is not None:
+            # No more than the window still holds: some servers refuse a request that asks for more.
+            room = min(response.max_output_tokens, window - fitted.prompt_tokens)
+            fitted = replace(fitted, request=replace(fitted.request, max_completion_tokens=max(room, 1)))
+        return fitted
 
     async def on_text(self, text: str) -> None:
         self._output.text(text)

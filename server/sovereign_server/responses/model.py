@@ -131,6 +131,7 @@ class ResponseOptions:
     store: bool = True
     background: bool = False
     max_output_tokens: int | None = None
+    truncation: str = "disabled"
     temperature: float | None = None
     top_p: float | None = None
     text_format: dict[str, Any] | None = None

@@ -92,6 +92,7 @@ def new_response(
         top_p=top_p,
         text_format=text_format,
         max_output_tokens=options.max_output_tokens,
+        truncation=options.truncation,
         metadata=options.metadata,
         usage=None,
         error=None,

@@ -77,7 +77,11 @@ def merge_text_deltas(batch: list[Event]) -> list[Event]:
         data = event.data
         if merged and isinstance(data, MessageDelta):
             last = merged[-1].data
-            if isinstance(last, MessageDelta) and (last.message_id, last.index) == (data.message_id, data.index):
+            if (
+                isinstance(last, MessageDelta)
+                and (last.message_id, last.index) == (data.message_id, data.index)
+                and not (last.annotations or data.annotations)
+            ):
                 merged[-1] = Event(event.name, MessageDelta(data.message_id, last.text + data.text, data.index))
                 continue
         merged.append(event)

@@ -1,8 +1,9 @@
 """One stretch of a run's execution, read top to bottom: from `queued` until the run ends or waits
 for tool outputs.
 
-    begin      queued -> in_progress, and the thread's messages and the run's steps read
-    generate   the engine's chunks -> a reply message or a tool-calls step -> events
+    begin      queued -> in_progress, and the newest of the thread's messages and the run's steps read
+    generate   the context fitted to the model's window; the engine's chunks -> a reply message or
+               a tool-calls step -> events
     end        completed | incomplete | requires_action, or failed | cancelled with what was
                half-written closed (a partial reply is kept `incomplete`)
 
@@ -18,15 +19,15 @@ import logging
 import time
 from asyncio import to_thread
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from sovereign_server.caller import Caller
-from sovereign_server.engines import Engine, EngineError
+from sovereign_server.engines import ContextOverflowError, Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
 from sovereign_server.runs.background import GrowingReplies
 from sovereign_server.runs.channel import EventChannel
-from sovereign_server.runs.context import generation_request, last_messages
+from sovereign_server.runs.context import Context, RunPrompt, fit_run, read_context
 from sovereign_server.runs.generation import Cancellation, Generation, Reply
 from sovereign_server.runs.model import (
     DONE,
@@ -40,6 +41,7 @@ from sovereign_server.runs.model import (
     StreamError,
     ToolCallDelta,
 )
+from sovereign_server.runs.tools import Citation, ServerTools
 from sovereign_storage import (
     IncompleteDetails,
     LastError,
@@ -64,15 +66,8 @@ logger = logging.getLogger("sovereign.runs")
 ENGINE_FAILURE_MESSAGE = "The server had an error while processing the run."
 # OpenAI lists at most 100 steps a page; a run with more tool rounds than that is not expected.
 ALL_STEPS = PageRequest(limit=100, order="asc")
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a run reads when it starts: the thread's messages (as its truncation strategy allows,
-    oldest first) and the run's own steps (earlier tool rounds)."""
-
-    messages: list[MessageRecord]
-    steps: list[RunStepRecord]
+# Model turns that may call server tools (file_search) in one stretch before it must answer.
+MAX_SERVER_TOOL_ROUNDS = 8
 
 
 # The start of a stretch: the queued -> in_progress change, and the context if it applied.
@@ -91,6 +86,7 @@ class RunExecution:
         expires_in: int,
         caller: Caller,
         observer: RunObserver,
+        tools: ServerTools | None = None,
     ) -> None:
         self.run = run
         self._caller = caller
@@ -108,6 +104,19 @@ class RunExecution:
         self._tool_step: RunStepRecord | None = None
         # The usage of the run's earlier stretches (from its steps); None until read.
         self._earlier_usage: Usage | None = None
+        # Token counts of messages counted for this stretch, kept with its next status change.
+        self._counted: dict[str, int] = {}
+        self._tokenizer_key: str | None = None
+        # Tools the server runs itself: the calls of the current turn that are theirs (by index),
+        # the rounds of them so far, and the reply's citations once it is complete.
+        self._tools = tools
+        self._server_calls: set[int] = set()
+        self._server_rounds = 0
+        self._citation: Citation | None = None
+
+    @property
+    def repository(self) -> Repository:
+        return self._repository
 
     def publish(self, *events: Event) -> None:
         for event in events:
@@ -146,9 +155,8 @@ class RunExecution:
         if not started.applied:
             return started, None
         run = started.record
-        messages = self._repository.thread_messages(run.thread_id, last_messages(run))
         steps = [] if fresh else self._repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
-        return started, Context(messages, steps)
+        return started, read_context(self._repository, run, steps)
 
     async def start(self, begun: Begun) -> Context | None:
         """Publishes the start of the run; None if it could not start (cancelled or expired meanwhile)."""
@@ -165,23 +173,41 @@ class RunExecution:
     async def generate(self, context: Context | None) -> None:
         if context is None:
             return
-        request = generation_request(self.run, context.messages, context.steps)
         self._earlier_usage = sum((step.usage for step in context.steps if step.usage), Usage())
-        prompt_tokens = self._engine.count_prompt_tokens(request)
-        if self.run.max_prompt_tokens is not None and prompt_tokens > self.run.max_prompt_tokens:
+        prompt = await self._fit(context)
+        if prompt.fitted is None:
+            # Not even the newest message fits: nothing is sent, as OpenAI ends such runs.
             details = IncompleteDetails("max_prompt_tokens")
             await self._transition(
                 RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
             )
             return
+        request = prompt.fitted.request
+        if self._tools is not None:
+            # Server tools (file_search) join the fitted request, or put what they found in it.
+            oldest_first = list(reversed(context.recent))
+            request = await self._tools.prepare(self, request, oldest_first, context.steps)
+            self._server_calls = set()
         timing = self._observer.token_timing(self.run.model, self._engine.backend_name(self.run.model))
-        self._generation = Generation(self._engine, request, prompt_tokens, timing)
-        reply = await self._generation.run(self, self.cancellation)
+        self._generation = Generation(self._engine, request, prompt.fitted.prompt_tokens, timing)
+        try:
+            reply = await self._generation.run(self, self.cancellation)
+        except ContextOverflowError as overflow:
+            # The server's window is smaller than the one fitted to (it said so): fit again, once,
+            # if nothing was generated yet.
+            smaller = overflow.window is not None and overflow.window < prompt.budget.window
+            if not smaller or self._message is not None or self._tool_step is not None:
+                raise
+            logger.warning("run %s: %s; fitting its context again", self.run.id, overflow.message)
+            await self.generate(context)
+            return
         if reply is None:
             await self.end_cancelled()
         elif reply.finish_reason == "tool_calls" and reply.tool_calls:
-            await self._require_action(reply)
+            if not await self._run_server_tools(reply):
+                await self._require_action(reply)
         elif reply.finish_reason == "length":
+            await self._cite()
             await self._end(
                 RunStatus.INCOMPLETE,
                 reply,
@@ -190,7 +216,67 @@ class RunExecution:
                 run_details=IncompleteDetails("max_completion_tokens"),
             )
         else:
+            await self._cite()
             await self._end(RunStatus.COMPLETED, reply, MessageStatus.COMPLETED)
+
+    async def _fit(self, context: Context) -> RunPrompt:
+        used = self._earlier_usage.prompt_tokens if self._earlier_usage is not None else 0
+        prompt = await fit_run(
+            self.run, context, self._engine, self._repository, self._counted, prompt_tokens_used=used
+        )
+        self._tokenizer_key = prompt.tokenizer_key
+        if prompt.fitted is not None:
+            fitted = prompt.fitted
+            logger.debug(
+                "run %s: %d turns of its thread sent, %d prompt tokens (%s) of %d, window %d",
+                self.run.id,
+                fitted.turns,
+                fitted.prompt_tokens,
+                "exact" if fitted.exact else "estimated",
+                prompt.budget.prompt,
+                prompt.budget.window,
+            )
+        return prompt
+
+    async def _run_server_tools(self, reply: Reply) -> bool:
+        """Runs the calls the server handles itself (file_search) and generates again with their
+        results; the model's other calls then wait for the caller's outputs. False if it made none."""
+        tools = self._tools
+        if tools is None or self._server_rounds >= MAX_SERVER_TOOL_ROUNDS:
+            return False
+        server = [call for call in reply.tool_calls if tools.handles(call.name)]
+        if not server:
+            return False
+        self._server_rounds += 1
+        client = tuple(call for call in reply.tool_calls if not tools.handles(call.name))
+        # Text before the calls is a finished message; the next turn writes a new one.
+        self.publish(*await to_thread(self._end_message, MessageStatus.COMPLETED, None, None))
+        self._message = None
+        # The turn's usage goes with the step that waits for the caller, if any.
+        await tools.execute(self, server, None if client else reply.usage)
+        if client:
+            await self._require_action(replace(reply, tool_calls=client))
+        else:
+            await self.generate(await to_thread(self._read_context))
+        return True
+
+    def _read_context(self) -> Context:
+        steps = self._repository.list_steps(self.run.thread_id, self.run.id, ALL_STEPS).items
+        return read_context(self._repository, self.run, steps)
+
+    async def _cite(self) -> None:
+        """Annotates the reply with the files it cites (`file_citation`), in one last delta."""
+        if self._tools is None:
+            return
+        citation = await self._tools.cite(self, self._generation.text if self._generation else "")
+        if citation is None:
+            return
+        if self._message is None:
+            await self._open_message()
+        assert self._message is not None
+        self._citation = citation
+        delta = MessageDelta(self._message.id, citation.suffix, annotations=citation.annotations)
+        self.channel.publish(Event(EventName.MESSAGE_DELTA, delta))
 
     async def on_text(self, text: str) -> None:
         if self._message is None:
@@ -201,6 +287,12 @@ class RunExecution:
         self._growing.grew(self._message.id, self._generation)
 
     async def on_tool_call(self, fragment: EngineToolCallDelta) -> None:
+        if self._tools is not None and (
+            fragment.index in self._server_calls or (fragment.name and self._tools.handles(fragment.name))
+        ):
+            # The server's own call: recorded as its own step when it runs, not streamed as a function.
+            self._server_calls.add(fragment.index)
+            return
         if self._tool_step is None:
             new_step = NewStep(self.run.id, self.run.thread_id, self.run.assistant_id, "tool_calls", ToolCalls())
             self._tool_step = await to_thread(self._repository.create_step, new_step)
@@ -317,8 +409,18 @@ class RunExecution:
             )
         return events
 
+    def _keep_counts(self) -> None:
+        """Stores the token counts made for this stretch, with the status change that follows them
+        (no write of their own)."""
+        if self._counted and self._tokenizer_key is not None:
+            self._repository.save_token_counts(self._tokenizer_key, self._counted)
+        self._counted = {}
+
     def _final_text(self) -> tuple[TextContent, ...]:
-        return (TextContent(self._generation.text if self._generation else ""),)
+        text = self._generation.text if self._generation else ""
+        if self._citation is not None:
+            return (TextContent(text + self._citation.suffix, self._citation.annotations),)
+        return (TextContent(text),)
 
     def _usage_so_far(self) -> Usage:
         current = self._generation.usage if self._generation is not None else Usage()
@@ -339,6 +441,7 @@ class RunExecution:
         def write() -> tuple[list[Event], Transition[RunRecord]]:
             with self._repository.batch():
                 events = also() if also is not None else []
+                self._keep_counts()
                 values = changes() if callable(changes) else changes
                 return events, self._repository.transition_run(self.run.id, to, RUNS.sources(to), values)
 

@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 from sovereign_server.caller import Caller
 from sovereign_server.runs.generation import TokenTiming
 from sovereign_storage import (
+    FileCitation,
     MessageRecord,
     MessageStatus,
     NewMessage,
@@ -144,11 +145,12 @@ MESSAGES = StateTable[MessageStatus, EventName](
 
 @dataclass(frozen=True)
 class MessageDelta:
-    """Text appended to a reply's content part `index`."""
+    """Text appended to a reply's content part `index`, with the annotations it brings."""
 
     message_id: str
     text: str
     index: int = 0
+    annotations: tuple[FileCitation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class ToolCallDelta:
     call_id: str | None
     name: str | None
     arguments: str
+    # `function`, or `file_search` for a search the server runs (introduced whole, with no arguments).
+    kind: str = "function"
 
 
 @dataclass(frozen=True)

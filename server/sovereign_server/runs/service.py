@@ -31,8 +31,10 @@ from sovereign_server.runs.model import (
     RunOptions,
     ToolOutput,
 )
+from sovereign_server.runs.tools import ServerTools
 from sovereign_storage import (
     AssistantRecord,
+    FunctionCall,
     NewRun,
     Repository,
     RunRecord,
@@ -87,8 +89,11 @@ class RunManager:
         settings: RunSettings | None = None,
         *,
         observer: RunObserver | None = None,
+        tools: ServerTools | None = None,
     ) -> None:
         self._repository = repository
+        # Tools the server runs itself during runs (file_search); None: none.
+        self._tools = tools
         self._observer: RunObserver = observer or NoObserver()
         self._engine = engine
         self.settings = settings or RunSettings()
@@ -229,7 +234,7 @@ class RunManager:
 
     def _execution(self, run: RunRecord, repository: Repository, caller: Caller) -> RunExecution:
         return RunExecution(
-            run, repository, self._engine, self._growing, self.settings.expires_in, caller, self._observer
+            run, repository, self._engine, self._growing, self.settings.expires_in, caller, self._observer, self._tools
         )
 
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:
@@ -253,7 +258,11 @@ def _answer_tool_calls(repository: Repository, thread_id: str, run_id: str, outp
     if not waiting or not isinstance(waiting[-1].step_details, ToolCalls):
         return []
     step = waiting[-1]
-    calls = tuple(replace(call, output=outputs.get(call.id)) for call in waiting[-1].step_details.tool_calls)
+    calls = tuple(
+        # Calls the server ran itself (file_search) already have their output.
+        replace(call, output=outputs.get(call.id)) if isinstance(call, FunctionCall) else call
+        for call in waiting[-1].step_details.tool_calls
+    )
     done = StepStatus.COMPLETED
     completed = repository.transition_step(step.id, done, STEPS.sources(done), {"step_details": ToolCalls(calls)})
     return [Event(STEPS.event(done), completed.record)] if completed.applied else []

@@ -5,6 +5,7 @@ import json
 from asyncio import to_thread
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from google.api import httpbody_pb2
 from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
 from sovereign_server import convert, sse, validation
 from sovereign_server.caller import current_caller
+from sovereign_server.files.service import FileService, inline_vector_stores
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import EventChannel, RunManager
 from sovereign_server.runs.channel import merge_text_deltas
@@ -30,10 +32,14 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     Server-Sent Events when `stream` is set) and gRPC callers with typed `RunEvent`s; both render
     the same events from `RunManager`."""
 
-    def __init__(self, repository: Repository, runs: RunManager, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, repository: Repository, runs: RunManager, metrics: Metrics | None = None, files: FileService | None = None
+    ) -> None:
         super().__init__(repository)
         self._runs = runs
         self._metrics = metrics
+        # Makes the vector stores of a new thread's `tool_resources.file_search.vector_stores` helpers.
+        self._files = files
 
     # ------------------------------------------------------------------ creating and resuming runs
 
@@ -83,7 +89,11 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
         self, request: run_service_pb2.CreateThreadAndRunRequest
     ) -> tuple[RunRecord, EventChannel]:
         thread, options = convert.new_thread(request.thread), convert.run_options(request)
-        return await self._runs.create_thread_and_run(current_caller(), thread, options)
+        caller = current_caller()
+        resources = await inline_vector_stores(
+            self._files, caller.project_id, thread.tool_resources, "thread.tool_resources"
+        )
+        return await self._runs.create_thread_and_run(caller, replace(thread, tool_resources=resources), options)
 
     async def _submit_tool_outputs(
         self, request: run_service_pb2.SubmitToolOutputsRequest
@@ -152,10 +162,10 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
             convert.page_request(request),
         )
         return run_service_pb2.ListRunStepsResponse(
-            data=[convert.step_message(step) for step in page.items],
+            data=[convert.step_message(step, convert.SEARCH_CONTENT in request.include) for step in page.items],
             **convert.list_envelope([step.id for step in page.items], page.has_more),
         )
 
     async def GetRunStep(self, request: run_service_pb2.GetRunStepRequest, context: Context) -> run_pb2.RunStep:
         step = await to_thread(self._repository.get_step, request.thread_id, request.run_id, request.step_id)
-        return convert.step_message(step)
+        return convert.step_message(step, convert.SEARCH_CONTENT in request.include)

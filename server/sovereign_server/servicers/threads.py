@@ -13,18 +13,27 @@ from sovereign_assistant.v1 import (
     thread_service_pb2_grpc,
 )
 from sovereign_server import convert, validation
+from sovereign_server.caller import current_caller
 from sovereign_server.errors import InvalidRequestError
+from sovereign_server.files.service import FileService, inline_vector_stores
 from sovereign_server.servicers.scope import CallerScoped
+from sovereign_storage import Repository
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ThreadServicer(CallerScoped, thread_service_pb2_grpc.ThreadServiceServicer):
+    def __init__(self, repository: Repository, files: FileService | None = None) -> None:
+        super().__init__(repository)
+        # Makes the vector stores of `tool_resources.file_search.vector_stores` helpers.
+        self._files = files
+
     async def CreateThread(
         self, request: thread_service_pb2.CreateThreadRequest, context: Context
     ) -> thread_pb2.Thread:
         messages = convert.new_messages(request.messages)
         tool_resources = validation.check_tool_resources(convert.from_value(request, "tool_resources"))
+        tool_resources = await inline_vector_stores(self._files, current_caller().project_id, tool_resources)
         metadata = validation.check_metadata(dict(request.metadata))
         thread, _ = await to_thread(self._repository.create_thread, tool_resources, metadata, messages)
         return convert.thread_message(thread)
@@ -40,6 +49,8 @@ class ThreadServicer(CallerScoped, thread_service_pb2_grpc.ThreadServiceServicer
             if request.HasField("tool_resources")
             else None
         )
+        if tool_resources is not None:
+            tool_resources = await inline_vector_stores(self._files, current_caller().project_id, tool_resources)
         metadata = (
             validation.check_metadata(convert.from_value(request, "metadata")) if request.HasField("metadata") else None
         )

@@ -96,7 +96,7 @@ class Response(_message.Message):
     top_logprobs: _builtins.int
     top_p: _builtins.float
     truncation: _builtins.str
-    """Always `disabled`."""
+    """`disabled` or `auto`."""
     @_builtins.property
     def completed_at(self) -> _struct_pb2.Value:
         """Unix seconds once completed, else null."""

@@ -41,6 +41,7 @@ class CreateResponseRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
+    TRUNCATION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Required unless `prompt` names an assistant, whose model it then is."""
     instructions: _builtins.str
@@ -58,6 +59,10 @@ class CreateResponseRequest(_message.Message):
     """At least 16."""
     temperature: _builtins.float
     top_p: _builtins.float
+    truncation: _builtins.str
+    """`disabled` (the default): a context longer than the model's window fails the response;
+    `auto`: its oldest turns are left out until it fits.
+    """
     @_builtins.property
     def input(self) -> _struct_pb2.Value:
         """A string (one user message), or an array of input items: messages (`{"role", "content"}`,
@@ -123,10 +128,11 @@ class CreateResponseRequest(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         include: _abc.Iterable[_builtins.str] | None = ...,
         prompt: _struct_pb2.Value | None = ...,
+        truncation: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_instructions", b"_instructions", "_max_output_tokens", b"_max_output_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_previous_response_id", b"_previous_response_id", "_store", b"_store", "_temperature", b"_temperature", "_top_p", b"_top_p", "background", b"background", "conversation", b"conversation", "input", b"input", "instructions", b"instructions", "max_output_tokens", b"max_output_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "previous_response_id", b"previous_response_id", "prompt", b"prompt", "store", b"store", "temperature", b"temperature", "text", b"text", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_instructions", b"_instructions", "_max_output_tokens", b"_max_output_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_previous_response_id", b"_previous_response_id", "_store", b"_store", "_temperature", b"_temperature", "_top_p", b"_top_p", "_truncation", b"_truncation", "background", b"background", "conversation", b"conversation", "input", b"input", "instructions", b"instructions", "max_output_tokens", b"max_output_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "previous_response_id", b"previous_response_id", "prompt", b"prompt", "store", b"store", "temperature", b"temperature", "text", b"text", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation", b"truncation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_instructions", b"_instructions", "_max_output_tokens", b"_max_output_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_previous_response_id", b"_previous_response_id", "_store", b"_store", "_temperature", b"_temperature", "_top_p", b"_top_p", "background", b"background", "conversation", b"conversation", "include", b"include", "input", b"input", "instructions", b"instructions", "max_output_tokens", b"max_output_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "previous_response_id", b"previous_response_id", "prompt", b"prompt", "store", b"store", "stream", b"stream", "temperature", b"temperature", "text", b"text", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_instructions", b"_instructions", "_max_output_tokens", b"_max_output_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_previous_response_id", b"_previous_response_id", "_store", b"_store", "_temperature", b"_temperature", "_top_p", b"_top_p", "_truncation", b"_truncation", "background", b"background", "conversation", b"conversation", "include", b"include", "input", b"input", "instructions", b"instructions", "max_output_tokens", b"max_output_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "previous_response_id", b"previous_response_id", "prompt", b"prompt", "store", b"store", "stream", b"stream", "temperature", b"temperature", "text", b"text", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation", b"truncation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__background: _TypeAlias = _typing.Literal["background"]  # noqa: Y015
     _WhichOneofArgType__background: _TypeAlias = _typing.Literal["_background", b"_background"]  # noqa: Y015
@@ -146,6 +152,8 @@ class CreateResponseRequest(_message.Message):
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
     _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
     _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    _WhichOneofReturnType__truncation: _TypeAlias = _typing.Literal["truncation"]  # noqa: Y015
+    _WhichOneofArgType__truncation: _TypeAlias = _typing.Literal["_truncation", b"_truncation"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__background) -> _WhichOneofReturnType__background | None: ...
     @_typing.overload
@@ -164,6 +172,8 @@ class CreateResponseRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__truncation) -> _WhichOneofReturnType__truncation | None: ...
 
 Global___CreateResponseRequest: _TypeAlias = CreateResponseRequest  # noqa: Y015
 

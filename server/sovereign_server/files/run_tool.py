@@ -1,0 +1,254 @@
+"""The `file_search` tool of Assistants runs, run by the server itself (`runs.tools.ServerTools`).
+
+The run searches the vector stores of its thread and of its assistant (`tool_resources.file_search`)
+with the tool's `max_num_results` and `ranking_options`. Two ways to reach the model:
+
+- `tools` (default): the model is offered a `file_search(query)` function; when it calls it, the
+  server searches, records a completed `file_search` tool-call step, and generates again with the
+  results as the call's output;
+- `prefetch`, for backends that cannot call tools: before generating, the server searches with the
+  latest user message, records the step, and gives the model the results as a system message.
+
+Each result reaches the model under a marker `【n:m†file name】` (search n of the run, result m);
+markers in the reply become `file_citation` annotations, and a reply that cites nothing gets the
+markers of the files its last search found appended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from asyncio import to_thread
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
+from sovereign_server.files.search import SearchRequest
+from sovereign_server.files.service import FileService
+from sovereign_server.runs.context import message_text
+from sovereign_server.runs.execution import ALL_STEPS
+from sovereign_server.runs.model import STEPS, Event, EventName, ToolCallDelta
+from sovereign_server.runs.tools import Citation, ToolHost
+from sovereign_storage import (
+    FILE_SEARCH,
+    FileCitation,
+    FileSearchCall,
+    FileSearchResult,
+    FunctionCall,
+    MessageRecord,
+    NewStep,
+    NotFoundError,
+    RunStepRecord,
+    StepStatus,
+    ToolCalls,
+    Usage,
+    new_id,
+    search_marker,
+    search_results_text,
+)
+
+# OpenAI's default for its larger models.
+DEFAULT_MAX_RESULTS = 20
+# Files cited at the end of a reply that cited nothing itself.
+MAX_APPENDED_CITATIONS = 3
+MODES = ("tools", "prefetch")
+_MARKER = re.compile(r"【(\d+):(\d+)†[^】]*】")
+
+FILE_SEARCH_FUNCTION = FunctionTool(
+    name=FILE_SEARCH,
+    description=(
+        "Search the files the user provided for passages relevant to a query. Cite what you use with "
+        "the marker shown above each passage, such as 【0:1†notes.txt】."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
+        "required": ["query"],
+    },
+)
+
+
+def _options(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The run's `file_search` tool options, or None when it has no such tool."""
+    for tool in tools:
+        if tool.get("type") == FILE_SEARCH:
+            return dict(tool.get(FILE_SEARCH) or {})
+    return None
+
+
+def _searches(steps: Sequence[RunStepRecord]) -> list[FileSearchCall]:
+    return [
+        call
+        for step in steps
+        if isinstance(step.step_details, ToolCalls)
+        for call in step.step_details.tool_calls
+        if isinstance(call, FileSearchCall)
+    ]
+
+
+def _last_user_text(messages: Sequence[MessageRecord]) -> str:
+    return next((message_text(m.content) for m in reversed(messages) if m.role == "user"), "")
+
+
+class FileSearchTool:
+    """`ServerTools` for `file_search` (see the module docstring)."""
+
+    def __init__(self, files: FileService, mode: str = "tools") -> None:
+        if mode not in MODES:
+            raise ValueError(f"file search mode must be one of {MODES}, got {mode!r}")
+        self._files = files
+        self.mode = mode
+
+    def handles(self, name: str) -> bool:
+        return name == FILE_SEARCH
+
+    async def prepare(
+        self,
+        host: ToolHost,
+        request: GenerationRequest,
+        messages: Sequence[MessageRecord],
+        steps: Sequence[RunStepRecord],
+    ) -> GenerationRequest:
+        options = _options(host.run.tools)
+        if options is None:
+            return request
+        if self.mode == "tools":
+            choice = request.tool_choice
+            if isinstance(choice, Mapping) and choice.get("type") == FILE_SEARCH:
+                choice = {"type": "function", "function": {"name": FILE_SEARCH}}
+            return replace(request, tools=(*request.tools, FILE_SEARCH_FUNCTION), tool_choice=choice)
+        searches = _searches(steps)
+        prefetched = [call for call in searches if call.prefetched]
+        if prefetched:
+            call = prefetched[-1]
+        else:
+            query = _last_user_text(messages)
+            call = (await self._record(host, [(new_id("call"), query)], options, len(searches), True, None))[0]
+        context = ChatMessage(
+            role="system",
+            content="Passages from the user's files that may answer the latest message; cite what you use "
+            "with the marker above it.\n\n" + search_results_text(call),
+        )
+        conversation = list(request.messages)
+        last_user = max((i for i, m in enumerate(conversation) if m.role == "user"), default=len(conversation))
+        conversation.insert(last_user, context)
+        return replace(request, messages=tuple(conversation))
+
+    async def execute(self, host: ToolHost, calls: Sequence[FunctionCall], usage: Usage | None) -> None:
+        options = _options(host.run.tools) or {}
+        steps = await to_thread(host.repository.list_steps, host.run.thread_id, host.run.id, ALL_STEPS)
+        fallback = ""
+        queries = []
+        for call in calls:
+            query = _query(call.arguments)
+            if query is None:
+                if not fallback:
+                    messages = await to_thread(host.repository.thread_messages, host.run.thread_id, 20)
+                    fallback = _last_user_text(messages)
+                query = fallback
+            queries.append((call.id, query))
+        await self._record(host, queries, options, len(_searches(steps.items)), False, usage)
+
+    async def _record(
+        self,
+        host: ToolHost,
+        queries: Sequence[tuple[str, str]],
+        options: Mapping[str, Any],
+        first_number: int,
+        prefetched: bool,
+        usage: Usage | None,
+    ) -> list[FileSearchCall]:
+        """Searches, as a `tool_calls` step that is created in progress and completed with the results."""
+        threshold = float((options.get("ranking_options") or {}).get("score_threshold", 0.0))
+        pending = tuple(
+            FileSearchCall(call_id, query, (), threshold, first_number + index, prefetched)
+            for index, (call_id, query) in enumerate(queries)
+        )
+        run = host.run
+        step = await to_thread(
+            host.repository.create_step,
+            NewStep(run.id, run.thread_id, run.assistant_id, "tool_calls", ToolCalls(pending)),
+        )
+        host.publish(Event(EventName.STEP_CREATED, step), Event(EventName.STEP_IN_PROGRESS, step))
+        host.publish(
+            *(
+                Event(EventName.STEP_DELTA, ToolCallDelta(step.id, index, call.id, None, "", kind=FILE_SEARCH))
+                for index, call in enumerate(pending)
+            )
+        )
+        store_ids = await self._vector_stores(host)
+        done = []
+        for call in pending:
+            hits = []
+            if store_ids and call.query.strip():
+                request = SearchRequest(
+                    vector_store_ids=tuple(store_ids),
+                    queries=(call.query,),
+                    max_num_results=int(options.get("max_num_results", DEFAULT_MAX_RESULTS)),
+                    score_threshold=threshold,
+                )
+                hits = await self._files.search(host.repository.project_id, request)
+            results = tuple(FileSearchResult(hit.file_id, hit.filename, hit.score, hit.text) for hit in hits)
+            done.append(replace(call, results=results))
+        to = StepStatus.COMPLETED
+        changes = {"step_details": ToolCalls(tuple(done)), "usage": usage}
+        completed = await to_thread(host.repository.transition_step, step.id, to, STEPS.sources(to), changes)
+        if completed.applied:
+            host.publish(Event(STEPS.event(to), completed.record))
+        return done
+
+    async def _vector_stores(self, host: ToolHost) -> list[str]:
+        """The vector stores of the run's thread, then of its assistant (if it still exists)."""
+
+        def read() -> list[str]:
+            repository = host.repository
+            found: list[str] = []
+            resources = [repository.get_thread(host.run.thread_id).tool_resources]
+            with contextlib.suppress(NotFoundError):  # a deleted assistant's stores are gone from the run
+                resources.append(repository.get_assistant(host.run.assistant_id).tool_resources)
+            for resource in resources:
+                for store_id in (resource.get(FILE_SEARCH) or {}).get("vector_store_ids", []):
+                    if store_id not in found:
+                        found.append(store_id)
+            return found
+
+        return await to_thread(read)
+
+    async def cite(self, host: ToolHost, text: str) -> Citation | None:
+        steps = await to_thread(host.repository.list_steps, host.run.thread_id, host.run.id, ALL_STEPS)
+        searches = {call.number: call for call in _searches(steps.items)}
+        if not searches:
+            return None
+        annotations = []
+        for match in _MARKER.finditer(text):
+            call = searches.get(int(match.group(1)))
+            index = int(match.group(2))
+            if call is not None and index < len(call.results):
+                file_id = call.results[index].file_id
+                annotations.append(FileCitation(match.group(0), match.start(), match.end(), file_id))
+        if annotations:
+            return Citation("", tuple(annotations))
+        last = max(searches.values(), key=lambda call: call.number)
+        suffix = ""
+        seen: set[str] = set()
+        appended = []
+        for index, result in enumerate(last.results):
+            if result.file_id in seen or len(seen) == MAX_APPENDED_CITATIONS:
+                continue
+            seen.add(result.file_id)
+            marker = search_marker(last, index)
+            start = len(text) + len(suffix) + 1
+            appended.append(FileCitation(marker, start, start + len(marker), result.file_id))
+            suffix += " " + marker
+        return Citation(suffix, tuple(appended)) if appended else None
+
+
+def _query(arguments: str) -> str | None:
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return None
+    query = value.get("query") if isinstance(value, dict) else None
+    return query if isinstance(query, str) and query.strip() else None
