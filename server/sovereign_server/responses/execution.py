@@ -244,15 +244,20 @@ class ResponseExecution:
     async def _request(self) -> Fitted | None:
         """What the engine is sent. The one place its messages are assembled: the response's
         instructions, then the items of its context (earlier responses or its conversation, and
-        its own input), oldest first; fitted to the model's window less the reply's room
-        (`runs.fitting`). With `truncation: auto` the oldest turns are left out until it fits;
-        else (and when not even the newest turn fits) None: it does not fit."""
+        its own input), oldest first; fitted to the model's window (`runs.fitting`). With
+        `truncation: auto` the oldest turns are left out until it fits, room kept for the reply;
+        else (and when not even the newest turn fits) None: the window cannot hold the input."""
         response = self.response
         request = generation_request(response, engine_messages(response.instructions, self._context))
         window = await self._engine.context_window(response.model)
         tokenizer = await self._engine.tokenizer(response.model)
-        budget = budget_for(window, max_completion_tokens=response.max_output_tokens)
-        fitted = await fit_messages(request, tokenizer, budget.prompt)
+        if response.truncation == "auto":
+            # As a run's: room is kept for the reply, and the oldest turns go first.
+            prompt_budget = budget_for(window, max_completion_tokens=response.max_output_tokens).prompt
+        else:
+            # As OpenAI's: only an input the window cannot hold fails.
+            prompt_budget = window - 1
+        fitted = await fit_messages(request, tokenizer, prompt_budget)
         if fitted is None or (response.truncation != "auto" and fitted.request.messages != request.messages):
             return None
         if response.max_output_tokens is not None:
