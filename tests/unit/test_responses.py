@@ -17,7 +17,7 @@ from sovereign_server.caller import Caller
 from sovereign_server.engines import ChatMessage, EngineError, Finish, TextDelta, ToolCall, ToolCallDelta, Usage
 from sovereign_server.errors import ConflictError, InvalidRequestError, NotFoundError
 from sovereign_server.responses import RESPONSES, ItemReference, ResponseEventType, ResponseManager, ResponseOptions
-from sovereign_server.responses.context import engine_messages, generation_request
+from sovereign_server.responses.context import byte_bound, engine_messages, generation_request
 from sovereign_server.responses.execution import replay
 from sovereign_server.responses.model import UNFINISHED, ContentPartEvent, ResponseEvent
 from sovereign_server.responses.service import assistant_text_format, assistant_tools, page_of
@@ -587,3 +587,13 @@ async def test_a_context_too_long_for_the_window_fails_unless_truncation_is_auto
     sent = engine.requests[-1].messages
     assert sent[-1] == ChatMessage("user", "short")
     assert all(message.content != long.content[0].value for message in sent)  # type: ignore[union-attr]
+
+
+async def test_a_context_far_within_the_window_is_sent_uncounted(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("A"), Finish("stop")])
+    response, _ = await _events(ResponseManager(repository, engine), ResponseOptions(model="m", input=(user("hi"),)))
+    assert response.status is ResponseStatus.COMPLETED
+    # No token was counted: the bytes alone show it fits (counting costs a model server round trips).
+    assert engine.words.counted == []
+    request = engine.requests[0]
+    assert byte_bound(request) >= len(b"hi")

@@ -25,7 +25,7 @@ from typing import Any
 from sovereign_server.caller import Caller
 from sovereign_server.engines import Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
-from sovereign_server.responses.context import conversation_item, engine_messages, generation_request
+from sovereign_server.responses.context import byte_bound, conversation_item, engine_messages, generation_request
 from sovereign_server.responses.model import (
     RESPONSES,
     ArgumentsEvent,
@@ -250,14 +250,17 @@ class ResponseExecution:
         response = self.response
         request = generation_request(response, engine_messages(response.instructions, self._context))
         window = await self._engine.context_window(response.model)
-        tokenizer = await self._engine.tokenizer(response.model)
         if response.truncation == "auto":
             # As a run's: room is kept for the reply, and the oldest turns go first.
             prompt_budget = budget_for(window, max_completion_tokens=response.max_output_tokens).prompt
         else:
             # As OpenAI's: only an input the window cannot hold fails.
             prompt_budget = window - 1
-        fitted = await fit_messages(request, tokenizer, prompt_budget)
+        bound = byte_bound(request)
+        if bound <= prompt_budget:
+            # Surely within the window: sent as it is, uncounted (the engine reports the usage).
+            return Fitted(request, bound, exact=False, turns=len(request.messages))
+        fitted = await fit_messages(request, await self._engine.tokenizer(response.model), prompt_budget)
         if fitted is None or (response.truncation != "auto" and fitted.request.messages != request.messages):
             return None
         if response.max_output_tokens is not None:
