@@ -39,11 +39,13 @@ from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
 from sovereign_server.files.run_tool import FileSearchTool
+from sovereign_server.files.service import FileImages
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.responses import ResponseManager
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
+from sovereign_server.runs.images import ImageFiles
 from sovereign_server.servicers import (
     AdminServicer,
     AssistantServicer,
@@ -148,7 +150,12 @@ def engine_options(config: ServerConfig) -> dict[str, Any]:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
+        return {
+            "model_path": config.model_path,
+            "mmproj_path": config.mmproj_path,
+            "context_size": config.ctx_size,
+            "parallel": config.parallel,
+        }
     return {}
 
 
@@ -211,6 +218,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
+    # Where `image_file` parts are read from: the stored files.
+    image_files: ImageFiles = FileImages(files)
     reports = RunReports(gate.limiter, metrics)
     runs = RunManager(
         repository,
@@ -218,10 +227,13 @@ async def start_server(config: ServerConfig) -> RunningServer:
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=reports,
         tools=FileSearchTool(files, config.file_search_mode),
+        image_files=image_files,
     )
     # Its start also ends what a stopped process left running: runs, and responses.
     await runs.start()
-    responses = ResponseManager(repository, engine, heartbeat=config.stream_heartbeat, observer=reports)
+    responses = ResponseManager(
+        repository, engine, heartbeat=config.stream_heartbeat, observer=reports, image_files=image_files
+    )
     await files.start()
 
     server = grpc.aio.server(
@@ -234,12 +246,14 @@ async def start_server(config: ServerConfig) -> RunningServer:
         ],
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files, image_files), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
     response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
         ResponseServicer(repository, responses, metrics), server
     )
-    conversation_service_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(repository), server)
+    conversation_service_pb2_grpc.add_ConversationServiceServicer_to_server(
+        ConversationServicer(repository, image_files), server
+    )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
     file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
     vector_store_service_pb2_grpc.add_VectorStoreServiceServicer_to_server(VectorStoreServicer(files), server)

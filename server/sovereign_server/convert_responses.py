@@ -38,7 +38,6 @@ from sovereign_storage import (
     ContentPart,
     FunctionCallDetails,
     FunctionOutputDetails,
-    ImageFileContent,
     ImageUrlContent,
     Item,
     MessageRecord,
@@ -130,9 +129,8 @@ def _input_item(item: dict[str, Any]) -> InputItem:
 def _content_part(part: dict[str, Any]) -> ContentPart:
     if part["type"] in ("input_text", "output_text"):
         return TextContent(part["text"])
-    if "image_url" in part:
-        return ImageUrlContent(part["image_url"], part.get("detail"))
-    return ImageFileContent(part["file_id"], part.get("detail"))
+    image: ContentPart = part["image"]
+    return image
 
 
 # ---------------------------------------------------------------- outbound: OpenAI's JSON

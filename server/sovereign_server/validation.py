@@ -13,8 +13,10 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from sovereign_server.engines.images import IMAGE_TYPES, MAX_IMAGE_BYTES, image_type, parse_data_url
 from sovereign_server.errors import InvalidRequestError
-from sovereign_storage import PageRequest
+from sovereign_storage import ContentPart, ImageFileContent, ImageUrlContent, PageRequest
+from sovereign_storage.values import ImageDetail
 
 MAX_NAME = 256
 MAX_DESCRIPTION = 512
@@ -36,6 +38,11 @@ IMAGE_DETAILS = ("auto", "low", "high")
 FILE_SEARCH_RANKERS = ("auto", "default_2024_08_21")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 IMAGE_URL_SCHEMES = ("http", "https")
+# The Responses API's `input_image` also takes `original`, which chat completions (and so the model
+# servers) do not: the nearest level is sent.
+INPUT_IMAGE_DETAILS: dict[str, ImageDetail] = {"auto": "auto", "low": "low", "high": "high", "original": "high"}
+# A `data:` URL holding MAX_IMAGE_BYTES, in base64 with its header; other URLs are far shorter.
+MAX_IMAGE_URL = 4 * -(-MAX_IMAGE_BYTES // 3) + 64
 # Function and response format names: a-z, A-Z, 0-9, underscores and dashes, at most 64.
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -489,19 +496,80 @@ def _check_content_part(value: Any, param: str) -> dict[str, Any]:
     return {"type": part_type, key: stored}
 
 
+def check_images_allowed(role: str, content: Sequence[Mapping[str, Any]], param: str = "content") -> None:
+    """Images only in user messages, as OpenAI allows: a model is shown what users send."""
+    for index, part in enumerate(content):
+        if role != "user" and part["type"] in ("image_url", "image_file"):
+            raise InvalidRequestError(
+                f"Invalid '{param}[{index}].type': '{part['type']}' content is only allowed in messages with role "
+                f"'user', not '{role}'.",
+                param=f"{param}[{index}].type",
+                code="invalid_value",
+            )
+
+
 def _check_image_url(url: str, param: str) -> None:
+    """An http(s) URL, or a base64 `data:` URL of a PNG, JPEG, GIF or WebP image of at most
+    MAX_IMAGE_BYTES (checked by its bytes: a model server would fail the run on anything else)."""
+    check_max_length(param, url, MAX_IMAGE_URL)
+    if url[:5].lower() == "data:":
+        _check_inline_image(url, param)
+        return
     try:
         parts = urlsplit(url)
         # Reading `port` raises, as urlsplit does for a malformed host (`http://[x`), on a bad port.
-        valid = parts.scheme == "data" or (
-            parts.scheme in IMAGE_URL_SCHEMES and bool(parts.hostname) and (parts.port or 0) >= 0
-        )
+        valid = parts.scheme in IMAGE_URL_SCHEMES and bool(parts.hostname) and (parts.port or 0) >= 0
     except ValueError:
         valid = False
     if not valid:
         raise InvalidRequestError(
             f"Invalid '{param}': expected an http, https or data URL.", param=param, code="invalid_value"
         )
+
+
+def _check_inline_image(url: str, param: str) -> None:
+    inline = parse_data_url(url)
+    if inline is None:
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected a base64 data URL (data:image/png;base64,...).",
+            param=param,
+            code="invalid_value",
+        )
+    if len(inline.data) > MAX_IMAGE_BYTES:
+        raise InvalidRequestError(
+            f"Invalid '{param}': the image is {len(inline.data)} bytes; an image may have at most {MAX_IMAGE_BYTES}.",
+            param=param,
+            code="image_too_large",
+        )
+    # The bytes tell the type; the declared one (image/jpg, say) need only be an image's.
+    if not inline.media_type.startswith("image/") or image_type(inline.data) is None:
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected an image of a supported type ({', '.join(IMAGE_TYPES)}).",
+            param=param,
+            code="invalid_image_format",
+        )
+
+
+def check_input_image(value: Any, param: str) -> ContentPart:
+    """The Responses API's `input_image` part, `{type, image_url | file_id, detail}`, as the content
+    part it stands for: an image URL (http, https, or base64 `data:`) or a stored file, checked as
+    the Assistants API's image parts are (a file's existence by `runs.images.check_image_files`)."""
+    _, part = _tagged(value, param, {"input_image": ("image_url", "file_id", "detail", "prompt_cache_breakpoint")})
+    url, file_id = part.get("image_url"), part.get("file_id")
+    if (url is None) == (file_id is None):
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected exactly one of 'image_url' and 'file_id'.",
+            param=param,
+            code="invalid_value" if url is not None else "missing_required_parameter",
+        )
+    detail_param = f"{param}.detail"
+    detail = "auto" if part.get("detail") is None else _string(part["detail"], detail_param)
+    sent = INPUT_IMAGE_DETAILS[check_one_of(detail_param, detail, tuple(INPUT_IMAGE_DETAILS))]
+    if file_id is not None:
+        return ImageFileContent(_string(file_id, f"{param}.file_id"), sent)
+    checked = _string(url, f"{param}.image_url")
+    _check_image_url(checked, f"{param}.image_url")
+    return ImageUrlContent(checked, sent)
 
 
 def check_role(value: str, param: str = "role") -> str:
@@ -589,7 +657,7 @@ _ITEM_KEYS: dict[str, tuple[str, ...]] = {
 _INPUT_PART_KEYS: dict[str, tuple[str, ...]] = {
     "input_text": ("text",),
     "output_text": ("text", "annotations", "logprobs"),
-    "input_image": ("image_url", "file_id", "detail"),
+    "input_image": ("image_url", "file_id", "detail", "prompt_cache_breakpoint"),
     "input_file": ("file_id", "file_data", "file_url", "filename"),
 }
 _TEXT_FORMAT_KEYS: dict[str, tuple[str, ...]] = {
@@ -628,6 +696,14 @@ def _check_input_item(value: Any, param: str, references: bool) -> dict[str, Any
         role = _required_string(item, "role", param)
         checked["role"] = check_one_of(f"{param}.role", role, ITEM_ROLES)
         checked["content"] = _check_input_content(_required(item, "content", param), f"{param}.content")
+        for index, part in enumerate(checked["content"]):
+            if role != "user" and part["type"] == "input_image":
+                raise InvalidRequestError(
+                    f"Invalid '{param}.content[{index}].type': 'input_image' content is only allowed in messages "
+                    f"with role 'user', not '{role}'.",
+                    param=f"{param}.content[{index}].type",
+                    code="invalid_value",
+                )
         return checked
     call_id = _required_string(item, "call_id", param)
     if not 1 <= len(call_id) <= 64:
@@ -670,18 +746,8 @@ def _check_input_part(value: Any, param: str) -> dict[str, Any]:
             param=f"{param}.type",
             code="unsupported_value",
         )
-    image: dict[str, Any] = {"type": kind}
-    if part.get("image_url") is not None:
-        image["image_url"] = _string(part["image_url"], f"{param}.image_url")
-        _check_image_url(image["image_url"], f"{param}.image_url")
-    elif part.get("file_id") is not None:
-        image["file_id"] = _string(part["file_id"], f"{param}.file_id")
-    else:
-        raise missing_parameter(f"{param}.image_url")
-    if part.get("detail") is not None:
-        detail = _string(part["detail"], f"{param}.detail")
-        image["detail"] = check_one_of(f"{param}.detail", detail, IMAGE_DETAILS)
-    return image
+    # Checked as the Assistants API's image parts are; the part it stands for goes on as it is.
+    return {"type": kind, "image": check_input_image(value, param)}
 
 
 def check_response_tools(value: Any, param: str = "tools") -> list[dict[str, Any]] | None:

@@ -308,3 +308,29 @@ def test_an_engine_failure_fails_the_response(openai_client: OpenAI) -> None:
     events = list(openai_client.responses.create(model="builtin", input="boom [[engine-error]]", stream=True))
     assert [event.type for event in events[-2:]] == ["error", "response.failed"]
     assert events[-2].code == "server_error"  # type: ignore[union-attr]
+
+
+# A 1x1 PNG.
+PNG = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def test_images_are_input_of_user_messages_only(openai_client: OpenAI) -> None:
+    picture: Any = {"type": "input_image", "image_url": PNG, "detail": "low"}
+    response = openai_client.responses.create(
+        model="builtin", input=[{"role": "user", "content": [{"type": "input_text", "text": "look"}, picture]}]
+    )
+    assert response.status == "completed"
+    [item] = openai_client.responses.input_items.list(response.id).data
+    shown: Any = item.to_dict()
+    assert shown["content"][1] == {"type": "input_image", "image_url": PNG, "file_id": None, "detail": "low"}
+    from_assistant: Any = [{"role": "assistant", "content": [picture]}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        openai_client.responses.create(model="builtin", input=from_assistant)
+    assert raised.value.param == "input[0].content[0].type"
+    unknown_file: Any = [{"role": "user", "content": [{"type": "input_image", "file_id": "file_nope"}]}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        openai_client.responses.create(model="builtin", input=unknown_file)
+    assert raised.value.param == "input[0].content[0].file_id"

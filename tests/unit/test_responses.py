@@ -14,7 +14,16 @@ import pytest
 
 from sovereign_server import convert, convert_responses, sse
 from sovereign_server.caller import Caller
-from sovereign_server.engines import ChatMessage, EngineError, Finish, TextDelta, ToolCall, ToolCallDelta, Usage
+from sovereign_server.engines import (
+    ChatMessage,
+    EngineError,
+    Finish,
+    ImagePart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from sovereign_server.errors import ConflictError, InvalidRequestError, NotFoundError
 from sovereign_server.responses import RESPONSES, ItemReference, ResponseEventType, ResponseManager, ResponseOptions
 from sovereign_server.responses.context import byte_bound, engine_messages, generation_request
@@ -114,7 +123,7 @@ def test_the_engine_reads_instructions_then_items_with_calls_joining_their_turn(
         ChatMessage("user", "price?"),
         ChatMessage("assistant", "Looking.", calls),
         ChatMessage("tool", "42", tool_call_id="call_1"),
-        ChatMessage("user", "[image: https://x/y.png]"),
+        ChatMessage("user", (ImagePart("https://x/y.png"),)),
     )
 
 

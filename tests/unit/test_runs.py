@@ -21,7 +21,9 @@ from sovereign_server.engines import (
     EngineError,
     Finish,
     GenerationRequest,
+    ImagePart,
     TextDelta,
+    TextPart,
     ToolCallDelta,
     Usage,
 )
@@ -262,10 +264,12 @@ def test_context_is_instructions_then_messages_then_tool_rounds() -> None:
     request = generation_request(_run(), [_message("user", text + image)], [tool_step])
     assert [(m.role, m.content) for m in request.messages] == [
         ("system", "Be brief."),
-        ("user", "look\n[image: https://x/c.png]"),
+        ("user", (TextPart("look"), ImagePart("https://x/c.png"))),
         ("assistant", ""),
         ("tool", "42"),
     ]
+    # As a model that sees no images reads it.
+    assert request.messages[1].text == "look\n[image: https://x/c.png]"
     assert request.messages[2].tool_calls[0].name == "f"
     assert request.messages[3].tool_call_id == "call_1"
     assert [tool.name for tool in request.tools] == ["f"]
@@ -285,6 +289,7 @@ class WordTokenizer:
     """A token per word; counts are worth keeping (it has a key), a whole prompt is not counted."""
 
     key: str | None = "words"
+    image_tokens = 100
 
     def __init__(self) -> None:
         self.counted: list[str] = []

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
+from sovereign_server.responses.model import InputItem
 from sovereign_server.runs.context import item_message
 from sovereign_server.runs.fitting import MESSAGE_OVERHEAD, PROMPT_OVERHEAD, TOOL_OVERHEAD, message_texts
 from sovereign_storage import (
     FUNCTION_CALL_PREFIX,
     FUNCTION_OUTPUT_PREFIX,
     MESSAGE_PREFIX,
+    ImageFileContent,
     Item,
     ItemType,
     MessageRecord,
@@ -131,3 +133,13 @@ def byte_bound(request: GenerationRequest) -> int:
         + PROMPT_OVERHEAD
         + TEMPLATE_MARGIN
     )
+
+
+def image_file_references(items: Sequence[InputItem], param: str) -> list[tuple[str, str]]:
+    """The `(param, file_id)` of every stored image file the items show (references show none)."""
+    references = []
+    for index, item in enumerate(items):
+        for number, part in enumerate(item.content if isinstance(item, Item) else ()):
+            if isinstance(part, ImageFileContent):
+                references.append((f"{param}[{index}].content[{number}].file_id", part.file_id))
+    return references

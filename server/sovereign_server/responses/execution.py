@@ -39,6 +39,7 @@ from sovereign_server.responses.model import (
 from sovereign_server.runs.channel import Channel
 from sovereign_server.runs.fitting import Fitted, budget_for, fit_messages
 from sovereign_server.runs.generation import Cancellation, Generation
+from sovereign_server.runs.images import ImageFiles, NoImageFiles, read_image_files
 from sovereign_server.runs.model import StreamError
 from sovereign_storage import (
     FUNCTION_CALL_PREFIX,
@@ -163,6 +164,7 @@ class ResponseExecution:
         caller: Caller,
         observer: ResponseObserver,
         context: Sequence[Item],
+        image_files: ImageFiles | None = None,
     ) -> None:
         self.response = response
         self.caller = caller
@@ -174,6 +176,7 @@ class ResponseExecution:
         self._engine = engine
         self._observer = observer
         self._context = list(context)
+        self._image_files: ImageFiles = image_files or NoImageFiles()
         self._sequence = 0
         self._output = OutputItems(self.publish)
         self._generation: Generation | None = None
@@ -256,8 +259,9 @@ class ResponseExecution:
         else:
             # As OpenAI's: only an input the window cannot hold fails.
             prompt_budget = window - 1
+        images = any(message.images for message in request.messages)
         bound = byte_bound(request)
-        if bound <= prompt_budget:
+        if not images and bound <= prompt_budget:
             # Surely within the window: sent as it is, uncounted (the engine reports the usage).
             return Fitted(request, bound, exact=False, turns=len(request.messages))
         fitted = await fit_messages(request, await self._engine.tokenizer(response.model), prompt_budget)
@@ -267,6 +271,10 @@ class ResponseExecution:
             # No more than the window still holds: some servers refuse a request that asks for more.
             room = min(response.max_output_tokens, window - fitted.prompt_tokens)
             fitted = replace(fitted, request=replace(fitted.request, max_completion_tokens=max(room, 1)))
+        if images:
+            # Stored image files are read (into data: URLs) only for the messages that are sent.
+            read = await read_image_files(fitted.request, self._image_files, self.caller.project_id)
+            fitted = replace(fitted, request=read)
         return fitted
 
     async def on_text(self, text: str) -> None:

@@ -18,7 +18,13 @@ from typing import Any
 from sovereign_server.caller import Caller
 from sovereign_server.engines import Engine
 from sovereign_server.errors import ConflictError, InvalidRequestError, NotFoundError
-from sovereign_server.responses.context import chain_items, conversation_item, new_item_id, record_item
+from sovereign_server.responses.context import (
+    chain_items,
+    conversation_item,
+    image_file_references,
+    new_item_id,
+    record_item,
+)
 from sovereign_server.responses.execution import ResponseExecution, replay
 from sovereign_server.responses.model import (
     RESPONSES,
@@ -30,6 +36,7 @@ from sovereign_server.responses.model import (
     ResponseOptions,
 )
 from sovereign_server.runs.background import end_interrupted_responses
+from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files
 from sovereign_storage import (
     RESPONSE_PREFIX,
     AssistantRecord,
@@ -158,8 +165,11 @@ class ResponseManager:
         *,
         heartbeat: float = 15.0,
         observer: ResponseObserver | None = None,
+        image_files: ImageFiles | None = None,
     ) -> None:
         self._repository = repository
+        # Where `input_image` parts with a `file_id` are read from.
+        self.image_files: ImageFiles = image_files or NoImageFiles()
         self._engine = engine
         self.heartbeat = heartbeat
         self._observer: ResponseObserver = observer or NoResponseObserver()
@@ -186,6 +196,8 @@ class ResponseManager:
         executing it; its events start with `response.created`."""
         repository = self._repository.scoped(caller.project_id)
         response_id = new_id(RESPONSE_PREFIX)
+        references = image_file_references(options.input, "input")
+        await check_image_files(self.image_files, caller.project_id, references)
 
         def prepare() -> tuple[ResponseRecord, list[Item]]:
             # One transaction from the request to the stored response with its context read.
@@ -203,7 +215,13 @@ class ResponseManager:
 
         response, context = await to_thread(prepare)
         execution = ResponseExecution(
-            response, repository if options.store else None, self._engine, caller, self._observer, context
+            response,
+            repository if options.store else None,
+            self._engine,
+            caller,
+            self._observer,
+            context,
+            self.image_files,
         )
         execution.announce()
         self._launch(execution, execution.run_in_background() if response.background else execution.generate())

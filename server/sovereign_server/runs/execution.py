@@ -29,6 +29,7 @@ from sovereign_server.runs.background import GrowingReplies
 from sovereign_server.runs.channel import EventChannel
 from sovereign_server.runs.context import Context, RunPrompt, fit_run, read_context
 from sovereign_server.runs.generation import Cancellation, Generation, Reply
+from sovereign_server.runs.images import ImageFiles, NoImageFiles
 from sovereign_server.runs.model import (
     DONE,
     MESSAGES,
@@ -87,6 +88,7 @@ class RunExecution:
         caller: Caller,
         observer: RunObserver,
         tools: ServerTools | None = None,
+        image_files: ImageFiles | None = None,
     ) -> None:
         self.run = run
         self._caller = caller
@@ -97,6 +99,7 @@ class RunExecution:
         self._engine = engine
         self._growing = growing
         self._expires_in = expires_in
+        self._image_files = image_files or NoImageFiles()
         self._generation: Generation | None = None
         # What this stretch has opened and not yet closed.
         self._message: MessageRecord | None = None
@@ -222,7 +225,13 @@ class RunExecution:
     async def _fit(self, context: Context) -> RunPrompt:
         used = self._earlier_usage.prompt_tokens if self._earlier_usage is not None else 0
         prompt = await fit_run(
-            self.run, context, self._engine, self._repository, self._counted, prompt_tokens_used=used
+            self.run,
+            context,
+            self._engine,
+            self._repository,
+            self._counted,
+            prompt_tokens_used=used,
+            image_files=self._image_files,
         )
         self._tokenizer_key = prompt.tokenizer_key
         if prompt.fitted is not None:

@@ -20,6 +20,7 @@ from sovereign_server.errors import ConflictError
 from sovereign_server.runs.background import GrowingReplies, Housekeeping, end_interrupted_runs
 from sovereign_server.runs.channel import EventChannel
 from sovereign_server.runs.execution import ALL_STEPS, RunExecution
+from sovereign_server.runs.images import ImageFiles, NoImageFiles
 from sovereign_server.runs.model import (
     RUNS,
     STEPS,
@@ -90,10 +91,13 @@ class RunManager:
         *,
         observer: RunObserver | None = None,
         tools: ServerTools | None = None,
+        image_files: ImageFiles | None = None,
     ) -> None:
         self._repository = repository
         # Tools the server runs itself during runs (file_search); None: none.
         self._tools = tools
+        # Where `image_file` parts are read from (the Files API); none by default.
+        self.image_files: ImageFiles = image_files or NoImageFiles()
         self._observer: RunObserver = observer or NoObserver()
         self._engine = engine
         self.settings = settings or RunSettings()
@@ -234,7 +238,15 @@ class RunManager:
 
     def _execution(self, run: RunRecord, repository: Repository, caller: Caller) -> RunExecution:
         return RunExecution(
-            run, repository, self._engine, self._growing, self.settings.expires_in, caller, self._observer, self._tools
+            run,
+            repository,
+            self._engine,
+            self._growing,
+            self.settings.expires_in,
+            caller,
+            self._observer,
+            self._tools,
+            self.image_files,
         )
 
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from asyncio import to_thread
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -14,9 +15,10 @@ from sovereign_assistant.v1 import (
 )
 from sovereign_server import convert, convert_responses, validation
 from sovereign_server.errors import NotFoundError
-from sovereign_server.responses.context import conversation_item, record_item
+from sovereign_server.responses.context import conversation_item, image_file_references, record_item
+from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files
 from sovereign_server.servicers.scope import CallerScoped
-from sovereign_storage import CONVERSATION_PREFIX
+from sovereign_storage import CONVERSATION_PREFIX, Item, Repository
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -26,11 +28,16 @@ class ConversationServicer(CallerScoped, conversation_service_pb2_grpc.Conversat
     """Conversations are threads and their items the threads' messages: this reads and writes them
     through the same repository as `ThreadServicer`, under either id."""
 
+    def __init__(self, repository: Repository, image_files: ImageFiles | None = None) -> None:
+        super().__init__(repository)
+        self._image_files: ImageFiles = image_files or NoImageFiles()
+
     async def CreateConversation(
         self, request: conversation_service_pb2.CreateConversationRequest, context: Context
     ) -> conversation_pb2.Conversation:
         items = convert_responses.new_items(convert.from_value(request, "items"))
         metadata = validation.check_metadata(convert.from_value(request, "metadata"))
+        await self._check_image_files(items)
         messages = [conversation_item(item) for item in items]
         thread, _ = await to_thread(self._repository.create_thread, {}, metadata, messages, prefix=CONVERSATION_PREFIX)
         return convert_responses.conversation_message(thread)
@@ -63,6 +70,7 @@ class ConversationServicer(CallerScoped, conversation_service_pb2_grpc.Conversat
             raise validation.missing_parameter("items")
         validation.check_include(list(request.include))
         items = convert_responses.new_items(convert.from_value(request, "items"))
+        await self._check_image_files(items)
         messages = [conversation_item(item) for item in items]
         added = await self._call(self._repository.add_items, request.conversation_id, messages)
         return convert_responses.item_list_message([record_item(record) for record in added], False)
@@ -94,6 +102,10 @@ class ConversationServicer(CallerScoped, conversation_service_pb2_grpc.Conversat
         await self._call(self._repository.delete_message, request.conversation_id, request.item_id)
         thread = await self._call(self._repository.get_thread, request.conversation_id)
         return convert_responses.conversation_message(thread)
+
+    async def _check_image_files(self, items: Sequence[Item]) -> None:
+        references = image_file_references(items, "items")
+        await check_image_files(self._image_files, self._repository.project_id, references)
 
     @staticmethod
     async def _call(function: Any, *args: Any) -> Any:
