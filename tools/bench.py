@@ -13,8 +13,11 @@ It measures, in one asyncio loop of this process:
    `BuiltinEngine.generate` directly;
 3. create + retrieve message requests/s and latency, through Envoy and through gRPC;
 4. `messages.list` latency on a 10-message thread and on a 100,000-message thread;
-5. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
-   `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server.
+5. (`llama`) time to first token and tokens/s of runs against llama-server directly;
+6. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
+   `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server;
+7. (`responses`, in tools/bench_responses.py) time to first token through `responses.create(stream=True)`,
+   beside a streamed run and llama-server directly.
 
 The client shares the machine's cores with the server and Envoy: every throughput and CRUD row shows
 the CPU each process used during the cell (100% = one core). Prints one table and writes it, with
@@ -46,6 +49,7 @@ import grpc
 import httpx
 from bench_context import bench_context
 from bench_files import measure_files
+from bench_responses import bench_responses
 from google.protobuf import struct_pb2
 
 from sovereign_assistant.v1 import (
@@ -95,7 +99,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1596,6 +1600,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_llama(settings, workdir, raw)
         if "context" in settings.sections:
             rows += await bench_context(workdir, raw, quick=bool(args.quick))
+        if "responses" in settings.sections:
+            rows += await bench_responses(workdir, raw, quick=bool(args.quick))
     rows.sort(key=section_order)
     table = render_table(rows)
     verdicts = [row["passed"] for row in rows if row.get("passed") is not None]
@@ -1618,6 +1624,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             " directly vs through our server + Envoy SSE (openai engine); closed-loop cells of"
             f" {settings.llama_cell_seconds:g} s or {settings.llama_max_requests} requests x max(1, c/4);"
             " tokens/s = content deltas / cell wall time; cpu% = client / server / Envoy + llama-server"
+        )
+    if "responses" in settings.sections:
+        print(
+            "  responses: c=1, one request at a time taking turns: llama-server direct, a run and a response"
+            " streamed through Envoy (openai engine), timed to the first text delta"
         )
     print(table)
     print(summary)

@@ -336,6 +336,49 @@ def _add_files_and_vector_stores(db: peewee.Database) -> None:
         execute(statement)
 
 
+# Frozen copy of the table migration 8 created.
+class _V8Response(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default="proj_default")
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    background = peewee.BooleanField()
+    store = peewee.BooleanField()
+    model = peewee.TextField()
+    instructions = peewee.TextField(null=True)
+    input_items = JSONField()
+    output_items = JSONField()
+    previous_response_id = peewee.TextField(null=True)
+    conversation_id = peewee.TextField(null=True)
+    prompt_id = peewee.TextField(null=True)
+    tools = JSONField()
+    tool_choice = JSONField(null=True)
+    parallel_tool_calls = peewee.BooleanField()
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    text_format = JSONField(null=True)
+    max_output_tokens = peewee.IntegerField(null=True)
+    truncation = peewee.TextField()
+    metadata = JSONField()
+    usage = JSONField(null=True)
+    error = JSONField(null=True)
+    incomplete_details = JSONField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "responses"
+        indexes = ((("status",), False),)
+
+
+def _add_responses_and_items(db: peewee.Database) -> None:
+    # Threads are also the Conversations API's conversations; their messages its items, of which
+    # function calls and their outputs carry details.
+    _schema_migrator(db).add_column("messages", "item_details", JSONField(null=True)).run()
+    with db.bind_ctx([_V8Response]):
+        db.create_tables([_V8Response], safe=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
@@ -344,6 +387,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_projects_and_keys,  # 5: projects, api_keys; assistants and threads belong to a project
     _add_message_token_counts,  # 6: messages.token_counts
     _add_files_and_vector_stores,  # 7: files, vector stores, their files, batches and searchable chunks
+    _add_responses_and_items,  # 8: responses; messages.item_details for function calls and outputs
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -1,5 +1,6 @@
-"""What runs beside the executions: ending the runs a stopped process left unfinished, expiring
-runs that waited too long, and writing the replies being generated so that pollers see them grow."""
+"""What runs beside the executions: ending the runs (and the Responses API's responses) a stopped
+process left unfinished, expiring runs that waited too long, and writing the replies being
+generated so that pollers see them grow."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sovereign_server.runs.model import RUNS
-from sovereign_storage import LastError, Repository, RunStatus, TextContent
+from sovereign_storage import LastError, Repository, ResponseStatus, RunStatus, TextContent
 
 logger = logging.getLogger("sovereign.runs")
 
 INTERRUPTED_MESSAGE = "The server stopped while the run was in progress."
+INTERRUPTED_RESPONSE_MESSAGE = "The server stopped while the response was in progress."
+# The statuses a response may fail from (`responses.model.RESPONSES`, which a test holds equal).
+UNFINISHED_RESPONSES = (ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS)
 
 
 class GrowingText(Protocol):
@@ -56,6 +60,13 @@ def end_interrupted_runs(repository: Repository) -> list[str]:
     )
 
 
+def end_interrupted_responses(repository: Repository) -> list[str]:
+    """Fails the responses a stopped process was executing, in the background or not."""
+    return repository.end_interrupted_responses(
+        LastError("server_error", INTERRUPTED_RESPONSE_MESSAGE), UNFINISHED_RESPONSES
+    )
+
+
 class Housekeeping:
     """The expiry sweeper and the reply flusher, as two background tasks."""
 
@@ -72,6 +83,11 @@ class Housekeeping:
         ended = await to_thread(end_interrupted_runs, self._repository)
         if ended:
             logger.warning("ended %d run(s) interrupted by the previous shutdown: %s", len(ended), ", ".join(ended))
+        failed = await to_thread(end_interrupted_responses, self._repository)
+        if failed:
+            logger.warning(
+                "failed %d response(s) interrupted by the previous shutdown: %s", len(failed), ", ".join(failed)
+            )
         self._tasks = [
             asyncio.create_task(self._every(self._sweep_interval, self._expire, "expiry sweep"), name="run-expiry"),
             asyncio.create_task(

@@ -18,6 +18,11 @@ from sovereign_server.engines import ChatMessage, Engine, FunctionTool, Generati
 from sovereign_server.runs.fitting import Budget, Fitted, Turn, budget_for, fit, message_tokens
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, engine_content, read_image_files
 from sovereign_storage import (
+    ContentPart,
+    FunctionCallDetails,
+    FunctionOutputDetails,
+    ItemDetails,
+    ItemRole,
     MessageRecord,
     MessageStatus,
     PageRequest,
@@ -104,11 +109,12 @@ def read_context(repository: Repository, run: RunRecord, steps: list[RunStepReco
     limit = last_messages(run)
     if limit is not None:
         return Context(repository.thread_messages(run.thread_id, limit)[::-1], False, None, steps)
-    page = repository.list_messages(run.thread_id, PageRequest(limit=FIRST_PAGE, order="desc"))
+    # Every item of the thread: a conversation's function calls and outputs, and its system messages, too.
+    page = repository.list_messages(run.thread_id, PageRequest(limit=FIRST_PAGE, order="desc"), all_items=True)
     if page.has_more:
         opening = repository.first_message(run.thread_id, "user")
     else:
-        opening = next((message for message in reversed(page.items) if message.role == "user"), None)
+        opening = next((m for m in reversed(page.items) if m.role == "user" and m.item_details is None), None)
     return Context(page.items, page.has_more, opening, steps)
 
 
@@ -158,7 +164,7 @@ class ThreadHistory:
                 return None
             self._page_size = min(self._page_size * 2, MAX_PAGE)
             request = PageRequest(limit=self._page_size, order="desc", after=self._oldest)
-            read = await to_thread(self._repository.list_messages, self._run.thread_id, request)
+            read = await to_thread(lambda: self._repository.list_messages(self._run.thread_id, request, all_items=True))
             self._unread, self._more = read.items, read.has_more
             if not self._unread:
                 return None
@@ -236,7 +242,21 @@ async def fit_run(
 
 
 def chat_message(message: MessageRecord) -> ChatMessage:
-    return ChatMessage(role="user" if message.role == "user" else "assistant", content=engine_content(message.content))
+    return item_message(message.role, message.content, message.item_details)
+
+
+def item_message(role: ItemRole, content: Sequence[ContentPart], details: ItemDetails | None) -> ChatMessage:
+    """One item of a thread (a conversation) as one engine message: a function call the Responses
+    API added is an assistant turn that calls, its output a tool result, a system or developer
+    message a system turn."""
+    if isinstance(details, FunctionCallDetails):
+        call = ToolCall(id=details.call_id, name=details.name, arguments=details.arguments)
+        return ChatMessage(role="assistant", content="", tool_calls=(call,))
+    if isinstance(details, FunctionOutputDetails):
+        return ChatMessage(role="tool", content=details.output, tool_call_id=details.call_id)
+    if role in ("system", "developer"):
+        return ChatMessage(role="system", content=engine_content(content))
+    return ChatMessage(role="user" if role == "user" else "assistant", content=engine_content(content))
 
 
 def _own_unfinished_reply(run: RunRecord, message: MessageRecord) -> bool:
