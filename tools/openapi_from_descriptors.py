@@ -23,7 +23,7 @@ from typing import Any
 
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
-from json_shapes import COMPONENTS, FIELDS, HTTP_BODY_RESPONSES, SSE_EVENT, WHOLE
+from json_shapes import COMPONENTS, FIELDS, HTTP_BODY_EVENTS, HTTP_BODY_RESPONSES, SSE_EVENT, WHOLE
 from json_shapes_files import RAW_REQUESTS, RAW_RESPONSES
 
 Schema = dict[str, Any]
@@ -385,15 +385,16 @@ class _Builder:
         if output == HTTP_BODY:
             # The server writes these bytes itself; Envoy passes them through.
             body = HTTP_BODY_RESPONSES.get(method.proto.name)
+            events = HTTP_BODY_EVENTS.get(method.proto.name)
             return {
                 "description": "The resource as JSON, or OpenAI's Server-Sent Events when `stream` is true.",
                 "content": {
                     "application/json": {"schema": self.ref_by_name(body) if body else {"type": "object"}},
                     "text/event-stream": {
                         "schema": {
-                            **copy.deepcopy(SSE_EVENT),
+                            **copy.deepcopy(events or SSE_EVENT),
                             "description": "One event: `event: <name>` / `data: <json>`; the stream ends with "
-                            "`event: done` / `data: [DONE]`.",
+                            + ("the body (no `done` event)." if events else "`event: done` / `data: [DONE]`."),
                         }
                     },
                 },
@@ -423,7 +424,8 @@ def build_openapi(descriptor_set: descriptor_pb2.FileDescriptorSet) -> Schema:
         "info": {
             "title": TITLE,
             "version": VERSION,
-            "description": "OpenAI's Assistants API (v2), self-hosted. Generated from the protos' "
+            "description": "OpenAI's Assistants API (v2), Responses API and Conversations API, self-hosted, on "
+            "one store. Generated from the protos' "
             "`google.api.http` rules; the JSON keys are the proto field names.",
         },
         # Relative: the document is served by the gateway it describes.

@@ -1,5 +1,6 @@
 """Typed gRPC clients with the `openai` SDK's resource names: `assistants`, `threads`,
-`threads.messages`, `threads.runs`, `threads.runs.steps`. `SovereignClient` is synchronous,
+`threads.messages`, `threads.runs`, `threads.runs.steps`, `responses`, `responses.input_items`,
+`conversations`, `conversations.items`. `SovereignClient` is synchronous,
 `AsyncSovereignClient` uses grpc.aio.
 
 Methods return the generated protobuf messages; failures raise `sovereign_client.errors.APIError`
@@ -35,6 +36,8 @@ from sovereign_client.channels import CaFile, open_aio_channel, open_channel
 from sovereign_client.errors import InternalServerError, from_rpc_error
 
 _T = TypeVar("_T")
+# A streamed event message: a run's or a response's.
+_E = TypeVar("_E")
 
 # Where `*_and_poll` stops, as the SDK's `runs.poll` does: the run has ended, or waits for the caller.
 POLL_STOP_STATUSES = frozenset({"requires_action", "cancelled", "completed", "failed", "expired", "incomplete"})
@@ -54,22 +57,19 @@ async def _acall(method: Callable[[Any], Awaitable[_T]], request: Any) -> _T:
         raise from_rpc_error(error) from None
 
 
-def _events(
-    method: grpc.UnaryStreamMultiCallable[Any, run_pb2.RunEvent], request: Any
-) -> Generator[run_pb2.RunEvent, None, None]:
+def _events(method: grpc.UnaryStreamMultiCallable[Any, _E], request: Any) -> Generator[_E, None, None]:
     call = method(request)
     try:
         yield from call
     except grpc.RpcError as error:
         raise from_rpc_error(error) from None
     finally:
-        # A caller that stops reading early should not keep the stream open; the run is unaffected.
+        # A caller that stops reading early should not keep the stream open; the run (or response)
+        # is unaffected.
         call.cancel()
 
 
-async def _aevents(
-    method: grpc.aio.UnaryStreamMultiCallable[Any, run_pb2.RunEvent], request: Any
-) -> AsyncGenerator[run_pb2.RunEvent, None]:
+async def _aevents(method: grpc.aio.UnaryStreamMultiCallable[Any, _E], request: Any) -> AsyncGenerator[_E, None]:
     call = method(request)
     try:
         async for event in call:
@@ -328,6 +328,11 @@ class SovereignClient:
             self._channel = grpc.intercept_channel(self._channel, KeyInterceptor(api_key))
         self.assistants = Assistants(self._channel)
         self.threads = Threads(self._channel)
+        # Imported here: that module builds on this one's call helpers.
+        from sovereign_client.responses import Conversations, Responses
+
+        self.responses = Responses(self._channel)
+        self.conversations = Conversations(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -563,6 +568,10 @@ class AsyncSovereignClient:
         )
         self.assistants = AsyncAssistants(self._channel)
         self.threads = AsyncThreads(self._channel)
+        from sovereign_client.responses import AsyncConversations, AsyncResponses
+
+        self.responses = AsyncResponses(self._channel)
+        self.conversations = AsyncConversations(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()

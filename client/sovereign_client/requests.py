@@ -11,7 +11,9 @@ from google.protobuf import json_format, struct_pb2
 from sovereign_assistant.v1 import (
     assistant_service_pb2,
     common_pb2,
+    conversation_service_pb2,
     message_pb2,
+    response_service_pb2,
     run_service_pb2,
     thread_service_pb2,
 )
@@ -228,3 +230,30 @@ def submit_tool_outputs(
 
 def update_run(run_id: str, *, thread_id: str, metadata: Mapping[str, str]) -> run_service_pb2.ModifyRunRequest:
     return run_service_pb2.ModifyRunRequest(thread_id=thread_id, run_id=run_id, metadata=_struct(metadata))
+
+
+def create_response(**fields: Any) -> response_service_pb2.CreateResponseRequest:
+    """The SDK's `responses.create` arguments (model, input, instructions, tools, tool_choice,
+    parallel_tool_calls, previous_response_id, conversation, store, background, max_output_tokens,
+    temperature, top_p, text, metadata, include, prompt), as JSON would give them."""
+    fields.pop("stream", None)  # the typed call always streams
+    return json_format.ParseDict(_given(**fields), response_service_pb2.CreateResponseRequest())
+
+
+def get_response(
+    response_id: str, *, starting_after: int | None = None, include: Iterable[str] = ()
+) -> response_service_pb2.GetResponseRequest:
+    return response_service_pb2.GetResponseRequest(
+        response_id=response_id, include=list(include), stream=True, **_given(starting_after=starting_after)
+    )
+
+
+def create_conversation(
+    *, items: Iterable[Mapping[str, Any]] | None = None, metadata: Mapping[str, str] | None = None
+) -> conversation_service_pb2.CreateConversationRequest:
+    return conversation_service_pb2.CreateConversationRequest(
+        **_given(
+            items=_list(dict(item) for item in items) if items is not None else None,
+            metadata=_struct(metadata) if metadata is not None else None,
+        )
+    )

@@ -20,8 +20,12 @@ from sovereign_assistant.v1 import (
     admin_service_pb2_grpc,
     assistant_service_pb2,
     assistant_service_pb2_grpc,
+    conversation_service_pb2,
+    conversation_service_pb2_grpc,
     file_service_pb2,
     file_service_pb2_grpc,
+    response_service_pb2,
+    response_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
     thread_service_pb2,
@@ -35,12 +39,22 @@ from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
 from sovereign_server.files.run_tool import FileSearchTool
+from sovereign_server.files.service import FileImages
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
 from sovereign_server.replicas import coordination_for
+from sovereign_server.responses import ResponseManager
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
-from sovereign_server.servicers import AdminServicer, AssistantServicer, RunServicer, ThreadServicer
+from sovereign_server.runs.images import ImageFiles
+from sovereign_server.servicers import (
+    AdminServicer,
+    AssistantServicer,
+    ConversationServicer,
+    ResponseServicer,
+    RunServicer,
+    ThreadServicer,
+)
 from sovereign_server.servicers.files import FileServicer
 from sovereign_server.servicers.vector_stores import VectorStoreServicer
 from sovereign_server.tls import ServerCertificate, TlsError, load_certificate
@@ -48,6 +62,7 @@ from sovereign_storage import (
     FileStore,
     KeyStore,
     Repository,
+    ResponseRecord,
     RunRecord,
     Usage,
     migrate,
@@ -61,6 +76,8 @@ SERVICE_NAMES = (
     assistant_service_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
     thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    response_service_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name,
+    conversation_service_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
     vector_store_service_pb2.DESCRIPTOR.services_by_name["VectorStoreService"].full_name,
@@ -79,6 +96,7 @@ class RunningServer:
         port: int,
         health_servicer: health.aio.HealthServicer,
         runs: RunManager,
+        responses: ResponseManager,
         background: list[asyncio.Task[None]],
         close: list[object],
         metrics_port: int,
@@ -88,6 +106,7 @@ class RunningServer:
         self._server = server
         self._health = health_servicer
         self._runs = runs
+        self._responses = responses
         self._background = background
         self._closing = close
         self.port = port
@@ -99,7 +118,8 @@ class RunningServer:
         # Tell load balancers first, then let in-flight calls finish.
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        # Runs first: their streams end when they do, then the server can drain its calls.
+        # Responses and runs first: their streams end when they do, then the server can drain its calls.
+        await self._responses.stop(grace or 0.0)
         await self._runs.stop(grace or 0.0)
         if self.files is not None:
             await self.files.stop()
@@ -131,7 +151,12 @@ def engine_options(config: ServerConfig) -> dict[str, Any]:
             options["model"] = config.engine_model
         return options
     if config.engine == "local":
-        return {"model_path": config.model_path, "context_size": config.ctx_size, "parallel": config.parallel}
+        return {
+            "model_path": config.model_path,
+            "mmproj_path": config.mmproj_path,
+            "context_size": config.ctx_size,
+            "parallel": config.parallel,
+        }
     return {}
 
 
@@ -195,15 +220,23 @@ async def start_server(config: ServerConfig) -> RunningServer:
     )
     engine = create_engine(config.engine, **engine_options(config))
     await engine.start()
+    # Where `image_file` parts are read from: the stored files.
+    image_files: ImageFiles = FileImages(files)
+    reports = RunReports(gate.limiter, metrics)
     runs = RunManager(
         repository,
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
-        observer=RunReports(gate.limiter, metrics),
+        observer=reports,
         coordination=coordination,
         tools=FileSearchTool(files, config.file_search_mode),
+        image_files=image_files,
     )
+    # Its start also ends what a stopped process left running: runs, and responses.
     await runs.start()
+    responses = ResponseManager(
+        repository, engine, heartbeat=config.stream_heartbeat, observer=reports, image_files=image_files
+    )
     await files.start()
 
     server = grpc.aio.server(
@@ -216,8 +249,14 @@ async def start_server(config: ServerConfig) -> RunningServer:
         ],
     )
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(repository, files), server)
-    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files), server)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(repository, files, image_files), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(repository, runs, metrics, files), server)
+    response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
+        ResponseServicer(repository, responses, metrics), server
+    )
+    conversation_service_pb2_grpc.add_ConversationServiceServicer_to_server(
+        ConversationServicer(repository, image_files), server
+    )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(keys, gate), server)
     file_service_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(files), server)
     vector_store_service_pb2_grpc.add_VectorStoreServiceServicer_to_server(VectorStoreServicer(files), server)
@@ -241,7 +280,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, background, closing, metrics_port, tls, files)
+    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port, tls, files)
 
 
 class _Closing:
@@ -274,6 +313,14 @@ class RunReports:
         if usage.total_tokens:
             self._metrics.tokens.labels("prompt", run.model).inc(usage.prompt_tokens)
             self._metrics.tokens.labels("completion", run.model).inc(usage.completion_tokens)
+
+    def response_ended(self, caller: Caller, response: ResponseRecord) -> None:
+        usage = response.usage or Usage()
+        self._limiter.spend_tokens(caller, usage.total_tokens)
+        self._metrics.responses.labels(response.status).inc()
+        if usage.total_tokens:
+            self._metrics.tokens.labels("prompt", response.model).inc(usage.prompt_tokens)
+            self._metrics.tokens.labels("completion", response.model).inc(usage.completion_tokens)
 
     def token_timing(self, model: str, backend: str) -> TokenTiming:
         return _TokenHistograms(

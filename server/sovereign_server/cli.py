@@ -75,6 +75,12 @@ _OPTIONS = (
     _Option("--engine-model", "SOVEREIGN_ENGINE_MODEL", "engine_model", "openai engine: model name sent upstream"),
     _Option("--engine-config", "SOVEREIGN_ENGINE_CONFIG", "engine_config", "openai engine: TOML file of backends"),
     _Option("--model-path", "SOVEREIGN_MODEL_PATH", "model_path", "local engine: a GGUF model file"),
+    _Option(
+        "--mmproj-path",
+        "SOVEREIGN_MMPROJ_PATH",
+        "mmproj_path",
+        "local engine: the multimodal projector (GGUF) of a vision model, which then sees images",
+    ),
     _Option("--ctx-size", "SOVEREIGN_CTX_SIZE", "ctx_size", "local engine: context tokens, shared by all slots", int),
     _Option("--parallel", "SOVEREIGN_PARALLEL", "parallel", "local engine: slots (requests served at once)", int),
     _Option(

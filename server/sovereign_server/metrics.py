@@ -36,6 +36,12 @@ class Metrics:
             ["status"],
             registry=registry,
         )
+        self.responses = Counter(
+            "sovereign_responses",
+            "Responses of the Responses API, by the status they ended in.",
+            ["status"],
+            registry=registry,
+        )
         self.time_to_first_token = Histogram(
             "sovereign_time_to_first_token_seconds",
             "From asking the engine to its first token.",
@@ -51,7 +57,10 @@ class Metrics:
             registry=registry,
         )
         self.tokens = Counter(
-            "sovereign_tokens", "Tokens of runs, by kind (prompt or completion).", ["kind", "model"], registry=registry
+            "sovereign_tokens",
+            "Tokens of runs and responses, by kind (prompt or completion).",
+            ["kind", "model"],
+            registry=registry,
         )
         self.engine_errors = Counter(
             "sovereign_engine_errors", "Generations that failed, by OpenAI's error code.", ["code"], registry=registry
@@ -60,7 +69,10 @@ class Metrics:
             "sovereign_rate_limited", "Calls refused for a key over its limit, by limit.", ["limit"], registry=registry
         )
         self.active_streams = Gauge(
-            "sovereign_active_streams", "Run event streams open now, by transport.", ["transport"], registry=registry
+            "sovereign_active_streams",
+            "Run and response event streams open now, by transport.",
+            ["transport"],
+            registry=registry,
         )
         self.transaction_seconds = Histogram(
             "sovereign_db_transaction_seconds",

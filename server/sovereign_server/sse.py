@@ -1,11 +1,13 @@
 """OpenAI's Server-Sent Events framing of run events: `event: <name>` and `data: <json>` lines,
-ending with `event: done` / `data: [DONE]` (the SDK types each event by its `event:` line)."""
+ending with `event: done` / `data: [DONE]` (the SDK types each event by its `event:` line); and of
+response events, whose stream ends with its body."""
 
 from __future__ import annotations
 
 import json
 
-from sovereign_server import convert
+from sovereign_server import convert, convert_responses
+from sovereign_server.responses import ResponseEvent
 from sovereign_server.runs import Event, EventName
 
 SSE_DONE = b"event: done\ndata: [DONE]\n\n"
@@ -18,3 +20,9 @@ def frame(event: Event) -> bytes:
         return SSE_DONE
     data = json.dumps(convert.event_json(event), separators=(",", ":"), ensure_ascii=False)
     return f"event: {event.name}\ndata: {data}\n\n".encode()
+
+
+def response_frame(event: ResponseEvent) -> bytes:
+    """A response event: its `type` is its `event:` line; a response's stream has no `done` event."""
+    data = json.dumps(convert_responses.event_json(event), separators=(",", ":"), ensure_ascii=False)
+    return f"event: {event.type}\ndata: {data}\n\n".encode()

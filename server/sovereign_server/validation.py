@@ -13,8 +13,10 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from sovereign_server.engines.images import IMAGE_TYPES, MAX_IMAGE_BYTES, image_type, parse_data_url
 from sovereign_server.errors import InvalidRequestError
-from sovereign_storage import PageRequest
+from sovereign_storage import ContentPart, ImageFileContent, ImageUrlContent, PageRequest
+from sovereign_storage.values import ImageDetail
 
 MAX_NAME = 256
 MAX_DESCRIPTION = 512
@@ -36,6 +38,11 @@ IMAGE_DETAILS = ("auto", "low", "high")
 FILE_SEARCH_RANKERS = ("auto", "default_2024_08_21")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 IMAGE_URL_SCHEMES = ("http", "https")
+# The Responses API's `input_image` also takes `original`, which chat completions (and so the model
+# servers) do not: the nearest level is sent.
+INPUT_IMAGE_DETAILS: dict[str, ImageDetail] = {"auto": "auto", "low": "low", "high": "high", "original": "high"}
+# A `data:` URL holding MAX_IMAGE_BYTES, in base64 with its header; other URLs are far shorter.
+MAX_IMAGE_URL = 4 * -(-MAX_IMAGE_BYTES // 3) + 64
 # Function and response format names: a-z, A-Z, 0-9, underscores and dashes, at most 64.
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -491,19 +498,80 @@ def _check_content_part(value: Any, param: str) -> dict[str, Any]:
     return {"type": part_type, key: stored}
 
 
+def check_images_allowed(role: str, content: Sequence[Mapping[str, Any]], param: str = "content") -> None:
+    """Images only in user messages, as OpenAI allows: a model is shown what users send."""
+    for index, part in enumerate(content):
+        if role != "user" and part["type"] in ("image_url", "image_file"):
+            raise InvalidRequestError(
+                f"Invalid '{param}[{index}].type': '{part['type']}' content is only allowed in messages with role "
+                f"'user', not '{role}'.",
+                param=f"{param}[{index}].type",
+                code="invalid_value",
+            )
+
+
 def _check_image_url(url: str, param: str) -> None:
+    """An http(s) URL, or a base64 `data:` URL of a PNG, JPEG, GIF or WebP image of at most
+    MAX_IMAGE_BYTES (checked by its bytes: a model server would fail the run on anything else)."""
+    check_max_length(param, url, MAX_IMAGE_URL)
+    if url[:5].lower() == "data:":
+        _check_inline_image(url, param)
+        return
     try:
         parts = urlsplit(url)
         # Reading `port` raises, as urlsplit does for a malformed host (`http://[x`), on a bad port.
-        valid = parts.scheme == "data" or (
-            parts.scheme in IMAGE_URL_SCHEMES and bool(parts.hostname) and (parts.port or 0) >= 0
-        )
+        valid = parts.scheme in IMAGE_URL_SCHEMES and bool(parts.hostname) and (parts.port or 0) >= 0
     except ValueError:
         valid = False
     if not valid:
         raise InvalidRequestError(
             f"Invalid '{param}': expected an http, https or data URL.", param=param, code="invalid_value"
         )
+
+
+def _check_inline_image(url: str, param: str) -> None:
+    inline = parse_data_url(url)
+    if inline is None:
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected a base64 data URL (data:image/png;base64,...).",
+            param=param,
+            code="invalid_value",
+        )
+    if len(inline.data) > MAX_IMAGE_BYTES:
+        raise InvalidRequestError(
+            f"Invalid '{param}': the image is {len(inline.data)} bytes; an image may have at most {MAX_IMAGE_BYTES}.",
+            param=param,
+            code="image_too_large",
+        )
+    # The bytes tell the type; the declared one (image/jpg, say) need only be an image's.
+    if not inline.media_type.startswith("image/") or image_type(inline.data) is None:
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected an image of a supported type ({', '.join(IMAGE_TYPES)}).",
+            param=param,
+            code="invalid_image_format",
+        )
+
+
+def check_input_image(value: Any, param: str) -> ContentPart:
+    """The Responses API's `input_image` part, `{type, image_url | file_id, detail}`, as the content
+    part it stands for: an image URL (http, https, or base64 `data:`) or a stored file, checked as
+    the Assistants API's image parts are (a file's existence by `runs.images.check_image_files`)."""
+    _, part = _tagged(value, param, {"input_image": ("image_url", "file_id", "detail", "prompt_cache_breakpoint")})
+    url, file_id = part.get("image_url"), part.get("file_id")
+    if (url is None) == (file_id is None):
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected exactly one of 'image_url' and 'file_id'.",
+            param=param,
+            code="invalid_value" if url is not None else "missing_required_parameter",
+        )
+    detail_param = f"{param}.detail"
+    detail = "auto" if part.get("detail") is None else _string(part["detail"], detail_param)
+    sent = INPUT_IMAGE_DETAILS[check_one_of(detail_param, detail, tuple(INPUT_IMAGE_DETAILS))]
+    if file_id is not None:
+        return ImageFileContent(_string(file_id, f"{param}.file_id"), sent)
+    checked = _string(url, f"{param}.image_url")
+    _check_image_url(checked, f"{param}.image_url")
+    return ImageUrlContent(checked, sent)
 
 
 def check_role(value: str, param: str = "role") -> str:
@@ -562,3 +630,237 @@ def check_tool_outputs(outputs: Sequence[tuple[str, str]], expected_ids: Sequenc
             code="invalid_value",
         )
     return given
+
+
+# ---------------------------------------------------------------- the Responses and Conversations APIs
+
+MAX_CONVERSATION_ITEMS = 20
+MIN_OUTPUT_TOKENS = 16
+ITEM_ROLES = ("user", "assistant", "system", "developer")
+ITEM_STATUSES = ("in_progress", "completed", "incomplete")
+INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+)
+TEXT_VERBOSITIES = ("low", "medium", "high")
+TRUNCATIONS = ("disabled", "auto")
+_ITEM_KEYS: dict[str, tuple[str, ...]] = {
+    "message": ("id", "role", "content", "status"),
+    "function_call": ("id", "call_id", "name", "arguments", "status"),
+    "function_call_output": ("id", "call_id", "output", "status"),
+    "item_reference": ("id",),
+}
+_INPUT_PART_KEYS: dict[str, tuple[str, ...]] = {
+    "input_text": ("text",),
+    "output_text": ("text", "annotations", "logprobs"),
+    "input_image": ("image_url", "file_id", "detail", "prompt_cache_breakpoint"),
+    "input_file": ("file_id", "file_data", "file_url", "filename"),
+}
+_TEXT_FORMAT_KEYS: dict[str, tuple[str, ...]] = {
+    "text": (),
+    "json_object": (),
+    "json_schema": ("name", "description", "schema", "strict"),
+}
+
+
+def check_input_items(
+    value: Any, param: str = "input", *, references: bool = True, max_items: int | None = None
+) -> list[dict[str, Any]]:
+    """A response's `input` (a string: one user message) or a conversation's `items`: messages,
+    function calls, their outputs and (`references`) item references, in a canonical form
+    (messages with typed `type`, content parts as arrays)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    items = _array(value, param, max_items)
+    return [_check_input_item(item, f"{param}[{index}]", references) for index, item in enumerate(items)]
+
+
+def _check_input_item(value: Any, param: str, references: bool) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value.get("type") is None and "role" in value:
+        # A message may leave its type out (OpenAI's "easy" input message).
+        value = {**value, "type": "message"}
+    kinds = _ITEM_KEYS if references else {kind: keys for kind, keys in _ITEM_KEYS.items() if kind != "item_reference"}
+    kind, item = _tagged(value, param, kinds)
+    if kind == "item_reference":
+        return {"type": kind, "id": _required_string(item, "id", param)}
+    checked: dict[str, Any] = {"type": kind}
+    if item.get("status") is not None:
+        checked["status"] = check_one_of(f"{param}.status", _string(item["status"], f"{param}.status"), ITEM_STATUSES)
+    if kind == "message":
+        role = _required_string(item, "role", param)
+        checked["role"] = check_one_of(f"{param}.role", role, ITEM_ROLES)
+        checked["content"] = _check_input_content(_required(item, "content", param), f"{param}.content")
+        for index, part in enumerate(checked["content"]):
+            if role != "user" and part["type"] == "input_image":
+                raise InvalidRequestError(
+                    f"Invalid '{param}.content[{index}].type': 'input_image' content is only allowed in messages "
+                    f"with role 'user', not '{role}'.",
+                    param=f"{param}.content[{index}].type",
+                    code="invalid_value",
+                )
+        return checked
+    call_id = _required_string(item, "call_id", param)
+    if not 1 <= len(call_id) <= 64:
+        raise InvalidRequestError(
+            f"Invalid '{param}.call_id': expected a string of 1 to 64 characters.",
+            param=f"{param}.call_id",
+            code="invalid_value",
+        )
+    checked["call_id"] = call_id
+    if kind == "function_call":
+        # The same rules as a function's name.
+        checked["name"] = _named_schema({"name": _required(item, "name", param)}, param, "parameters")["name"]
+        checked["arguments"] = _required_string(item, "arguments", param)
+    else:
+        output = _required(item, "output", param)
+        if not isinstance(output, str):
+            raise InvalidRequestError(
+                f"Invalid '{param}.output': only a string output is supported.",
+                param=f"{param}.output",
+                code="invalid_type",
+            )
+        checked["output"] = output
+    return checked
+
+
+def _check_input_content(value: Any, param: str) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"type": "input_text", "text": value}]
+    parts = _array(value, param)
+    return [_check_input_part(part, f"{param}[{index}]") for index, part in enumerate(parts)]
+
+
+def _check_input_part(value: Any, param: str) -> dict[str, Any]:
+    kind, part = _tagged(value, param, _INPUT_PART_KEYS)
+    if kind in ("input_text", "output_text"):
+        return {"type": kind, "text": _required_string(part, "text", param)}
+    if kind == "input_file":
+        raise InvalidRequestError(
+            f"Invalid '{param}.type': file inputs are not supported; send the file's text as 'input_text'.",
+            param=f"{param}.type",
+            code="unsupported_value",
+        )
+    # Checked as the Assistants API's image parts are; the part it stands for goes on as it is.
+    return {"type": kind, "image": check_input_image(value, param)}
+
+
+def check_response_tools(value: Any, param: str = "tools") -> list[dict[str, Any]] | None:
+    """Function tools, `{"type": "function", "name", "description"?, "parameters"?, "strict"?}`, as
+    stored and printed: `parameters` and `strict` are null when left out. None when not given."""
+    if value is None:
+        return None
+    tools = _array(value, param, MAX_TOOLS)
+    checked = []
+    for index, tool in enumerate(tools):
+        tool_param = f"{param}[{index}]"
+        _, function = _tagged(tool, tool_param, {"function": ("name", "description", "parameters", "strict")})
+        canonical = _named_schema(
+            {key: item for key, item in function.items() if key != "type"}, tool_param, "parameters"
+        )
+        checked.append(
+            {
+                "type": "function",
+                **canonical,
+                "parameters": canonical.get("parameters"),
+                "strict": canonical.get("strict"),
+            }
+        )
+    return checked
+
+
+def check_response_tool_choice(value: Any) -> Any:
+    """`"none"`, `"auto"` (the default), `"required"` or `{"type": "function", "name": ...}`."""
+    param = "tool_choice"
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        return check_one_of(param, value, TOOL_CHOICE_MODES)
+    _, choice = _tagged(value, param, {"function": ("name",)})
+    return {"type": "function", "name": _required_string(choice, "name", param)}
+
+
+def check_text_config(value: Any) -> dict[str, Any] | None:
+    """`text`: `{"format": {"type": "text" | "json_object"} | {"type": "json_schema", "name",
+    "schema", "description"?, "strict"?}, "verbosity"?}`; returns the format (None: text)."""
+    param = "text"
+    if value is None:
+        return None
+    config = _object(value, param, ("format", "verbosity"))
+    if config.get("verbosity") is not None:
+        verbosity = _string(config["verbosity"], f"{param}.verbosity")
+        check_one_of(f"{param}.verbosity", verbosity, TEXT_VERBOSITIES)
+    if config.get("format") is None:
+        return None
+    format_param = f"{param}.format"
+    kind, text_format = _tagged(config["format"], format_param, _TEXT_FORMAT_KEYS)
+    if kind != "json_schema":
+        return {"type": kind}
+    schema = _named_schema({key: item for key, item in text_format.items() if key != "type"}, format_param, "schema")
+    if "schema" not in schema:
+        raise missing_parameter(f"{format_param}.schema")
+    return {"type": "json_schema", **schema}
+
+
+def check_max_output_tokens(value: int | None) -> int | None:
+    return None if value is None else _integer(value, "max_output_tokens", MIN_OUTPUT_TOKENS)
+
+
+def check_conversation(value: Any) -> str | None:
+    """`conversation`: an id, or `{"id": ...}`."""
+    param = "conversation"
+    if value is None:
+        return None
+    conversation = value if isinstance(value, str) else _required(_object(value, param, ("id",)), "id", param)
+    conversation_id = _string(conversation, param if isinstance(value, str) else f"{param}.id")
+    if not conversation_id:
+        raise InvalidRequestError(
+            f"Invalid '{param}': empty string. Expected a conversation id.", param=param, code="empty_string"
+        )
+    return conversation_id
+
+
+def check_prompt(value: Any) -> str | None:
+    """`prompt`: `{"id": "asst_..."}`, an assistant whose settings the response takes; the id of
+    the assistant, None when not given."""
+    param = "prompt"
+    if value is None:
+        return None
+    prompt = _object(value, param, ("id", "variables", "version"))
+    prompt_id = _required_string(prompt, "id", param)
+    if not prompt_id.startswith("asst_"):
+        raise InvalidRequestError(
+            f"Invalid '{param}.id': expected the id of an assistant ('asst_...'); stored prompts are not supported.",
+            param=f"{param}.id",
+            code="invalid_value",
+        )
+    if prompt.get("variables"):
+        raise InvalidRequestError(
+            f"Invalid '{param}.variables': an assistant's instructions take no variables.",
+            param=f"{param}.variables",
+            code="unsupported_parameter",
+        )
+    if prompt.get("version") is not None:
+        _string(prompt["version"], f"{param}.version")
+    return prompt_id
+
+
+def check_include(values: Sequence[str], param: str = "include") -> list[str]:
+    return [check_one_of(f"{param}[{index}]", value, INCLUDABLE) for index, value in enumerate(values)]
+
+
+def check_exclusive(param: str, other: str, present: bool, other_present: bool) -> None:
+    """Two parameters that cannot be given together."""
+    if present and other_present:
+        raise InvalidRequestError(
+            f"Mutually exclusive parameters: Ensure you are only providing one of: '{param}' or '{other}'.",
+            param=param,
+            code="mutually_exclusive_parameters",
+        )

@@ -12,6 +12,11 @@ RUN_PREFIX = "run"
 STEP_PREFIX = "step"
 PROJECT_PREFIX = "proj"
 KEY_PREFIX = "key"
+# The Responses and Conversations APIs: a conversation is a thread, its items are messages.
+CONVERSATION_PREFIX = "conv"
+RESPONSE_PREFIX = "resp"
+FUNCTION_CALL_PREFIX = "fc"
+FUNCTION_OUTPUT_PREFIX = "fco"
 
 _ALPHABET = string.ascii_letters + string.digits
 # 24 characters of a 62-letter alphabet give ~143 bits: collisions are not a practical concern.

@@ -336,8 +336,51 @@ def _add_files_and_vector_stores(db: peewee.Database) -> None:
         execute(statement)
 
 
-# Frozen copies of the tables migration 8 created.
-class _V8Replica(_V1Model):
+# Frozen copy of the table migration 8 created.
+class _V8Response(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default="proj_default")
+    created_at = peewee.IntegerField()
+    status = peewee.TextField()
+    background = peewee.BooleanField()
+    store = peewee.BooleanField()
+    model = peewee.TextField()
+    instructions = peewee.TextField(null=True)
+    input_items = JSONField()
+    output_items = JSONField()
+    previous_response_id = peewee.TextField(null=True)
+    conversation_id = peewee.TextField(null=True)
+    prompt_id = peewee.TextField(null=True)
+    tools = JSONField()
+    tool_choice = JSONField(null=True)
+    parallel_tool_calls = peewee.BooleanField()
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    text_format = JSONField(null=True)
+    max_output_tokens = peewee.IntegerField(null=True)
+    truncation = peewee.TextField()
+    metadata = JSONField()
+    usage = JSONField(null=True)
+    error = JSONField(null=True)
+    incomplete_details = JSONField(null=True)
+    completed_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "responses"
+        indexes = ((("status",), False),)
+
+
+def _add_responses_and_items(db: peewee.Database) -> None:
+    # Threads are also the Conversations API's conversations; their messages its items, of which
+    # function calls and their outputs carry details.
+    _schema_migrator(db).add_column("messages", "item_details", JSONField(null=True)).run()
+    with db.bind_ctx([_V8Response]):
+        db.create_tables([_V8Response], safe=False)
+
+
+# Frozen copies of the tables migration 9 created.
+class _V9Replica(_V1Model):
     seq = peewee.AutoField()
     id = peewee.TextField(unique=True)
     host = peewee.TextField()
@@ -349,7 +392,7 @@ class _V8Replica(_V1Model):
         table_name = "replicas"
 
 
-class _V8RunClaim(_V1Model):
+class _V9RunClaim(_V1Model):
     seq = peewee.AutoField()
     run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", unique=True)
     replica_id = peewee.TextField()
@@ -361,7 +404,7 @@ class _V8RunClaim(_V1Model):
         indexes = ((("replica_id",), False),)
 
 
-class _V8RunEvent(_V1Model):
+class _V9RunEvent(_V1Model):
     seq = peewee.AutoField()
     run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", index=False)
     stretch = peewee.IntegerField()
@@ -374,7 +417,7 @@ class _V8RunEvent(_V1Model):
         indexes = ((("run", "stretch", "number"), True),)
 
 
-class _V8RateBucket(_V1Model):
+class _V9RateBucket(_V1Model):
     seq = peewee.AutoField()
     key_id = peewee.TextField()
     kind = peewee.TextField()
@@ -388,7 +431,7 @@ class _V8RateBucket(_V1Model):
 
 
 def _add_replica_coordination(db: peewee.Database) -> None:
-    tables = [_V8Replica, _V8RunClaim, _V8RunEvent, _V8RateBucket]
+    tables = [_V9Replica, _V9RunClaim, _V9RunEvent, _V9RateBucket]
     with db.bind_ctx(tables):
         db.create_tables(tables, safe=False)
     # One active run per thread, enforced by the database itself (replicas create runs concurrently).
@@ -407,7 +450,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_projects_and_keys,  # 5: projects, api_keys; assistants and threads belong to a project
     _add_message_token_counts,  # 6: messages.token_counts
     _add_files_and_vector_stores,  # 7: files, vector stores, their files, batches and searchable chunks
-    _add_replica_coordination,  # 8: replicas, run_claims, run_events, rate_buckets; one active run per thread
+    _add_responses_and_items,  # 8: responses; messages.item_details for function calls and outputs
+    _add_replica_coordination,  # 9: replicas, run_claims, run_events, rate_buckets; one active run per thread
 )
 LATEST_VERSION = len(MIGRATIONS)
 

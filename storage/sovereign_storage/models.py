@@ -186,6 +186,8 @@ class Message(BaseModel):
     # The tokens of the content as each tokenizer (by its key) counted them, kept so that a long
     # thread is counted once, not on every run; null until first counted.
     token_counts = JSONField(null=True)
+    # Set on the function calls and outputs the Responses API adds to a conversation (a thread).
+    item_details = CodecField(v.item_details_to_json, v.item_details_from_json, null=True)
 
     class Meta:
         table_name = "messages"
@@ -258,6 +260,52 @@ class RunStep(BaseModel):
     class Meta:
         table_name = "run_steps"
         indexes = ((("run", "created_at", "seq"), False),)
+
+
+def _items_field() -> CodecField:
+    return CodecField(
+        lambda items: [v.item_to_json(item) for item in items],
+        lambda data: tuple(v.item_from_json(item) for item in data),
+    )
+
+
+class Response(BaseModel):
+    """A stored response of the Responses API; its items are kept inline, as they were at its end
+    (a conversation also gets copies of them, as messages of its thread)."""
+
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    project_id = peewee.TextField(default=DEFAULT_PROJECT_ID)
+    created_at = peewee.IntegerField()
+    status = EnumField(v.ResponseStatus)
+    background = peewee.BooleanField()
+    store = peewee.BooleanField()
+    model = peewee.TextField()
+    instructions = peewee.TextField(null=True)
+    input_items = _items_field()
+    output_items = _items_field()
+    # Plain ids: deleting a conversation or an earlier response leaves this one as it was.
+    previous_response_id = peewee.TextField(null=True)
+    conversation_id = peewee.TextField(null=True)
+    prompt_id = peewee.TextField(null=True)
+    tools = JSONField()
+    tool_choice = JSONField(null=True)
+    parallel_tool_calls = peewee.BooleanField()
+    temperature = peewee.FloatField(null=True)
+    top_p = peewee.FloatField(null=True)
+    text_format = JSONField(null=True)
+    max_output_tokens = peewee.IntegerField(null=True)
+    truncation = peewee.TextField()
+    metadata = JSONField()
+    usage = _usage_field()
+    error = _last_error_field()
+    incomplete_details = _incomplete_details_field()
+    completed_at = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "responses"
+        # Responses by status, for start-up recovery.
+        indexes = ((("status",), False),)
 
 
 # ---------------------------------------------------------------- what replicas of one service share
@@ -339,6 +387,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Message,
     Run,
     RunStep,
+    Response,
     Replica,
     RunClaim,
     RunEvent,

@@ -8,9 +8,12 @@ from typing import Any, Generic, TypeVar
 from .values import (
     ContentPart,
     IncompleteDetails,
+    Item,
+    ItemDetails,
+    ItemRole,
     LastError,
     MessageStatus,
-    Role,
+    ResponseStatus,
     RunStatus,
     StepDetails,
     StepStatus,
@@ -72,7 +75,7 @@ class MessageRecord:
     incomplete_details: IncompleteDetails | None
     completed_at: int | None
     incomplete_at: int | None
-    role: Role
+    role: ItemRole
     content: tuple[ContentPart, ...]
     assistant_id: str | None
     run_id: str | None
@@ -80,19 +83,24 @@ class MessageRecord:
     metadata: dict[str, str]
     # Token counts of the content by tokenizer key (`Repository.save_token_counts`); not OpenAI's.
     token_counts: dict[str, int] | None = None
+    # A function call or its output, for the items the Responses API adds; None for a message.
+    item_details: ItemDetails | None = None
 
 
 @dataclass(frozen=True)
 class NewMessage:
-    """A message to store; `completed_at` is set by the repository when `status` is "completed"."""
+    """A message to store; `completed_at` is set by the repository when `status` is "completed".
+    An item of the Responses API comes with its own `id` (and `item_details` unless a message)."""
 
-    role: Role
+    role: ItemRole
     content: tuple[ContentPart, ...]
     attachments: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     status: MessageStatus = MessageStatus.COMPLETED
     assistant_id: str | None = None
     run_id: str | None = None
+    id: str | None = None
+    item_details: ItemDetails | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,41 @@ class NewStep:
     type: StepType
     step_details: StepDetails
     status: StepStatus = StepStatus.IN_PROGRESS
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """A response of the Responses API. `input_items` are those its request gave (its context
+    also holds the chain of `previous_response_id`, or the conversation's earlier items);
+    `output_items` what the model produced. `prompt_id` is the assistant it took its settings from.
+    A response with `store` false exists only in memory."""
+
+    id: str
+    created_at: int
+    status: ResponseStatus
+    background: bool
+    store: bool
+    model: str
+    instructions: str | None
+    input_items: tuple[Item, ...]
+    output_items: tuple[Item, ...]
+    previous_response_id: str | None
+    conversation_id: str | None
+    prompt_id: str | None
+    tools: list[dict[str, Any]]
+    tool_choice: Any  # "none" | "auto" | "required" | {"type": "function", "name": ...}
+    parallel_tool_calls: bool
+    temperature: float | None
+    top_p: float | None
+    text_format: dict[str, Any] | None
+    max_output_tokens: int | None
+    # "auto": the oldest of its context is left out to fit the model's window; "disabled": it fails instead.
+    truncation: str
+    metadata: dict[str, str]
+    usage: Usage | None
+    error: LastError | None
+    incomplete_details: IncompleteDetails | None
+    completed_at: int | None
 
 
 @dataclass(frozen=True)

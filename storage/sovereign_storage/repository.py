@@ -8,6 +8,8 @@ opens and closes it unless the calling thread already holds one.
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import fields
@@ -20,6 +22,8 @@ from .database import connection_scope, read_transaction, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
 from .ids import (
     ASSISTANT_PREFIX,
+    FUNCTION_CALL_PREFIX,
+    FUNCTION_OUTPUT_PREFIX,
     KEY_PREFIX,
     MESSAGE_PREFIX,
     PROJECT_PREFIX,
@@ -35,6 +39,7 @@ from .models import (
     BaseModel,
     Message,
     Project,
+    Response,
     Run,
     RunStep,
     Thread,
@@ -51,6 +56,7 @@ from .records import (
     Page,
     PageRequest,
     ProjectRecord,
+    ResponseRecord,
     RunRecord,
     RunStepRecord,
     ThreadRecord,
@@ -59,16 +65,19 @@ from .records import (
 from .values import (
     ACTIVE_RUN_STATUSES,
     ContentPart,
+    FunctionCallDetails,
+    FunctionOutputDetails,
     IncompleteDetails,
     LastError,
     MessageCreation,
     MessageStatus,
+    ResponseStatus,
     RunStatus,
     StepStatus,
 )
 
 _Row = TypeVar("_Row", bound=BaseModel)
-_Status = TypeVar("_Status", RunStatus, StepStatus, MessageStatus)
+_Status = TypeVar("_Status", RunStatus, StepStatus, MessageStatus, ResponseStatus)
 
 # Fields a caller may change with update_assistant; id and created_at are fixed at creation.
 _ASSISTANT_UPDATABLE: dict[str, peewee.Field[Any]] = {
@@ -142,6 +151,19 @@ _MESSAGE_STAMPS: dict[MessageStatus, peewee.Field[Any]] = {
     MessageStatus.COMPLETED: Message.completed_at,
     MessageStatus.INCOMPLETE: Message.incomplete_at,
 }
+_RESPONSE_STAMPS: dict[ResponseStatus, peewee.Field[Any]] = {ResponseStatus.COMPLETED: Response.completed_at}
+
+# Fields a response's status change may set besides its status: what its execution produced.
+_RESPONSE_UPDATABLE: dict[str, peewee.Field[Any]] = {
+    "output_items": Response.output_items,
+    "usage": Response.usage,
+    "error": Response.error,
+    "incomplete_details": Response.incomplete_details,
+}
+
+# The messages the Assistants API lists and returns: not the Responses API's function calls and
+# outputs, nor its system and developer messages (a thread's other items, kept in order with them).
+_ASSISTANTS_MESSAGE = Message.item_details.is_null() & Message.role.in_(["user", "assistant"])
 
 
 def _now() -> int:
@@ -259,8 +281,11 @@ class Repository:
         tool_resources: dict[str, Any],
         metadata: dict[str, str],
         messages: Sequence[NewMessage],
+        *,
+        prefix: str = THREAD_PREFIX,
     ) -> tuple[ThreadRecord, list[MessageRecord]]:
-        thread_id = new_id(THREAD_PREFIX)
+        """A new thread with its messages; the Conversations API's get the `conv` id `prefix`."""
+        thread_id = new_id(prefix)
         now = _now()
         with self._writing():
             self._insert_thread(thread_id, now, tool_resources, metadata)
@@ -390,10 +415,14 @@ class Repository:
             _insert(_bound(), Message, [values])
             return self._message_row(thread_id, values["id"])
 
-    def get_message(self, thread_id: str, message_id: str) -> MessageRecord:
+    def get_message(self, thread_id: str, message_id: str, *, all_items: bool = False) -> MessageRecord:
+        """A message of the Assistants API, or any item of the conversation (`all_items`)."""
         with self._reading():
             self._thread_row(thread_id)
-            return self._message_row(thread_id, message_id)
+            record = self._message_row(thread_id, message_id)
+            if not all_items and (record.item_details is not None or record.role not in ("user", "assistant")):
+                raise NotFoundError("message", message_id)
+            return record
 
     def update_message(self, thread_id: str, message_id: str, metadata: dict[str, str]) -> MessageRecord:
         with self._writing():
@@ -409,8 +438,14 @@ class Repository:
             if deleted == 0:
                 raise NotFoundError("message", message_id)
 
-    def list_messages(self, thread_id: str, page: PageRequest, run_id: str | None = None) -> Page[MessageRecord]:
+    def list_messages(
+        self, thread_id: str, page: PageRequest, run_id: str | None = None, *, all_items: bool = False
+    ) -> Page[MessageRecord]:
+        """A page of the thread's Assistants messages, or of all its items as a conversation (`all_items`)."""
         scope = [Message.thread == thread_id]
+        filters = [] if all_items else [_ASSISTANTS_MESSAGE]
+        if run_id is not None:
+            filters.append(Message.run_id == run_id)
         with self._reading():
             self._thread_row(thread_id)
             rows, has_more = _fetch_page(
@@ -420,9 +455,34 @@ class Repository:
                 Message.seq,
                 scope,
                 page,
-                extra_filter=None if run_id is None else Message.run_id == run_id,
+                extra_filter=functools.reduce(operator.and_, filters) if filters else None,
             )
             return Page([_message_record(row) for row in rows], has_more)
+
+    def add_items(self, thread_id: str, items: Sequence[NewMessage]) -> list[MessageRecord]:
+        """Adds items to a conversation in order, in one transaction; refused with ActiveRunError
+        while the thread has an active run, as a message would be."""
+        with self._writing():
+            self._claim_idle_thread(thread_id)
+            return self._insert_items(thread_id, items)
+
+    def append_items(self, thread_id: str, items: Sequence[NewMessage]) -> bool:
+        """Adds a response's output to its conversation; False (and nothing added) when the
+        conversation was deleted meanwhile."""
+        with self._writing():
+            if Thread.get_or_none(Thread.id == thread_id, Thread.project_id == self.project_id) is None:
+                return False
+            self._insert_items(thread_id, items)
+            return True
+
+    @staticmethod
+    def _insert_items(thread_id: str, items: Sequence[NewMessage]) -> list[MessageRecord]:
+        if not items:
+            return []
+        values = [_message_values(thread_id, _now(), item) for item in items]
+        Message.insert_many(values).execute()
+        rows = Message.select().where(Message.id.in_([value["id"] for value in values])).order_by(Message.seq)
+        return [_message_record(row) for row in rows]
 
     def transition_message(
         self,
@@ -482,12 +542,12 @@ class Repository:
             return [_message_record(row) for row in rows]
 
     def first_message(self, thread_id: str, role: str) -> MessageRecord | None:
-        """The thread's oldest message of `role`, if any."""
+        """The thread's oldest message of `role`, if any (a function call's output is no message)."""
         with self._reading():
             self._thread_row(thread_id)
             row: Message | None = (
                 Message.select()
-                .where(Message.thread == thread_id, Message.role == role)
+                .where(Message.thread == thread_id, Message.role == role, Message.item_details.is_null())
                 .order_by(Message.created_at.asc(), Message.seq.asc())
                 .first()
             )
@@ -578,6 +638,12 @@ class Repository:
                 _record_from_values({**message, "thread_id": run.thread_id}, MessageRecord),
                 _record_from_values({**step, "run_id": run.id}, RunStepRecord),
             )
+
+    def discard_reply(self, message_id: str, step_id: str) -> None:
+        """Removes a reply that was opened but never written to, with its step."""
+        with self._writing():
+            RunStep.delete().where(RunStep.id == step_id).execute()
+            Message.delete().where(Message.id == message_id).execute()
 
     def get_run(self, thread_id: str, run_id: str) -> RunRecord:
         with self._reading():
@@ -756,6 +822,86 @@ class Repository:
                 RunStep, RunStep.id, RunStep.created_at, RunStep.seq, [RunStep.run == run_id], page
             )
             return Page([_step_record(row) for row in rows], has_more)
+
+    # Responses
+
+    def create_response(self, record: ResponseRecord, items: Sequence[NewMessage] = ()) -> None:
+        """Stores a new response (its id is the caller's) and adds `items`, its input, to its
+        conversation: refused with ActiveRunError while an Assistants run is active on that thread."""
+        with self._writing():
+            if record.conversation_id is not None:
+                self._claim_idle_thread(record.conversation_id)
+                self._insert_items(record.conversation_id, items)
+            values = {field.name: getattr(record, field.name) for field in fields(ResponseRecord)}
+            Response.insert({**values, "project_id": self.project_id}).execute()
+
+    def get_response(self, response_id: str) -> ResponseRecord:
+        with self._reading():
+            return _response_record(self._response_row(response_id))
+
+    def response_chain(self, response_id: str) -> list[ResponseRecord]:
+        """The response and those it follows by `previous_response_id`, oldest first. An earlier
+        response that was deleted ends the chain there."""
+        chain: list[ResponseRecord] = []
+        with self._reading():
+            row: Response | None = self._response_row(response_id)
+            while row is not None:
+                chain.append(_response_record(row))
+                previous = row.previous_response_id
+                row = None if previous is None else self._scoped_response(previous).first()
+        chain.reverse()
+        return chain
+
+    def delete_response(self, response_id: str) -> None:
+        with self._writing():
+            deleted: int = (
+                Response.delete().where(Response.id == response_id, Response.project_id == self.project_id).execute()
+            )
+            if deleted == 0:
+                raise NotFoundError("response", response_id)
+
+    def transition_response(
+        self,
+        response_id: str,
+        to: ResponseStatus,
+        sources: Collection[ResponseStatus],
+        changes: Mapping[str, Any] | None = None,
+    ) -> Transition[ResponseRecord]:
+        """Moves a response to `to` if its status is one of `sources` (a compare-and-set), with
+        `changes` (`output_items`, `usage`, `error`, `incomplete_details`); completing stamps completed_at."""
+        values = _field_values(_RESPONSE_UPDATABLE, changes or {}, "response")
+        with self._writing():
+            row, applied = _transition(
+                _bound(), Response, _RESPONSE_STAMPS, "response", response_id, to, sources, values
+            )
+            return Transition(_record_from_values(row, ResponseRecord), applied)
+
+    def end_interrupted_responses(
+        self, error: LastError, failing: Collection[ResponseStatus], only: Collection[str] | None = None
+    ) -> list[str]:
+        """Fails, with `error`, the responses a stopped process left in `failing` statuses (those of
+        `only`, when given: the ones a replica of several was executing); returns their ids."""
+        with self._writing():
+            query = Response.select(Response.id).where(Response.status.in_(list(failing))).order_by(Response.seq)
+            if only is not None:
+                query = query.where(Response.id.in_(list(only)))
+            if self._db.for_update:
+                query = query.for_update()
+            ids = [row.id for row in query]
+            if ids:
+                Response.update({Response.status: ResponseStatus.FAILED, Response.error: error}).where(
+                    Response.id.in_(ids)
+                ).execute()
+            return ids
+
+    def _scoped_response(self, response_id: str) -> peewee.ModelSelect[Response]:
+        return Response.select().where(Response.id == response_id, Response.project_id == self.project_id)
+
+    def _response_row(self, response_id: str) -> Response:
+        row: Response | None = self._scoped_response(response_id).first()
+        if row is None:
+            raise NotFoundError("response", response_id)
+        return row
 
 
 class KeyStore:
@@ -1049,7 +1195,7 @@ def _cursor_position(
 
 def _message_values(thread_id: str, now: int, new: NewMessage) -> dict[str, Any]:
     return {
-        "id": new_id(MESSAGE_PREFIX),
+        "id": new.id or new_id(_ITEM_PREFIXES.get(type(new.item_details), MESSAGE_PREFIX)),
         "thread": thread_id,
         "created_at": now,
         "status": new.status,
@@ -1062,7 +1208,14 @@ def _message_values(thread_id: str, now: int, new: NewMessage) -> dict[str, Any]
         "run_id": new.run_id,
         "attachments": new.attachments,
         "metadata": new.metadata,
+        "item_details": new.item_details,
     }
+
+
+_ITEM_PREFIXES: dict[type, str] = {
+    FunctionCallDetails: FUNCTION_CALL_PREFIX,
+    FunctionOutputDetails: FUNCTION_OUTPUT_PREFIX,
+}
 
 
 def _run_values(thread_id: str, now: int, new: NewRun, expires_in: int) -> dict[str, Any]:
@@ -1119,3 +1272,7 @@ def _run_record(row: Run) -> RunRecord:
 
 def _step_record(row: RunStep) -> RunStepRecord:
     return _record(row, RunStepRecord)
+
+
+def _response_record(row: Response) -> ResponseRecord:
+    return _record(row, ResponseRecord)

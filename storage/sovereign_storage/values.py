@@ -40,6 +40,17 @@ class MessageStatus(StrEnum):
     COMPLETED = "completed"
 
 
+class ResponseStatus(StrEnum):
+    """A response's status, as OpenAI's Responses API names them."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 # A thread has at most one run in an active status; no message may be added to it meanwhile.
 ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
     {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING}
@@ -47,6 +58,9 @@ ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
 TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(RunStatus) - ACTIVE_RUN_STATUSES
 
 Role: TypeAlias = Literal["user", "assistant"]
+# A conversation item's role: the Assistants API knows the first two only.
+ItemRole: TypeAlias = Literal["user", "assistant", "system", "developer"]
+ItemType: TypeAlias = Literal["message", "function_call", "function_call_output"]
 StepType: TypeAlias = Literal["message_creation", "tool_calls"]
 ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 
@@ -174,6 +188,49 @@ class SubmitToolOutputs:
     """A run's `required_action`: the calls whose outputs it waits for."""
 
     tool_calls: tuple[FunctionCall, ...]
+
+
+# ---------------------------------------------------------------- conversation items
+
+
+@dataclass(frozen=True)
+class FunctionCallDetails:
+    """What a `function_call` item holds: a call the model made."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class FunctionOutputDetails:
+    """What a `function_call_output` item holds: the caller's result of a call."""
+
+    call_id: str
+    output: str
+
+
+ItemDetails: TypeAlias = FunctionCallDetails | FunctionOutputDetails
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a conversation, or of a response's input or output: a message (no `details`),
+    a function call or a function call's output. A thread's messages are items without details."""
+
+    id: str
+    role: ItemRole
+    status: MessageStatus = MessageStatus.COMPLETED
+    content: tuple[ContentPart, ...] = ()
+    details: ItemDetails | None = None
+
+    @property
+    def type(self) -> ItemType:
+        if isinstance(self.details, FunctionCallDetails):
+            return "function_call"
+        if isinstance(self.details, FunctionOutputDetails):
+            return "function_call_output"
+        return "message"
 
 
 # ---------------------------------------------------------------- outcomes
@@ -381,6 +438,47 @@ def truncation_strategy_from_json(data: Mapping[str, Any]) -> TruncationStrategy
     if data.get("type") == "last_messages":
         return TruncationStrategy("last_messages", int(last) if last is not None else None)
     return TruncationStrategy()
+
+
+def item_details_to_json(details: ItemDetails) -> dict[str, Any]:
+    if isinstance(details, FunctionCallDetails):
+        return {
+            "type": "function_call",
+            "call_id": details.call_id,
+            "name": details.name,
+            "arguments": details.arguments,
+        }
+    return {"type": "function_call_output", "call_id": details.call_id, "output": details.output}
+
+
+def item_details_from_json(data: Mapping[str, Any]) -> ItemDetails:
+    if data["type"] == "function_call":
+        return FunctionCallDetails(data["call_id"], data["name"], data["arguments"])
+    if data["type"] == "function_call_output":
+        return FunctionOutputDetails(data["call_id"], data["output"])
+    raise ValueError(f"unknown item type {data['type']!r}")
+
+
+def item_to_json(item: Item) -> dict[str, Any]:
+    """An item as stored: content parts in their Assistants form, whatever API wrote them."""
+    return {
+        "id": item.id,
+        "role": item.role,
+        "status": str(item.status),
+        "content": [content_to_json(part) for part in item.content],
+        "details": None if item.details is None else item_details_to_json(item.details),
+    }
+
+
+def item_from_json(data: Mapping[str, Any]) -> Item:
+    details = data.get("details")
+    return Item(
+        id=data["id"],
+        role=data["role"],
+        status=MessageStatus(data["status"]),
+        content=tuple(content_from_json(part) for part in data.get("content", ())),
+        details=None if details is None else item_details_from_json(details),
+    )
 
 
 def _without_none(**values: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ STREAMING_PATHS = (
     "/v1/threads/{thread_id}/runs",
     "/v1/threads/runs",
     "/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+    "/v1/responses",
 )
 
 
@@ -48,7 +49,8 @@ def _wait_until_ended(http: httpx.Client, run: dict[str, Any]) -> dict[str, Any]
 
 @pytest.fixture(scope="module")
 def resources(gateway: Gateway) -> dict[str, str]:
-    """Ids of an assistant, a thread, a message, an ended run and its step, for path parameters."""
+    """Ids of an assistant, a thread, a message, an ended run and its step, a response, a
+    conversation and its item, for path parameters."""
     with httpx.Client(base_url=gateway.base_url, trust_env=False, timeout=30) as http:
         assistant = http.post("/assistants", json={"model": "builtin"}).raise_for_status().json()
         thread = http.post("/threads", json={"messages": [{"role": "user", "content": "hi"}]}).raise_for_status().json()
@@ -62,6 +64,10 @@ def resources(gateway: Gateway) -> dict[str, str]:
         store = http.post("/vector_stores", json={"file_ids": [file.raise_for_status().json()["id"]]})
         store_id = store.raise_for_status().json()["id"]
         batch = http.post(f"/vector_stores/{store_id}/file_batches", json={"file_ids": [file.json()["id"]]})
+        response = http.post("/responses", json={"model": "builtin", "input": "hi"}).raise_for_status().json()
+        items = [{"type": "message", "role": "user", "content": "hi"}]
+        conversation = http.post("/conversations", json={"items": items}).raise_for_status().json()
+        item = http.get(f"/conversations/{conversation['id']}/items").raise_for_status().json()["data"][0]
         return {
             "assistant_id": assistant["id"],
             "thread_id": thread["id"],
@@ -71,6 +77,9 @@ def resources(gateway: Gateway) -> dict[str, str]:
             "file_id": file.json()["id"],
             "vector_store_id": store_id,
             "batch_id": batch.raise_for_status().json()["id"],
+            "response_id": response["id"],
+            "conversation_id": conversation["id"],
+            "item_id": item["id"],
         }
 
 

@@ -68,13 +68,17 @@ async def test_message_from_content_parts_keeps_each_part(client: AsyncSovereign
         content=[
             {"type": "text", "text": "Look at this chart"},
             {"type": "image_url", "image_url": {"url": "https://example.com/c.png", "detail": "low"}},
-            {"type": "image_file", "image_file": {"file_id": "file_1"}},
         ],
     )
-    assert [part.type for part in message.content] == ["text", "image_url", "image_file"]
+    assert [part.type for part in message.content] == ["text", "image_url"]
     assert message.content[1].image_url.url == "https://example.com/c.png"
     assert message.content[1].image_url.detail == "low"
-    assert message.content[2].image_file.file_id == "file_1"
+    # An image file must exist in the caller's project: no file does without a Files API.
+    with pytest.raises(BadRequestError) as caught:
+        await client.threads.messages.create(
+            thread.id, role="user", content=[{"type": "image_file", "image_file": {"file_id": "file_1"}}]
+        )
+    assert caught.value.param == "content[0].image_file.file_id"
 
 
 async def test_message_update_retrieve_delete(client: AsyncSovereignClient) -> None:

@@ -15,6 +15,7 @@ import pytest
 from sovereign_server.children import ChildError, ChildProcess, http_ok
 from sovereign_server.engines.local import free_port
 from tests.llama.tiny_model import TinyModelAnswers, write_tiny_model
+from tests.llama.tiny_projector import write_tiny_projector
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -119,6 +120,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TinyMode
 @pytest.fixture(scope="session")
 def tiny_model_path(tiny_model: tuple[Path, TinyModelAnswers]) -> Path:
     return tiny_model[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_projector_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's multimodal projector (`--mmproj`): with it, llama-server reads images."""
+    path = tmp_path_factory.mktemp("tiny-projector") / "mmproj.gguf"
+    try:
+        write_tiny_projector(path, tiny_model_path)
+    except RuntimeError as error:  # the gguf package is missing
+        pytest.fail(str(error), pytrace=False)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -166,6 +166,7 @@ class CountingTokenizer:
     def __init__(self, inner: Tokenizer) -> None:
         self._inner = inner
         self.key = inner.key
+        self.image_tokens = inner.image_tokens
         self.texts: list[str] = []
         self.prompts = 0
 

@@ -135,3 +135,25 @@ def test_runs_stream_and_tool_calls_end_to_end(sdk: OpenAI) -> None:
     started = time.monotonic()
     assert sdk.beta.threads.delete(thread.id).deleted
     assert time.monotonic() - started < 5
+
+
+def test_responses_and_conversations_end_to_end(sdk: OpenAI) -> None:
+    tool: Any = {"type": "function", "name": "get_price", "parameters": {"type": "object"}}
+    conversation = sdk.conversations.create(items=[{"role": "user", "content": "hello postgres"}])
+    call = sdk.responses.create(
+        model="builtin", input='get_price {"t": 1}', tools=[tool], conversation=conversation.id
+    ).output[0]
+    assert call.type == "function_call"
+    answer = sdk.responses.create(
+        model="builtin",
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "1"}],
+        conversation=conversation.id,
+    )
+    assert answer.output_text == "get_price returned: 1"
+    kinds = [item.type for item in sdk.conversations.items.list(conversation.id, order="asc")]
+    assert kinds == ["message", "message", "function_call", "function_call_output", "message"]
+    chained = sdk.responses.create(model="builtin", input="and then?", previous_response_id=answer.id)
+    assert chained.output_text == "You said: and then?"
+    assert sdk.responses.retrieve(chained.id).status == "completed"
+    sdk.responses.delete(chained.id)
+    assert sdk.conversations.delete(conversation.id).deleted

@@ -99,14 +99,12 @@ def test_message_with_content_parts(openai_client: OpenAI) -> None:
         content=[
             {"type": "text", "text": "Compare these charts"},
             {"type": "image_url", "image_url": {"url": "https://charts.example/a.png", "detail": "high"}},
-            {"type": "image_file", "image_file": {"file_id": "file-abc"}},
         ],
         attachments=[{"file_id": "file-csv", "tools": [{"type": "code_interpreter"}]}],
     )
-    assert [part.type for part in message.content] == ["text", "image_url", "image_file"]
+    assert [part.type for part in message.content] == ["text", "image_url"]
     assert message.content[1].image_url.url == "https://charts.example/a.png"  # type: ignore[union-attr]
     assert message.content[1].image_url.detail == "high"  # type: ignore[union-attr]
-    assert message.content[2].image_file.file_id == "file-abc"  # type: ignore[union-attr]
     assert message.attachments is not None
     assert message.attachments[0].file_id == "file-csv"
 

@@ -25,8 +25,9 @@ class Words:
 
     key: str | None = None
 
-    def __init__(self, template: int | None = None) -> None:
+    def __init__(self, template: int | None = None, image_tokens: int = 0) -> None:
         self.template = template
+        self.image_tokens = image_tokens
         self.prompts: list[int] = []
 
     async def count(self, texts: Sequence[str]) -> list[int]:
@@ -35,7 +36,7 @@ class Words:
     async def count_prompt(self, request: GenerationRequest) -> int | None:
         if self.template is None:
             return None
-        words = sum(len(message.content.split()) for message in request.messages)
+        words = sum(len(message.text.split()) for message in request.messages)
         exact = words + self.template * len(request.messages)
         self.prompts.append(exact)
         return exact
@@ -62,7 +63,7 @@ def request(*messages: ChatMessage, tools: tuple[FunctionTool, ...] = ()) -> Gen
 
 
 def contents(fitted_request: GenerationRequest) -> list[str]:
-    return [message.content for message in fitted_request.messages]
+    return [message.text for message in fitted_request.messages]
 
 
 def test_the_reply_keeps_a_quarter_of_the_window_or_what_max_completion_tokens_asks() -> None:

@@ -18,7 +18,9 @@ from sovereign_server.engines import (
     Finish,
     FunctionTool,
     GenerationRequest,
+    ImagePart,
     TextDelta,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -30,6 +32,8 @@ from sovereign_server.engines.openai_compat import (
     completion_parameters,
     routing_from_file,
 )
+from sovereign_server.engines.tokens import IMAGE_TOKENS
+from tests.images import png_url
 
 pytestmark = pytest.mark.unit
 
@@ -379,3 +383,76 @@ async def test_a_connection_closed_before_any_response_is_retried() -> None:
         assert (await collect(engine))[0] == TextDelta("ok")
         await engine.aclose()
     assert attempts == 2
+
+
+# ---------------------------------------------------------------- images
+
+CHART = "https://example.com/chart.png"
+LOOKING = GenerationRequest(
+    model="tiny",
+    messages=(
+        ChatMessage(role="system", content="Be brief."),
+        ChatMessage(role="user", content=(TextPart("What does this show?"), ImagePart(CHART, "high"))),
+        ChatMessage(role="assistant", content="A rising trend."),
+        ChatMessage(role="user", content=(TextPart("And this?"), ImagePart(png_url(), None, "file-1"))),
+    ),
+)
+
+
+async def test_images_are_sent_as_content_parts_and_the_servers_count_is_the_usage() -> None:
+    # A vision server counts the images it read in its prompt tokens.
+    usage = {"prompt_tokens": 1210, "completion_tokens": 1, "total_tokens": 1211}
+    frames = (chunk({"content": "Up."}), chunk(finish="stop"), chunk(usage=usage), b"data: [DONE]\n\n")
+    async with ScriptedServer(replying(*frames)) as server:
+        engine = engine_for(server)
+        assert (await collect(engine, LOOKING))[-1] == Finish("stop", Usage(1210, 1))
+        await engine.aclose()
+    assert server.requests[0]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What does this show?"},
+                {"type": "image_url", "image_url": {"url": CHART, "detail": "high"}},
+            ],
+        },
+        {"role": "assistant", "content": "A rising trend."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "And this?"}, {"type": "image_url", "image_url": {"url": png_url()}}],
+        },
+    ]
+
+
+async def test_a_text_only_backend_gets_placeholders() -> None:
+    frames = (chunk({"content": "?"}), chunk(finish="stop"), b"data: [DONE]\n\n")
+    async with ScriptedServer(replying(*frames)) as server:
+        engine = engine_for(server, vision=False)
+        await collect(engine, LOOKING)
+        tokenizer = await engine.tokenizer("tiny")
+        await engine.aclose()
+    assert [message["content"] for message in server.requests[0]["messages"]] == [
+        "Be brief.",
+        f"What does this show?\n[image: {CHART}]",
+        "A rising trend.",
+        "And this?\n[image file: file-1]",
+    ]
+    # Its prompts hold the placeholders' text only: an image costs nothing more.
+    assert tokenizer.image_tokens == 0
+
+
+async def test_each_backend_says_whether_it_sees_images_and_what_one_costs(tmp_path: Path) -> None:
+    path = tmp_path / "backends.toml"
+    path.write_text(
+        'default = "vision"\n[backends.vision]\nbase_url = "http://127.0.0.1:9/v1"\nimage_tokens = 600\n'
+        '[backends.text]\nbase_url = "http://127.0.0.1:9/v1"\nvision = false\n'
+        '[backends.plain]\nbase_url = "http://127.0.0.1:9/v1"\n[models]\n"smol" = "text"\n"other" = "plain"\n'
+    )
+    routing = routing_from_file(str(path))
+    assert (routing.backend_for("llava")[1].vision, routing.backend_for("smol")[1].vision) == (True, False)
+    engine = OpenAICompatibleEngine(routing)
+    # Nothing answers on port 9: the estimating tokenizer, with each backend's image cost.
+    assert (await engine.tokenizer("llava")).image_tokens == 600
+    assert (await engine.tokenizer("smol")).image_tokens == 0
+    assert (await engine.tokenizer("other")).image_tokens == IMAGE_TOKENS
+    await engine.aclose()

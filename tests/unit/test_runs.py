@@ -20,7 +20,9 @@ from sovereign_server.engines import (
     EngineError,
     Finish,
     GenerationRequest,
+    ImagePart,
     TextDelta,
+    TextPart,
     ToolCallDelta,
     Usage,
 )
@@ -261,10 +263,12 @@ def test_context_is_instructions_then_messages_then_tool_rounds() -> None:
     request = generation_request(_run(), [_message("user", text + image)], [tool_step])
     assert [(m.role, m.content) for m in request.messages] == [
         ("system", "Be brief."),
-        ("user", "look\n[image: https://x/c.png]"),
+        ("user", (TextPart("look"), ImagePart("https://x/c.png"))),
         ("assistant", ""),
         ("tool", "42"),
     ]
+    # As a model that sees no images reads it.
+    assert request.messages[1].text == "look\n[image: https://x/c.png]"
     assert request.messages[2].tool_calls[0].name == "f"
     assert request.messages[3].tool_call_id == "call_1"
     assert [tool.name for tool in request.tools] == ["f"]
@@ -284,6 +288,7 @@ class WordTokenizer:
     """A token per word; counts are worth keeping (it has a key), a whole prompt is not counted."""
 
     key: str | None = "words"
+    image_tokens = 100
 
     def __init__(self) -> None:
         self.counted: list[str] = []
@@ -745,3 +750,37 @@ async def test_the_observer_hears_of_first_tokens_gaps_failures_and_each_stretch
     assert reports.first_tokens == [("m", "scripted"), ("m", "scripted")]
     assert reports.gaps == 2
     assert reports.failures == ["rate_limit_exceeded"]
+
+
+async def test_the_reply_opens_with_the_run_and_is_removed_if_the_model_calls_a_tool_instead(
+    repository: Repository,
+) -> None:
+    engine = ScriptedEngine([ToolCallDelta(0, "call_1", "f", "{}"), Finish("tool_calls", Usage(7, 1))], paced=True)
+    _, run, channel = await _start(repository, engine)
+    # Before any token the reply already exists, so the first token needs no write of its own.
+    opened = [m for m in repository.thread_messages(run.thread_id) if m.run_id == run.id]
+    assert [(m.role, m.status, m.content) for m in opened] == [("assistant", "in_progress", ())]
+    engine.step.set()
+    follower = channel.follow()
+    seen = [event.name for event in await anext(follower)]
+    while "thread.run.step.delta" not in seen:
+        engine.step.set()
+        seen += [event.name for event in await anext(follower)]
+    engine.step.set()
+    seen += [event.name async for batch in follower for event in batch]
+    # Nothing ever named it, and it is gone: the run's only step is its tool calls.
+    assert "thread.message.created" not in seen
+    assert [m for m in repository.thread_messages(run.thread_id) if m.run_id == run.id] == []
+    steps = repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
+    assert [step.type for step in steps] == ["tool_calls"]
+
+
+async def test_a_run_cancelled_before_its_first_token_leaves_no_reply(repository: Repository) -> None:
+    engine = ScriptedEngine([TextDelta("late"), Finish("stop")], paced=True)
+    manager, run, channel = await _start(repository, engine)
+    await manager.cancel_run(CALLER, run.thread_id, run.id)
+    names = await _names(channel)
+    assert names[-2:] == ["thread.run.cancelled", "done"]
+    assert "thread.message.created" not in names
+    assert [m for m in repository.thread_messages(run.thread_id) if m.run_id == run.id] == []
+    assert repository.list_steps(run.thread_id, run.id, ALL_STEPS).items == []

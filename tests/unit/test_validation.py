@@ -10,6 +10,7 @@ import pytest
 from sovereign_assistant.v1 import assistant_service_pb2
 from sovereign_server import convert, validation
 from sovereign_server.errors import InvalidRequestError
+from tests.images import png_url
 
 pytestmark = pytest.mark.unit
 
@@ -408,10 +409,10 @@ def test_content_parts_are_checked(content: Any, param: str, code: str) -> None:
 
 
 def test_image_urls_may_be_web_or_data_urls() -> None:
-    for url in ("https://example.com/a.png", "http://127.0.0.1/b.jpg", "data:image/png;base64,AAAA"):
+    for url in ("https://example.com/a.png", "http://127.0.0.1/b.jpg", png_url()):
         part = {"type": "image_url", "image_url": {"url": url}}
         assert validation.check_message_content([part]) == [part]
-    for url in ("http://[x/a.png", "https:///a.png", "http://h:port/a.png", "ftp://h/a.png"):
+    for url in ("http://[x/a.png", "https:///a.png", "http://h:port/a.png", "ftp://h/a.png", "data:,text"):
         part = {"type": "image_url", "image_url": {"url": url}}
         assert rejected(validation.check_message_content, [part]) == ("content[0].image_url.url", "invalid_value")
 

@@ -31,6 +31,8 @@ TOKEN_METHODS = frozenset(
         "CreateThreadAndRunEvents",
         "SubmitToolOutputs",
         "SubmitToolOutputsEvents",
+        "CreateResponse",
+        "CreateResponseEvents",
     }
 )
 MISSING_KEY = (

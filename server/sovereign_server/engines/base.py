@@ -25,8 +25,12 @@ __all__ = [
     "FinishReason",
     "FunctionTool",
     "GenerationRequest",
+    "ImageDetail",
+    "ImagePart",
+    "MessagePart",
     "Role",
     "TextDelta",
+    "TextPart",
     "Tokenizer",
     "ToolCall",
     "ToolCallDelta",
@@ -36,6 +40,7 @@ __all__ = [
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls"]
 EngineErrorCode: TypeAlias = Literal["server_error", "rate_limit_exceeded", "invalid_prompt"]
+ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 
 
 @dataclass(frozen=True)
@@ -48,15 +53,65 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image shown to the model: `url` is an http(s) URL the model server fetches, or a `data:`
+    URL holding the image (a stored file is sent as one; `file_id` then names it)."""
+
+    url: str
+    detail: ImageDetail | None = None
+    file_id: str | None = None
+
+    @property
+    def placeholder(self) -> str:
+        """The image as text, for a model that sees no images: `[image: <url>]`, `[image file:
+        <file_id>]`, or `[image: <media type> data]` (never the data itself)."""
+        if self.file_id is not None:
+            return f"[image file: {self.file_id}]"
+        if self.url.startswith("data:"):
+            # Only the header is read: the data may be megabytes.
+            comma = self.url.find(",", 5, 256)
+            media_type = self.url[5:comma].partition(";")[0] if comma > 0 else ""
+            return f"[image: {media_type or 'inline'} data]"
+        return f"[image: {self.url}]"
+
+
+MessagePart: TypeAlias = TextPart | ImagePart
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     """One turn of the conversation.
 
-    Assistant turns that called tools carry `tool_calls`; tool results carry the `tool_call_id` they answer."""
+    `content` is text, or parts when the message holds images (only user messages do). Assistant
+    turns that called tools carry `tool_calls`; tool results carry the `tool_call_id` they answer."""
 
     role: Role
-    content: str
+    content: str | tuple[MessagePart, ...]
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+
+    @property
+    def parts(self) -> tuple[MessagePart, ...]:
+        if isinstance(self.content, str):
+            return (TextPart(self.content),) if self.content else ()
+        return self.content
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return () if isinstance(self.content, str) else tuple(p for p in self.content if isinstance(p, ImagePart))
+
+    @property
+    def text(self) -> str:
+        """The content as text alone, each image as its placeholder, parts a line each: what a
+        model that sees no images is sent."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text if isinstance(part, TextPart) else part.placeholder for part in self.content)
 
 
 @dataclass(frozen=True)
@@ -139,9 +194,14 @@ class Tokenizer(Protocol):
     """Counts tokens as one model does.
 
     `key` names the tokenization (the model's vocabulary), so that counts of stored text can be
-    kept and reused; it is None when counts are estimates, cheaper to redo than to keep."""
+    kept and reused; it is None when counts are estimates, cheaper to redo than to keep.
+
+    `image_tokens` is what one image adds to a prompt beyond its placeholder's text (a message is
+    counted as its `ChatMessage.text`): a stated allowance for a model that sees images, since no
+    server counts them before it reads them; 0 for one that is sent the placeholder instead."""
 
     key: str | None
+    image_tokens: int
 
     async def count(self, texts: Sequence[str]) -> list[int]:
         """The tokens of each text on its own, without any chat template."""

@@ -6,12 +6,13 @@ The same request always yields the same chunks; nothing depends on randomness or
 Tokens are words with their trailing whitespace (`split_tokens`); any leading whitespace goes with the
 first one, so joining the tokens gives the text back. Usage counts them:
 
-- prompt tokens: the tokens of every message's content, plus those of each tool call's name and arguments;
+- prompt tokens: the tokens of every message's content as text (`ChatMessage.text`: an image as its
+  placeholder), plus `IMAGE_TOKENS` per image, plus those of each tool call's name and arguments;
 - completion tokens: one per `TextDelta`, and one per arguments fragment of a tool call.
 
-Its tokenizer counts texts and whole prompts the same way (exactly). Its context window is
-`context_window` (default `BUILTIN_CONTEXT_WINDOW`) whatever the model; nothing enforces it, the
-window only tells callers how much to send.
+Its tokenizer counts texts and whole prompts the same way (exactly), an image as `IMAGE_TOKENS`. Its
+context window is `context_window` (default `BUILTIN_CONTEXT_WINDOW`) whatever the model; nothing
+enforces it, the window only tells callers how much to send.
 
 What it answers, checked in this order:
 
@@ -29,8 +30,15 @@ What it answers, checked in this order:
    id is `"call_" + sha256(name + last user message content + str(i)).hexdigest()[:24]`. Each call is
    streamed as a `ToolCallDelta` with index, id and name and empty arguments, then its arguments split
    after every "," and ":" (`split_arguments`); the stream ends with `Finish("tool_calls")`.
-3. **Otherwise** it replies `"You said: " + <content of the last user message>` ("" if there is none),
-   one `TextDelta` per token, then `Finish("stop")`.
+3. **Otherwise** it replies `"You said: " + <text of the last user message>` ("" if there is none),
+   then, for each image that message holds, a line `"\nImage <n>: <what>"` (n from 1): the URL of an
+   http(s) image; for one sent inline as a `data:` URL, `"<media type>, <size> bytes, sha256 <the
+   first 12 hex digits of its bytes' SHA-256>"`, preceded by `"<file id>, "` for a stored file;
+   followed by `", detail <detail>"` when the part sets one. One `TextDelta` per token, then
+   `Finish("stop")`.
+
+A message's text is its text parts joined by "\n" (images aside); everything above that reads the
+last user message reads that text.
 
 With `max_completion_tokens=N` it stops before the (N+1)th completion token with `Finish("length")`.
 Every `Finish` carries `Usage`.
@@ -59,12 +67,16 @@ from sovereign_server.engines.base import (
     Finish,
     FinishReason,
     GenerationRequest,
+    ImagePart,
     TextDelta,
+    TextPart,
     Tokenizer,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
+from sovereign_server.engines.images import parse_data_url
+from sovereign_server.engines.tokens import IMAGE_TOKENS
 
 __all__ = [
     "BUILTIN_CONTEXT_WINDOW",
@@ -99,7 +111,7 @@ def prompt_tokens(request: GenerationRequest) -> int:
     """The prompt tokens the engine reports for `request`."""
     count = 0
     for message in request.messages:
-        count += len(split_tokens(message.content))
+        count += len(split_tokens(message.text)) + IMAGE_TOKENS * len(message.images)
         for call in message.tool_calls:
             count += len(split_tokens(call.name)) + len(split_tokens(call.arguments))
     return count
@@ -109,6 +121,7 @@ class BuiltinTokenizer:
     """Counts as the engine's usage does; so cheap that counts are not worth keeping (no `key`)."""
 
     key: str | None = None
+    image_tokens: int = IMAGE_TOKENS
 
     async def count(self, texts: Sequence[str]) -> list[int]:
         return [len(split_tokens(text)) for text in texts]
@@ -202,7 +215,25 @@ def _answer(request: GenerationRequest) -> _Answer:
             for index, name in enumerate(names)
         )
         return _Answer("", calls)
-    return _Answer("You said: " + user_text, ())
+    return _Answer("You said: " + user_text + _image_lines(messages), ())
+
+
+def _image_lines(messages: Sequence[ChatMessage]) -> str:
+    last = next((message for message in reversed(messages) if message.role == "user"), None)
+    images = last.images if last is not None else ()
+    return "".join(f"\nImage {number}: {_describe(image)}" for number, image in enumerate(images, 1))
+
+
+def _describe(image: ImagePart) -> str:
+    inline = parse_data_url(image.url)
+    if inline is None:
+        what = image.url
+    else:
+        digest = hashlib.sha256(inline.data).hexdigest()[:12]
+        what = f"{inline.media_type}, {len(inline.data)} bytes, sha256 {digest}"
+        if image.file_id is not None:
+            what = f"{image.file_id}, {what}"
+    return what if image.detail is None else f"{what}, detail {image.detail}"
 
 
 def _tool_results_reply(messages: Sequence[ChatMessage]) -> str:
@@ -213,7 +244,7 @@ def _tool_results_reply(messages: Sequence[ChatMessage]) -> str:
     lines = []
     for result in messages[start:]:
         call_id = result.tool_call_id or ""
-        lines.append(f"{names.get(call_id, call_id)} returned: {result.content}")
+        lines.append(f"{names.get(call_id, call_id)} returned: {result.text}")
     return "\n".join(lines)
 
 
@@ -265,7 +296,10 @@ def _call_id(name: str, content: str, index: int) -> str:
 
 
 def _last_user_text(messages: Sequence[ChatMessage]) -> str:
-    return next((message.content for message in reversed(messages) if message.role == "user"), "")
+    last = next((message for message in reversed(messages) if message.role == "user"), None)
+    if last is None:
+        return ""
+    return "\n".join(part.text for part in last.parts if isinstance(part, TextPart))
 
 
 def _failure(request: GenerationRequest) -> EngineError | None:

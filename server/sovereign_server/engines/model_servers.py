@@ -28,7 +28,7 @@ from typing import Any, TypeAlias
 import httpx2
 
 from sovereign_server.engines.base import EngineError, GenerationRequest, Tokenizer
-from sovereign_server.engines.tokens import DEFAULT_CONTEXT_WINDOW, EstimatingTokenizer
+from sovereign_server.engines.tokens import DEFAULT_CONTEXT_WINDOW, IMAGE_TOKENS, EstimatingTokenizer
 
 __all__ = ["ChatBody", "ModelFacts", "Unreachable", "probe", "server_root"]
 
@@ -60,15 +60,19 @@ def server_root(base_url: str) -> str:
     return root[: -len("/v1")] if root.endswith("/v1") else root
 
 
-async def probe(http: httpx2.AsyncClient, base_url: str, model: str, chat_body: ChatBody) -> ModelFacts:
+async def probe(
+    http: httpx2.AsyncClient, base_url: str, model: str, chat_body: ChatBody, *, image_tokens: int = IMAGE_TOKENS
+) -> ModelFacts:
     """Asks the server at `base_url` about `model`; raises `Unreachable` if no answer came at all.
-    `chat_body` renders a request as the server receives it, for counting a whole prompt."""
+    `chat_body` renders a request as the server receives it, for counting a whole prompt; an image
+    is counted as `image_tokens` (`Tokenizer.image_tokens`)."""
     root = server_root(base_url)
     props = await _json(http, "GET", f"{root}/props")
     settings = props.get("default_generation_settings") if isinstance(props, dict) else None
     if isinstance(settings, dict) and isinstance(settings.get("n_ctx"), int):
         key = _key("llama.cpp", str(props.get("model_path", "")), str(props.get("bos_token", "")))
-        return ModelFacts("llama.cpp", settings["n_ctx"], LlamaCppTokenizer(http, root, key, chat_body, model))
+        tokenizer: Tokenizer = LlamaCppTokenizer(http, root, key, chat_body, model, image_tokens)
+        return ModelFacts("llama.cpp", settings["n_ctx"], tokenizer)
     listing = await _json(http, "GET", f"{base_url.rstrip('/')}/models")
     entry = _model_entry(listing, model)
     if entry is not None and isinstance(entry.get("max_model_len"), int):
@@ -76,13 +80,14 @@ async def probe(http: httpx2.AsyncClient, base_url: str, model: str, chat_body: 
         # Others list max_model_len too (SGLang): only a server that counts is trusted to.
         counted = await _json(http, "POST", f"{root}/tokenize", {"model": served, "prompt": "hi"})
         if not isinstance(counted, dict) or not isinstance(counted.get("count", counted.get("tokens")), int | list):
-            return ModelFacts("openai-compatible", entry["max_model_len"], EstimatingTokenizer())
+            return ModelFacts("openai-compatible", entry["max_model_len"], EstimatingTokenizer(image_tokens))
         key = _key("vllm", served, str(entry.get("root", "")))
-        return ModelFacts("vllm", entry["max_model_len"], VllmTokenizer(http, root, key, chat_body, served))
+        tokenizer = VllmTokenizer(http, root, key, chat_body, served, image_tokens)
+        return ModelFacts("vllm", entry["max_model_len"], tokenizer)
     shown = await _json(http, "POST", f"{root}/api/show", {"model": model})
     if isinstance(shown, dict) and isinstance(shown.get("model_info"), dict):
-        return ModelFacts("ollama", ollama_window(shown), EstimatingTokenizer())
-    return ModelFacts("unknown", None, EstimatingTokenizer())
+        return ModelFacts("ollama", ollama_window(shown), EstimatingTokenizer(image_tokens))
+    return ModelFacts("unknown", None, EstimatingTokenizer(image_tokens))
 
 
 def ollama_window(shown: Mapping[str, Any]) -> int:
@@ -130,10 +135,13 @@ class _ServerTokenizer:
     """Counts texts with the server, a few requests at a time; failures are engine errors (the run
     fails as it would on the chat request itself)."""
 
-    def __init__(self, http: httpx2.AsyncClient, root: str, key: str, chat_body: ChatBody, model: str) -> None:
+    def __init__(
+        self, http: httpx2.AsyncClient, root: str, key: str, chat_body: ChatBody, model: str, image_tokens: int
+    ) -> None:
         self._http = http
         self._root = root
         self.key: str | None = key
+        self.image_tokens = image_tokens
         self._chat_body = chat_body
         self._model = model
         self._slots = asyncio.Semaphore(COUNT_CONCURRENCY)

@@ -5,8 +5,13 @@ It streams `POST {base_url}/chat/completions` (`stream: true`, `stream_options.i
 through the official `openai` client, one pooled connection set and one concurrency bound per
 backend, and routes each request to a backend by its `model`.
 
-Usage: taken from the server's final usage chunk when it sends one; otherwise the `Finish` carries
-none and the caller keeps its own count of what it sent.
+Images go as chat-completions content parts (`{"type": "image_url", "image_url": {"url", "detail"}}`)
+in user messages, to a backend that sees images (`vision`, the default); a backend declared
+`vision = false` is sent each image's placeholder text instead (`ImagePart.placeholder`).
+
+Usage: taken from the server's final usage chunk when it sends one (a vision server counts the
+images it read); otherwise the `Finish` carries none and the caller keeps its own count of what it
+sent, each image at the backend's `image_tokens`.
 
 Each model's context window comes from configuration (`context_window` of the model, else of its
 backend), else from the server, asked once (`model_servers.probe`), else `DEFAULT_CONTEXT_WINDOW`.
@@ -36,15 +41,15 @@ from sovereign_server.engines.base import (
     Finish,
     FinishReason,
     GenerationRequest,
+    MessagePart,
     TextDelta,
+    TextPart,
     Tokenizer,
     ToolCallDelta,
     Usage,
 )
 from sovereign_server.engines.model_servers import ModelFacts, Unreachable, probe
-from sovereign_server.engines.tokens import DEFAULT_CONTEXT_WINDOW, EstimatingTokenizer
-
-logger = logging.getLogger("sovereign.engines.openai")
+from sovereign_server.engines.tokens import DEFAULT_CONTEXT_WINDOW, IMAGE_TOKENS, EstimatingTokenizer
 
 logger = logging.getLogger("sovereign.engines.openai")
 
@@ -81,6 +86,15 @@ class Backend:
     max_concurrency: int = 16
     # Tokens one request may hold, prompt and reply; None: as the server says.
     context_window: int | None = None
+    # Whether its models see images; false sends each image's placeholder text instead.
+    vision: bool = True
+    # Tokens one image is assumed to take in a prompt (fitting the context window).
+    image_tokens: int = IMAGE_TOKENS
+
+    @property
+    def tokens_per_image(self) -> int:
+        """What an image adds to a prompt beyond its placeholder (`Tokenizer.image_tokens`)."""
+        return self.image_tokens if self.vision else 0
 
 
 @dataclass(frozen=True)
@@ -131,17 +145,18 @@ class _Connection:
         )
 
 
-def chat_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
-    """The run's context as chat-completions messages."""
+def chat_messages(messages: tuple[ChatMessage, ...], *, vision: bool = True) -> list[dict[str, Any]]:
+    """The run's context as chat-completions messages; images as content parts if `vision`, else
+    as their placeholders."""
     converted: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "tool":
-            converted.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content})
+            converted.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text})
         elif message.tool_calls:
             converted.append(
                 {
                     "role": "assistant",
-                    "content": message.content or None,
+                    "content": message.text or None,
                     "tool_calls": [
                         {
                             "id": call.id,
@@ -152,19 +167,31 @@ def chat_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
                     ],
                 }
             )
+        elif message.images and vision and message.role == "user":
+            converted.append({"role": "user", "content": [_content_part(part) for part in message.parts]})
         else:
-            converted.append({"role": message.role, "content": message.content})
+            converted.append({"role": message.role, "content": message.text})
     return converted
 
 
-def completion_parameters(request: GenerationRequest, model: str) -> dict[str, Any]:
-    return {**template_parameters(request, model), "stream": True, "stream_options": {"include_usage": True}}
+def _content_part(part: MessagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.url}
+    if part.detail is not None:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
 
 
-def template_parameters(request: GenerationRequest, model: str) -> dict[str, Any]:
+def completion_parameters(request: GenerationRequest, model: str, *, vision: bool = True) -> dict[str, Any]:
+    parameters = template_parameters(request, model, vision=vision)
+    return {**parameters, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def template_parameters(request: GenerationRequest, model: str, *, vision: bool = True) -> dict[str, Any]:
     """The chat-completions body without its streaming options: also what llama.cpp's
     /apply-template and vLLM's /tokenize take to render the prompt."""
-    parameters: dict[str, Any] = {"model": model, "messages": chat_messages(request.messages)}
+    parameters: dict[str, Any] = {"model": model, "messages": chat_messages(request.messages, vision=vision)}
     if request.tools:
         parameters["tools"] = [
             {
@@ -273,10 +300,14 @@ class OpenAICompatibleEngine:
                 logger.warning("model server '%s' could not be probed for %s", name, upstream, exc_info=error)
             if self._facts.get(key) is task:
                 del self._facts[key]
-            return ModelFacts("unreachable", None, EstimatingTokenizer())
+            return ModelFacts("unreachable", None, EstimatingTokenizer(backend.tokens_per_image))
 
     async def _probe(self, name: str, backend: Backend, upstream: str) -> ModelFacts:
-        facts = await probe(self._connection(name, backend).meta, backend.base_url, upstream, template_parameters)
+        def chat_body(request: GenerationRequest, model: str) -> dict[str, Any]:
+            return template_parameters(request, model, vision=backend.vision)
+
+        meta = self._connection(name, backend).meta
+        facts = await probe(meta, backend.base_url, upstream, chat_body, image_tokens=backend.tokens_per_image)
         window = f"a {facts.window}-token window" if facts.window else "no stated window"
         logger.info("model server '%s' (%s) serves %s with %s", name, facts.server, upstream, window)
         return facts
@@ -285,7 +316,7 @@ class OpenAICompatibleEngine:
         name, backend = self._routing.backend_for(request.model)
         connection = self._connection(name, backend)
         upstream = backend.model or request.model
-        parameters = completion_parameters(request, upstream)
+        parameters = completion_parameters(request, upstream, vision=backend.vision)
         async with connection.slots:
             try:
                 response = await self._open_stream(name, backend, connection, parameters)
@@ -411,8 +442,10 @@ def routing_from_file(path: str, *, context_window: int | None = None) -> Routin
     model = "meta-llama/Llama-3.1-8B-Instruct"   # optional upstream name
     max_concurrency = 64                 # and api_key, connect_timeout, first_token_timeout, token_timeout
     context_window = 32768               # optional: else asked from the server
+    image_tokens = 1024                  # optional: tokens an image is assumed to take
     [backends.ollama]
     base_url = "http://127.0.0.1:11434/v1"
+    vision = false                       # text only: images are sent as placeholders
     [models]
     "llama3.1" = "ollama"
     "qwen2.5" = { backend = "ollama", context_window = 8192 }   # a model's own window

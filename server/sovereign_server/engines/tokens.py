@@ -16,11 +16,17 @@ from collections.abc import Sequence
 
 from sovereign_server.engines.base import GenerationRequest
 
-__all__ = ["DEFAULT_CONTEXT_WINDOW", "EstimatingTokenizer", "estimate_tokens"]
+__all__ = ["DEFAULT_CONTEXT_WINDOW", "IMAGE_TOKENS", "EstimatingTokenizer", "estimate_tokens"]
 
 # The window assumed for a model whose server does not say, and for which none is configured:
 # what Ollama and LM Studio give a model by default.
 DEFAULT_CONTEXT_WINDOW = 4096
+
+# The tokens one image is assumed to take in a prompt, where the backend states no other figure:
+# no server tells before it reads an image, and models differ (LLaVA 1.5 576, Gemma 3 256, Qwen2-VL
+# about 1,000 for a 1024x768 chart; OpenAI bills up to 1,105 on gpt-4o and caps patch-based models at
+# 1,536). The most of these, so that a fitted prompt is not refused.
+IMAGE_TOKENS = 1536
 
 # Words, digits, line breaks, a space before a digit or mark (tokenizers that split digits leave it
 # alone), other characters, marks.
@@ -39,9 +45,13 @@ def estimate_tokens(text: str) -> int:
 
 
 class EstimatingTokenizer:
-    """Estimates; not worth storing, so it has no `key`, and it cannot count a whole prompt exactly."""
+    """Estimates; not worth storing, so it has no `key`, and it cannot count a whole prompt exactly.
+    An image costs `image_tokens` (0 for a model sent placeholders instead)."""
 
     key: str | None = None
+
+    def __init__(self, image_tokens: int = IMAGE_TOKENS) -> None:
+        self.image_tokens = image_tokens
 
     async def count(self, texts: Sequence[str]) -> list[int]:
         return [estimate_tokens(text) for text in texts]

@@ -27,12 +27,12 @@ from typing import Any
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
 from sovereign_server.files.search import SearchRequest
 from sovereign_server.files.service import FileService
-from sovereign_server.runs.context import message_text
 from sovereign_server.runs.execution import ALL_STEPS
 from sovereign_server.runs.model import STEPS, Event, EventName, ToolCallDelta
 from sovereign_server.runs.tools import Citation, ToolHost
 from sovereign_storage import (
     FILE_SEARCH,
+    ContentPart,
     FileCitation,
     FileSearchCall,
     FileSearchResult,
@@ -40,8 +40,10 @@ from sovereign_storage import (
     MessageRecord,
     NewStep,
     NotFoundError,
+    RunRecord,
     RunStepRecord,
     StepStatus,
+    TextContent,
     ToolCalls,
     Usage,
     new_id,
@@ -89,7 +91,11 @@ def _searches(steps: Sequence[RunStepRecord]) -> list[FileSearchCall]:
 
 
 def _last_user_text(messages: Sequence[MessageRecord]) -> str:
-    return next((message_text(m.content) for m in reversed(messages) if m.role == "user"), "")
+    return next((_text(m.content) for m in reversed(messages) if m.role == "user"), "")
+
+
+def _text(content: Sequence[ContentPart]) -> str:
+    return "\n".join(part.value for part in content if isinstance(part, TextContent))
 
 
 class FileSearchTool:
@@ -103,6 +109,9 @@ class FileSearchTool:
 
     def handles(self, name: str) -> bool:
         return name == FILE_SEARCH
+
+    def used_by(self, run: RunRecord) -> bool:
+        return _options(run.tools) is not None
 
     async def prepare(
         self,

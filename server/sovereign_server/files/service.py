@@ -28,6 +28,7 @@ from sovereign_storage import (
     VectorStoreFileRecord,
     VectorStoreRecord,
 )
+from sovereign_storage import NotFoundError as StoredNotFound
 
 logger = logging.getLogger("sovereign.files")
 
@@ -159,3 +160,18 @@ async def inline_vector_stores(
             )
         return tool_resources
     return await files.inline_vector_stores(project_id, tool_resources, param)
+
+
+class FileImages:
+    """The Files API as the run layer's `ImageFiles`: where `image_file` content parts are read."""
+
+    def __init__(self, files: FileService) -> None:
+        self._files = files
+
+    def read(self, project_id: str, file_id: str) -> tuple[bytes, str] | None:
+        try:
+            record = self._files.store(project_id).get_file(file_id)
+        except StoredNotFound:
+            return None
+        # The media type the bytes say: uploads carry no trustworthy one.
+        return self._files.blobs.read_all(record.sha256), "application/octet-stream"

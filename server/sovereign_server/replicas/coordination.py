@@ -95,6 +95,7 @@ class DatabaseCoordination:
         # Followers on this replica, woken when events of their run may have been written.
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._alone = False
 
     @property
     def lease_seconds(self) -> float:
@@ -106,6 +107,7 @@ class DatabaseCoordination:
         self._host = host
         self._loop = asyncio.get_running_loop()
         await to_thread(self._store.register, self.replica_id)
+        self._alone = await to_thread(self._store.alive_replicas) == [self.replica_id]
         await self._connect_listener()
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name="replica-heartbeat"),
@@ -228,6 +230,9 @@ class DatabaseCoordination:
 
     def once(self, name: str, work: Callable[[], T]) -> T | None:
         return self._store.exclusively(name, work)[1]
+
+    def alone(self) -> bool:
+        return self._alone
 
     async def _end_orphans(self, owner: str | None) -> list[str]:
         """Ends the runs of replicas gone (or, with `owner`, this replica's), and writes their

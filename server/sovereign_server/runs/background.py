@@ -1,5 +1,6 @@
-"""What runs beside the executions: ending the runs a stopped process left unfinished, expiring
-runs that waited too long, and writing the replies being generated so that pollers see them grow."""
+"""What runs beside the executions: ending the runs (and the Responses API's responses) a stopped
+process left unfinished, expiring runs that waited too long, and writing the replies being
+generated so that pollers see them grow."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import asyncio
 import logging
 import time
 from asyncio import to_thread
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol, TypeVar
 
 from sovereign_server.runs.model import RUNS
-from sovereign_storage import LastError, Repository, RunRecord, RunStatus, TextContent
+from sovereign_storage import LastError, Repository, ResponseStatus, RunRecord, RunStatus, TextContent
 
 logger = logging.getLogger("sovereign.runs")
 
 INTERRUPTED_MESSAGE = "The server stopped while the run was in progress."
+INTERRUPTED_RESPONSE_MESSAGE = "The server stopped while the response was in progress."
+# The statuses a response may fail from (`responses.model.RESPONSES`, which a test holds equal).
+UNFINISHED_RESPONSES = (ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS)
 
 T = TypeVar("T")
 # Runs `work` unless another replica does the same work right now (then returns None).
@@ -60,6 +64,14 @@ def end_interrupted_runs(repository: Repository) -> list[str]:
     )
 
 
+def end_interrupted_responses(repository: Repository, only: Collection[str] | None = None) -> list[str]:
+    """Fails the responses a stopped process was executing, in the background or not (those of
+    `only`, when given)."""
+    return repository.end_interrupted_responses(
+        LastError("server_error", INTERRUPTED_RESPONSE_MESSAGE), UNFINISHED_RESPONSES, only
+    )
+
+
 def _alone(name: str, work: Callable[[], Any]) -> Any:
     return work()
 
@@ -83,7 +95,15 @@ class Housekeeping:
         self._once = once
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
+    async def start(self, *, alone: bool = True) -> None:
+        if alone:
+            # Responses have no claims: only a replica starting alone knows that every unfinished
+            # one was left by a process that is gone. (Runs are ended by `Coordination.start`.)
+            failed = await to_thread(end_interrupted_responses, self._repository)
+            if failed:
+                logger.warning(
+                    "failed %d response(s) interrupted by the previous shutdown: %s", len(failed), ", ".join(failed)
+                )
         self._tasks = [
             asyncio.create_task(self._every(self._sweep_interval, self._expire, "expiry sweep"), name="run-expiry"),
             asyncio.create_task(

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from typing import Generic, TypeVar
 
 from sovereign_server.runs.model import Event, MessageDelta
 
+T = TypeVar("T")
 
-class EventChannel:
-    """The events of one stretch of a run's execution (until it ends or waits for tool outputs),
-    kept from the start so that a subscriber sees all of them, in order, however late it attaches."""
+
+class Channel(Generic[T]):
+    """The events of one execution, kept from the start so that a subscriber sees all of them, in
+    order, however late it attaches."""
 
     def __init__(self) -> None:
-        self._events: list[Event] = []
+        self._events: list[T] = []
         self._closed = False
         self._changed = asyncio.Event()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: T) -> None:
         self._events.append(event)
         self._wake()
 
@@ -35,7 +38,7 @@ class EventChannel:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def follow(self, heartbeat: float | None = None) -> AsyncGenerator[list[Event]]:
+    async def follow(self, heartbeat: float | None = None) -> AsyncGenerator[list[T]]:
         """Every event from the first, in batches of those published since the last batch (so a
         fast engine's tokens travel together); an empty batch after `heartbeat` silent seconds."""
         position = 0
@@ -55,6 +58,10 @@ class EventChannel:
                 await asyncio.wait_for(changed.wait(), heartbeat)
             except TimeoutError:
                 yield []
+
+
+class EventChannel(Channel[Event]):
+    """The events of one stretch of a run's execution (until it ends or waits for tool outputs)."""
 
 
 def merge_text_deltas(batch: list[Event]) -> list[Event]:

@@ -3,9 +3,9 @@ strategy and the model's context window allow), and the tool calls the run made 
 as plain engine dataclasses.
 
 A run reads its thread from the newest message back (`read_context`, then `ThreadHistory` page by
-page), only as far as the window reaches; `fit_run` chooses what is sent (`fitting`). Each
-message's token count is kept in storage under its tokenizer's key, so a long thread is counted
-once, not on every run.
+page), only as far as the window reaches; `fit_run` chooses what is sent (`fitting`) and reads
+the stored image files of what is sent (`images`). Each message's token count is kept in storage
+under its tokenizer's key, so a long thread is counted once, not on every run.
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from dataclasses import dataclass, replace
 
 from sovereign_server.engines import ChatMessage, Engine, FunctionTool, GenerationRequest, Tokenizer, ToolCall
 from sovereign_server.runs.fitting import Budget, Fitted, Turn, budget_for, fit, message_tokens
+from sovereign_server.runs.images import ImageFiles, NoImageFiles, engine_content, read_image_files
 from sovereign_storage import (
     ContentPart,
-    ImageUrlContent,
+    FunctionCallDetails,
+    FunctionOutputDetails,
+    ItemDetails,
+    ItemRole,
     MessageRecord,
     MessageStatus,
     PageRequest,
     Repository,
     RunRecord,
     RunStepRecord,
-    TextContent,
     ToolCalls,
 )
 
@@ -34,19 +37,6 @@ FIRST_PAGE = 32
 MAX_PAGE = 1024
 # Messages counted in one go (a request each to a model server's tokenizer, sent together).
 COUNT_BATCH = 8
-
-
-def message_text(content: Sequence[ContentPart]) -> str:
-    """A message's content as text; images are named, as engines here take text only."""
-    parts = []
-    for part in content:
-        if isinstance(part, TextContent):
-            parts.append(part.value)
-        elif isinstance(part, ImageUrlContent):
-            parts.append(f"[image: {part.url}]")
-        else:
-            parts.append(f"[image file: {part.file_id}]")
-    return "\n".join(parts)
 
 
 def tool_turns(steps: Sequence[RunStepRecord]) -> list[ChatMessage]:
@@ -119,11 +109,12 @@ def read_context(repository: Repository, run: RunRecord, steps: list[RunStepReco
     limit = last_messages(run)
     if limit is not None:
         return Context(repository.thread_messages(run.thread_id, limit)[::-1], False, None, steps)
-    page = repository.list_messages(run.thread_id, PageRequest(limit=FIRST_PAGE, order="desc"))
+    # Every item of the thread: a conversation's function calls and outputs, and its system messages, too.
+    page = repository.list_messages(run.thread_id, PageRequest(limit=FIRST_PAGE, order="desc"), all_items=True)
     if page.has_more:
         opening = repository.first_message(run.thread_id, "user")
     else:
-        opening = next((message for message in reversed(page.items) if message.role == "user"), None)
+        opening = next((m for m in reversed(page.items) if m.role == "user" and m.item_details is None), None)
     return Context(page.items, page.has_more, opening, steps)
 
 
@@ -173,7 +164,7 @@ class ThreadHistory:
                 return None
             self._page_size = min(self._page_size * 2, MAX_PAGE)
             request = PageRequest(limit=self._page_size, order="desc", after=self._oldest)
-            read = await to_thread(self._repository.list_messages, self._run.thread_id, request)
+            read = await to_thread(lambda: self._repository.list_messages(self._run.thread_id, request, all_items=True))
             self._unread, self._more = read.items, read.has_more
             if not self._unread:
                 return None
@@ -187,19 +178,19 @@ class ThreadHistory:
 
     async def _turns(self, messages: Sequence[MessageRecord]) -> list[Turn]:
         sent = [message for message in messages if not _own_unfinished_reply(self._run, message)]
-        missing = [message for message in sent if self._known(message) is None]
+        chats = [chat_message(message) for message in sent]
+        missing = [(message, chat) for message, chat in zip(sent, chats, strict=True) if self._known(message) is None]
         if missing:
-            counts = await self._tokenizer.count([message_text(message.content) for message in missing])
-            for message, count in zip(missing, counts, strict=True):
+            counts = await self._tokenizer.count([chat.text for _, chat in missing])
+            for (message, _), count in zip(missing, counts, strict=True):
                 # Only the final content of a message is worth keeping a count of.
                 keep = self._tokenizer.key is not None and message.status is not MessageStatus.IN_PROGRESS
                 (self.counted if keep else self._uncounted)[message.id] = count
         turns = []
-        for message in sent:
+        for message, chat in zip(sent, chats, strict=True):
             known = self._known(message)
             assert known is not None, "counted above"
-            chat = chat_message(message)
-            turns.append(Turn((chat,), message_tokens(chat, known), message.id))
+            turns.append(Turn((chat,), message_tokens(chat, known, self._tokenizer.image_tokens), message.id))
         return turns
 
     def _known(self, message: MessageRecord) -> int | None:
@@ -228,10 +219,11 @@ async def fit_run(
     counted: dict[str, int],
     *,
     prompt_tokens_used: int = 0,
+    image_files: ImageFiles | None = None,
 ) -> RunPrompt:
     """The run's request fitted to its model's window, less the reply's room, and to what is left
     of `max_prompt_tokens` after the run's earlier stretches (`prompt_tokens_used`): OpenAI counts
-    that limit over the whole run."""
+    that limit over the whole run. The stored image files it shows are read from `image_files`."""
     window = await engine.context_window(run.model)
     tokenizer = await engine.tokenizer(run.model)
     remaining = None if run.max_prompt_tokens is None else run.max_prompt_tokens - prompt_tokens_used
@@ -243,11 +235,28 @@ async def fit_run(
         # No more than the window still holds: some servers refuse a request that asks for more.
         room = min(run.max_completion_tokens, window - fitted.prompt_tokens)
         fitted = replace(fitted, request=replace(fitted.request, max_completion_tokens=max(room, 1)))
+    if fitted is not None:
+        files = image_files or NoImageFiles()
+        fitted = replace(fitted, request=await read_image_files(fitted.request, files, repository.project_id))
     return RunPrompt(fitted, budget, tokenizer.key)
 
 
 def chat_message(message: MessageRecord) -> ChatMessage:
-    return ChatMessage(role="user" if message.role == "user" else "assistant", content=message_text(message.content))
+    return item_message(message.role, message.content, message.item_details)
+
+
+def item_message(role: ItemRole, content: Sequence[ContentPart], details: ItemDetails | None) -> ChatMessage:
+    """One item of a thread (a conversation) as one engine message: a function call the Responses
+    API added is an assistant turn that calls, its output a tool result, a system or developer
+    message a system turn."""
+    if isinstance(details, FunctionCallDetails):
+        call = ToolCall(id=details.call_id, name=details.name, arguments=details.arguments)
+        return ChatMessage(role="assistant", content="", tool_calls=(call,))
+    if isinstance(details, FunctionOutputDetails):
+        return ChatMessage(role="tool", content=details.output, tool_call_id=details.call_id)
+    if role in ("system", "developer"):
+        return ChatMessage(role="system", content=engine_content(content))
+    return ChatMessage(role="user" if role == "user" else "assistant", content=engine_content(content))
 
 
 def _own_unfinished_reply(run: RunRecord, message: MessageRecord) -> bool:

@@ -69,6 +69,10 @@ class Coordination(Protocol):
     def once(self, name: str, work: Callable[[], T]) -> T | None:
         """Blocking: `work()`, unless another replica is doing `name` right now (then None)."""
 
+    def alone(self) -> bool:
+        """Whether this replica started with no other serving: then whatever was left unfinished
+        was left by processes that are gone."""
+
 
 class LocalCoordination:
     """A single process on its own database: every run executes here."""
@@ -97,6 +101,9 @@ class LocalCoordination:
 
     def once(self, name: str, work: Callable[[], T]) -> T | None:
         return work()
+
+    def alone(self) -> bool:
+        return True
 
 
 def settled(run: RunRecord) -> EventChannel:

@@ -29,6 +29,7 @@ from sovereign_server.runs.background import GrowingReplies
 from sovereign_server.runs.channel import EventChannel
 from sovereign_server.runs.context import Context, RunPrompt, fit_run, read_context
 from sovereign_server.runs.generation import Cancellation, Generation, Reply
+from sovereign_server.runs.images import ImageFiles, NoImageFiles
 from sovereign_server.runs.model import (
     DONE,
     MESSAGES,
@@ -87,6 +88,7 @@ class RunExecution:
         caller: Caller,
         observer: RunObserver,
         tools: ServerTools | None = None,
+        image_files: ImageFiles | None = None,
     ) -> None:
         self.run = run
         self._caller = caller
@@ -97,10 +99,14 @@ class RunExecution:
         self._engine = engine
         self._growing = growing
         self._expires_in = expires_in
+        self._image_files = image_files or NoImageFiles()
         self._generation: Generation | None = None
         # What this stretch has opened and not yet closed.
         self._message: MessageRecord | None = None
         self._message_step: RunStepRecord | None = None
+        # Whether the reply's opening events went out: a reply opened with the run's start is
+        # announced by its first text (and removed again if the model answers with a tool call).
+        self._announced = False
         self._tool_step: RunStepRecord | None = None
         # The usage of the run's earlier stretches (from its steps); None until read.
         self._earlier_usage: Usage | None = None
@@ -156,7 +162,12 @@ class RunExecution:
             return started, None
         run = started.record
         steps = [] if fresh else self._repository.list_steps(run.thread_id, run.id, ALL_STEPS).items
-        return started, read_context(self._repository, run, steps)
+        context = read_context(self._repository, run, steps)
+        if self._tools is None or not self._tools.used_by(run):
+            # The reply is opened in the same transaction, so the first token needs no write of its
+            # own. (Server tools may write steps first, which must come before the reply's.)
+            self._message, self._message_step = self._repository.open_reply(run)
+        return started, context
 
     async def start(self, begun: Begun) -> Context | None:
         """Publishes the start of the run; None if it could not start (cancelled or expired meanwhile)."""
@@ -178,9 +189,8 @@ class RunExecution:
         if prompt.fitted is None:
             # Not even the newest message fits: nothing is sent, as OpenAI ends such runs.
             details = IncompleteDetails("max_prompt_tokens")
-            await self._transition(
-                RunStatus.INCOMPLETE, {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
-            )
+            changes = {"incomplete_details": details, "usage": self._earlier_usage, "expires_at": None}
+            await self._transition(RunStatus.INCOMPLETE, changes, also=self._discard_unannounced_reply)
             return
         request = prompt.fitted.request
         if self._tools is not None:
@@ -196,7 +206,7 @@ class RunExecution:
             # The server's window is smaller than the one fitted to (it said so): fit again, once,
             # if nothing was generated yet.
             smaller = overflow.window is not None and overflow.window < prompt.budget.window
-            if not smaller or self._message is not None or self._tool_step is not None:
+            if not smaller or self._announced or self._tool_step is not None:
                 raise
             logger.warning("run %s: %s; fitting its context again", self.run.id, overflow.message)
             await self.generate(context)
@@ -222,7 +232,13 @@ class RunExecution:
     async def _fit(self, context: Context) -> RunPrompt:
         used = self._earlier_usage.prompt_tokens if self._earlier_usage is not None else 0
         prompt = await fit_run(
-            self.run, context, self._engine, self._repository, self._counted, prompt_tokens_used=used
+            self.run,
+            context,
+            self._engine,
+            self._repository,
+            self._counted,
+            prompt_tokens_used=used,
+            image_files=self._image_files,
         )
         self._tokenizer_key = prompt.tokenizer_key
         if prompt.fitted is not None:
@@ -251,7 +267,7 @@ class RunExecution:
         client = tuple(call for call in reply.tool_calls if not tools.handles(call.name))
         # Text before the calls is a finished message; the next turn writes a new one.
         self.publish(*await to_thread(self._end_message, MessageStatus.COMPLETED, None, None))
-        self._message = None
+        self._message, self._announced = None, False
         # The turn's usage goes with the step that waits for the caller, if any.
         await tools.execute(self, server, None if client else reply.usage)
         if client:
@@ -271,7 +287,7 @@ class RunExecution:
         citation = await self._tools.cite(self, self._generation.text if self._generation else "")
         if citation is None:
             return
-        if self._message is None:
+        if not self._announced:
             await self._open_message()
         assert self._message is not None
         self._citation = citation
@@ -279,7 +295,7 @@ class RunExecution:
         self.channel.publish(Event(EventName.MESSAGE_DELTA, delta))
 
     async def on_text(self, text: str) -> None:
-        if self._message is None:
+        if not self._announced:
             await self._open_message()
         assert self._message is not None
         assert self._generation is not None
@@ -295,7 +311,13 @@ class RunExecution:
             return
         if self._tool_step is None:
             new_step = NewStep(self.run.id, self.run.thread_id, self.run.assistant_id, "tool_calls", ToolCalls())
-            self._tool_step = await to_thread(self._repository.create_step, new_step)
+
+            def start_tool_step() -> RunStepRecord:
+                with self._repository.batch():
+                    self._discard_unannounced_reply()
+                    return self._repository.create_step(new_step)
+
+            self._tool_step = await to_thread(start_tool_step)
             self.publish(
                 Event(EventName.STEP_CREATED, self._tool_step), Event(EventName.STEP_IN_PROGRESS, self._tool_step)
             )
@@ -303,7 +325,10 @@ class RunExecution:
         self.channel.publish(Event(EventName.STEP_DELTA, delta))
 
     async def _open_message(self) -> None:
-        self._message, self._message_step = await to_thread(self._repository.open_reply, self.run)
+        """Announces the reply: the one opened with the run, else a new one (a later turn's)."""
+        if self._message is None or self._message_step is None:
+            self._message, self._message_step = await to_thread(self._repository.open_reply, self.run)
+        self._announced = True
         self.publish(
             Event(EventName.STEP_CREATED, self._message_step),
             Event(EventName.STEP_IN_PROGRESS, self._message_step),
@@ -323,7 +348,7 @@ class RunExecution:
         run_details: IncompleteDetails | None = None,
     ) -> None:
         """Ends the run and its reply in one write, so a poller never sees one ended without the other."""
-        if self._message is None and to is RunStatus.COMPLETED:
+        if not self._announced and to is RunStatus.COMPLETED:
             await self._open_message()  # even an empty answer is a message
         changes: dict[str, Any] = {"usage": self._usage_so_far(), "expires_at": None}
         if run_details is not None:
@@ -367,7 +392,8 @@ class RunExecution:
 
     def _end_message(self, to: MessageStatus, details: IncompleteDetails | None, usage: Usage | None) -> list[Event]:
         """Writes the reply's final text and status and completes its step."""
-        if self._message is None or self._message_step is None:
+        if self._message is None or self._message_step is None or not self._announced:
+            self._discard_unannounced_reply()
             return []
         message = self._repository.transition_message(
             self._message.id, to, MESSAGES.sources(to), content=self._final_text(), incomplete_details=details
@@ -378,9 +404,17 @@ class RunExecution:
         self._message, self._message_step = message.record, None
         return _applied(MESSAGES.event(to), message) + _applied(STEPS.event(StepStatus.COMPLETED), step)
 
+    def _discard_unannounced_reply(self) -> list[Event]:
+        """Removes the reply opened with the run while nothing was said of it (the model called a
+        tool instead, or nothing was generated): no event ever named it."""
+        if self._message is not None and self._message_step is not None and not self._announced:
+            self._repository.discard_reply(self._message.id, self._message_step.id)
+            self._message, self._message_step = None, None
+        return []
+
     def _close_open_parts(self, step_to: StepStatus, reason: str, error: LastError | None) -> list[Event]:
         """Marks the reply in progress `incomplete` (its text kept) and ends the open steps `step_to`."""
-        events: list[Event] = []
+        events = self._discard_unannounced_reply()
         if self._message is not None and self._message.status is MessageStatus.IN_PROGRESS:
             to = MessageStatus.INCOMPLETE
             message = self._repository.transition_message(

@@ -15,11 +15,13 @@ kept or dropped whole, never split. When the frame and the newest turn alone exc
 nothing is sent (`fit` returns None): a run then ends `incomplete` for `max_prompt_tokens`, as
 OpenAI's do.
 
-Counting: a message costs its content's tokens, as the model's tokenizer counts them, plus
-`MESSAGE_OVERHEAD` for its chat template's role markers; a tool costs its JSON's tokens plus
-`TOOL_OVERHEAD`. Where the tokenizer counts a whole rendered prompt exactly (llama.cpp, vLLM), the
-choice is checked against that count and narrowed until it fits, and that count is the prompt's
-size; elsewhere the generous sum stands.
+Counting: a message costs its content's tokens, as the model's tokenizer counts them (the content as
+text: `ChatMessage.text`, each image as its placeholder), plus `MESSAGE_OVERHEAD` for its chat
+template's role markers, plus the tokenizer's `image_tokens` for each image; a tool costs its JSON's
+tokens plus `TOOL_OVERHEAD`. Where the tokenizer counts a whole rendered prompt exactly (llama.cpp,
+vLLM), the choice is checked against that count and narrowed until it fits, and that count is the
+prompt's size; elsewhere the generous sum stands. No server counts an image before it reads it, so a
+prompt with images is counted with their placeholders, plus their `image_tokens` (not exact).
 
 The conversation comes through `History`, newest turn first, so a thread of any length is read
 only as far back as the window reaches. Nothing here reads storage or speaks HTTP: runs supply a
@@ -120,13 +122,14 @@ class Fitted:
 
 
 def message_texts(message: ChatMessage) -> list[str]:
-    """The texts of a message that the model reads: its content, and its tool calls' names and arguments."""
-    return [message.content, *(part for call in message.tool_calls for part in (call.name, call.arguments))]
+    """The texts of a message that the model reads: its content (images as their placeholders), and
+    its tool calls' names and arguments."""
+    return [message.text, *(part for call in message.tool_calls for part in (call.name, call.arguments))]
 
 
-def message_tokens(message: ChatMessage, text_tokens: int) -> int:
-    """A message's cost, from the tokens of its texts."""
-    return text_tokens + MESSAGE_OVERHEAD * (1 + len(message.tool_calls))
+def message_tokens(message: ChatMessage, text_tokens: int, image_tokens: int) -> int:
+    """A message's cost, from the tokens of its texts and what one of its images costs."""
+    return text_tokens + MESSAGE_OVERHEAD * (1 + len(message.tool_calls)) + image_tokens * len(message.images)
 
 
 async def fit(
@@ -151,11 +154,13 @@ async def fit(
         turns, estimate = chosen
         conversation = tuple(message for turn in turns for message in turn.messages)
         request = replace(frame, messages=(*frame.messages, *conversation, *pinned))
-        exact = await tokenizer.count_prompt(request)
+        images = sum(len(message.images) for message in request.messages)
+        exact = await tokenizer.count_prompt(_as_text(request) if images else request)
         if exact is None:
             return Fitted(request, fixed + estimate, exact=False, turns=len(turns))
+        exact += images * tokenizer.image_tokens
         if exact <= budget:
-            return Fitted(request, exact, exact=True, turns=len(turns))
+            return Fitted(request, exact, exact=not images, turns=len(turns))
         # The template costs more than estimated: shrink the estimate in the proportion it was
         # short (right for a cost per message; a fixed cost converges in a few rounds), by a turn at least.
         allowance = min((fixed + estimate) * budget // exact - fixed, estimate - 1)
@@ -173,11 +178,17 @@ async def fit_messages(
     groups = _turns(messages[lead:end])
     counts = iter(await count_texts(tokenizer, [message_texts(message) for group in groups for message in group]))
     turns = [
-        Turn(group, sum(message_tokens(message, next(counts)) for message in group), str(index))
+        Turn(group, sum(message_tokens(message, next(counts), tokenizer.image_tokens) for message in group), str(index))
         for index, group in enumerate(groups)
     ]
     frame = replace(request, messages=messages[:lead])
     return await fit(frame, _ListHistory(turns), tokenizer, budget, pinned=messages[end:])
+
+
+def _as_text(request: GenerationRequest) -> GenerationRequest:
+    """`request` with every image as its placeholder text: what a tokenizer can count."""
+    messages = request.messages
+    return replace(request, messages=tuple(replace(m, content=m.text) if m.images else m for m in messages))
 
 
 def _turns(messages: Sequence[ChatMessage]) -> list[tuple[ChatMessage, ...]]:
@@ -270,5 +281,7 @@ async def _frame_tokens(frame: GenerationRequest, pinned: Sequence[ChatMessage],
     counts = await count_texts(
         tokenizer, [*(message_texts(message) for message in messages), *([tool] for tool in tools)]
     )
-    costs = [message_tokens(message, count) for message, count in zip(messages, counts, strict=False)]
+    costs = [
+        message_tokens(message, count, tokenizer.image_tokens) for message, count in zip(messages, counts, strict=False)
+    ]
     return sum(costs) + sum(counts[len(messages) :]) + TOOL_OVERHEAD * len(tools) + PROMPT_OVERHEAD

@@ -19,6 +19,7 @@ from sovereign_storage import (
     MessageRecord,
     MessageStatus,
     NewMessage,
+    ResponseStatus,
     RunRecord,
     RunStatus,
     RunStepRecord,
@@ -62,15 +63,17 @@ class EventName(StrEnum):
 
 # ---------------------------------------------------------------- the transition tables
 
-S = TypeVar("S", RunStatus, StepStatus, MessageStatus)
+S = TypeVar("S", RunStatus, StepStatus, MessageStatus, ResponseStatus)
+# The names of the events a status change emits (each API names its own).
+E = TypeVar("E", bound=StrEnum)
 
 
-class StateTable(Generic[S]):
+class StateTable(Generic[S, E]):
     """Which status may follow which, and the event a change into each status emits."""
 
-    def __init__(self, rows: Mapping[S, tuple[S, ...]], events: Mapping[S, EventName]) -> None:
+    def __init__(self, rows: Mapping[S, tuple[S, ...]], events: Mapping[S, E]) -> None:
         self._follows: dict[S, frozenset[S]] = {status: frozenset(after) for status, after in rows.items()}
-        self._events: dict[S, EventName] = dict(events)
+        self._events: dict[S, E] = dict(events)
 
     def allows(self, source: S, to: S) -> bool:
         return to in self._follows.get(source, frozenset())
@@ -79,11 +82,11 @@ class StateTable(Generic[S]):
         """The statuses a change into `to` may start from."""
         return frozenset(source for source, after in self._follows.items() if to in after)
 
-    def event(self, to: S) -> EventName:
+    def event(self, to: S) -> E:
         return self._events[to]
 
 
-RUNS = StateTable[RunStatus](
+RUNS = StateTable[RunStatus, EventName](
     {
         RunStatus.QUEUED: (RunStatus.IN_PROGRESS, RunStatus.CANCELLING, RunStatus.FAILED, RunStatus.EXPIRED),
         RunStatus.IN_PROGRESS: (
@@ -110,7 +113,7 @@ RUNS = StateTable[RunStatus](
     },
 )
 
-STEPS = StateTable[StepStatus](
+STEPS = StateTable[StepStatus, EventName](
     {
         StepStatus.IN_PROGRESS: (
             StepStatus.COMPLETED,
@@ -128,7 +131,7 @@ STEPS = StateTable[StepStatus](
     },
 )
 
-MESSAGES = StateTable[MessageStatus](
+MESSAGES = StateTable[MessageStatus, EventName](
     {MessageStatus.IN_PROGRESS: (MessageStatus.COMPLETED, MessageStatus.INCOMPLETE)},
     {
         MessageStatus.IN_PROGRESS: EventName.MESSAGE_IN_PROGRESS,

@@ -21,6 +21,7 @@ from sovereign_server.runs.background import GrowingReplies, Housekeeping
 from sovereign_server.runs.channel import EventChannel
 from sovereign_server.runs.coordination import Coordination, EventSource, LocalCoordination, settled
 from sovereign_server.runs.execution import ALL_STEPS, RunExecution
+from sovereign_server.runs.images import ImageFiles, NoImageFiles
 from sovereign_server.runs.model import (
     RUNS,
     STEPS,
@@ -93,10 +94,13 @@ class RunManager:
         observer: RunObserver | None = None,
         coordination: Coordination | None = None,
         tools: ServerTools | None = None,
+        image_files: ImageFiles | None = None,
     ) -> None:
         self._repository = repository
         # Tools the server runs itself during runs (file_search); None: none.
         self._tools = tools
+        # Where `image_file` parts are read from (the Files API); none by default.
+        self.image_files: ImageFiles = image_files or NoImageFiles()
         self._observer: RunObserver = observer or NoObserver()
         self._coordination: Coordination = coordination or LocalCoordination(repository)
         self._engine = engine
@@ -118,7 +122,7 @@ class RunManager:
         ended = await self._coordination.start(self)
         if ended:
             logger.warning("ended %d run(s) interrupted by a shutdown: %s", len(ended), ", ".join(ended))
-        await self._housekeeping.start()
+        await self._housekeeping.start(alone=self._coordination.alone())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Lets running executions finish for `grace` seconds, then ends the rest as interrupted."""
@@ -281,7 +285,15 @@ class RunManager:
 
     def _execution(self, run: RunRecord, repository: Repository, caller: Caller) -> RunExecution:
         return RunExecution(
-            run, repository, self._engine, self._growing, self.settings.expires_in, caller, self._observer, self._tools
+            run,
+            repository,
+            self._engine,
+            self._growing,
+            self.settings.expires_in,
+            caller,
+            self._observer,
+            self._tools,
+            self.image_files,
         )
 
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:

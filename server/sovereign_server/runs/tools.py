@@ -45,6 +45,10 @@ class ServerTools(Protocol):
         """Whether a tool call of this name is the server's to run."""
         ...
 
+    def used_by(self, run: RunRecord) -> bool:
+        """Whether the run has any of these tools (they may then write steps before the reply)."""
+        ...
+
     async def prepare(
         self,
         host: ToolHost,

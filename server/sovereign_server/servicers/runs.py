@@ -19,6 +19,8 @@ from sovereign_server.metrics import Metrics
 from sovereign_server.runs import EventChannel, RunManager
 from sovereign_server.runs.channel import merge_text_deltas
 from sovereign_server.runs.coordination import EventSource
+from sovereign_server.runs.images import check_image_files, image_file_references
+from sovereign_server.runs.model import RunOptions
 from sovereign_server.servicers.scope import CallerScoped
 from sovereign_storage import Repository, RunRecord
 
@@ -47,7 +49,8 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     async def CreateRun(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        run, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
+        options = await self._run_options(request)
+        run, channel = await self._runs.create_run(current_caller(), request.thread_id, options)
         async for body in self._http(run, channel, request.stream):
             yield body
 
@@ -68,7 +71,8 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     async def CreateRunEvents(
         self, request: run_service_pb2.CreateRunRequest, context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        _, channel = await self._runs.create_run(current_caller(), request.thread_id, convert.run_options(request))
+        options = await self._run_options(request)
+        _, channel = await self._runs.create_run(current_caller(), request.thread_id, options)
         async for event in self._typed(channel):
             yield event
 
@@ -89,12 +93,21 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     async def _create_thread_and_run(
         self, request: run_service_pb2.CreateThreadAndRunRequest
     ) -> tuple[RunRecord, EventChannel]:
-        thread, options = convert.new_thread(request.thread), convert.run_options(request)
+        thread, options = convert.new_thread(request.thread), await self._run_options(request)
+        await self._check_image_files(image_file_references(thread.messages, "thread.messages"))
         caller = current_caller()
         resources = await inline_vector_stores(
             self._files, caller.project_id, thread.tool_resources, "thread.tool_resources"
         )
         return await self._runs.create_thread_and_run(caller, replace(thread, tool_resources=resources), options)
+
+    async def _run_options(self, request: Any) -> RunOptions:
+        options = convert.run_options(request)
+        await self._check_image_files(image_file_references(options.additional_messages, "additional_messages"))
+        return options
+
+    async def _check_image_files(self, references: list[tuple[str, str]]) -> None:
+        await check_image_files(self._runs.image_files, self._repository.project_id, references)
 
     async def _submit_tool_outputs(
         self, request: run_service_pb2.SubmitToolOutputsRequest

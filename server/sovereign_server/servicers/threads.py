@@ -16,6 +16,7 @@ from sovereign_server import convert, validation
 from sovereign_server.caller import current_caller
 from sovereign_server.errors import InvalidRequestError
 from sovereign_server.files.service import FileService, inline_vector_stores
+from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files, image_file_references
 from sovereign_server.servicers.scope import CallerScoped
 from sovereign_storage import Repository
 
@@ -23,15 +24,19 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ThreadServicer(CallerScoped, thread_service_pb2_grpc.ThreadServiceServicer):
-    def __init__(self, repository: Repository, files: FileService | None = None) -> None:
+    def __init__(
+        self, repository: Repository, files: FileService | None = None, image_files: ImageFiles | None = None
+    ) -> None:
         super().__init__(repository)
         # Makes the vector stores of `tool_resources.file_search.vector_stores` helpers.
         self._files = files
+        self._image_files = image_files or NoImageFiles()
 
     async def CreateThread(
         self, request: thread_service_pb2.CreateThreadRequest, context: Context
     ) -> thread_pb2.Thread:
         messages = convert.new_messages(request.messages)
+        await self._check_image_files(image_file_references(messages, "messages"))
         tool_resources = validation.check_tool_resources(convert.from_value(request, "tool_resources"))
         tool_resources = await inline_vector_stores(self._files, current_caller().project_id, tool_resources)
         metadata = validation.check_metadata(dict(request.metadata))
@@ -71,6 +76,7 @@ class ThreadServicer(CallerScoped, thread_service_pb2_grpc.ThreadServiceServicer
                 "Missing required parameter: 'role'.", param="role", code="missing_required_parameter"
             )
         message = convert.new_message(request.message)
+        await self._check_image_files(image_file_references([message]))
         record = await to_thread(self._repository.create_message, request.thread_id, message)
         return convert.message_message(record)
 
@@ -107,3 +113,6 @@ class ThreadServicer(CallerScoped, thread_service_pb2_grpc.ThreadServiceServicer
     ) -> common_pb2.DeletionStatus:
         await to_thread(self._repository.delete_message, request.thread_id, request.message_id)
         return common_pb2.DeletionStatus(id=request.message_id, object="thread.message.deleted", deleted=True)
+
+    async def _check_image_files(self, references: list[tuple[str, str]]) -> None:
+        await check_image_files(self._image_files, self._repository.project_id, references)

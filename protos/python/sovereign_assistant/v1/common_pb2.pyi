@@ -135,7 +135,9 @@ class DeletionStatus(_message.Message):
     DELETED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     object: _builtins.str
-    """`assistant.deleted`, `thread.deleted` or `thread.message.deleted`."""
+    """`assistant.deleted`, `thread.deleted`, `thread.message.deleted`, `conversation.deleted` or
+    `response`.
+    """
     deleted: _builtins.bool
     def __init__(
         self,
