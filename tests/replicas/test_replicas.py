@@ -298,3 +298,22 @@ def test_a_replica_starting_ends_only_the_runs_of_replicas_gone(cluster: Cluster
         finished = client.threads.runs.poll(run.id, thread_id=thread.id)
     assert finished.status == "completed"
     assert len(cluster.model.of(prompt)) == 1
+
+
+def test_a_replica_stopping_or_starting_leaves_the_responses_of_others_executing(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.02
+    executing, restarted = cluster.replicas[0], cluster.replicas[1]
+    prompt = unique("background", 250)
+    with executing.client() as client:
+        response = client.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt), 5, "the response's generation to start")
+        restarted.child.stop()
+        restarted.start()
+        assert client.responses.retrieve(response.id).status == "in_progress"
+        finished = wait_for(
+            lambda: (r := client.responses.retrieve(response.id)).status != "in_progress" and r,
+            30,
+            "the response to end",
+        )
+    assert finished.status == "completed"
+    assert len(cluster.model.of(prompt)) == 1
