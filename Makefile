@@ -62,11 +62,13 @@ $(NODE_SDK): tests/node/package.json tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund
 	touch $@
 
-# The storage and the service on PostgreSQL (Debian's package, installed if missing; needs root for apt).
-test-postgres: $(INSTALLED) $(LOCAL_MODEL)
+# Every test layer that uses storage, on PostgreSQL, with the PostgreSQL-only tests (several
+# replicas behind one gateway among them). Debian's package, installed if missing (needs root for
+# apt); the tests start and stop their own server on a free port. The install layer tests packaging.
+test-postgres: $(INSTALLED) $(LOCAL_MODEL) $(NODE_SDK)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
-	$(BIN)/pytest -m postgres tests/postgres
+	$(BIN)/pytest --postgres -m 'not install'
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

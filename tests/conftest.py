@@ -1,4 +1,9 @@
-"""Fixtures shared by every test layer: real servers on free ports, stopped by the tests."""
+"""Fixtures shared by every test layer: real servers on free ports, stopped by the tests.
+
+Their databases are SQLite files; with `--postgres` (`make test-postgres`) every test that uses
+storage runs on PostgreSQL instead, one fresh database per module (per test for the storage unit
+tests) on a server the session starts. Tests of SQLite itself are marked `sqlite_only`.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,49 @@ from sovereign_server.auth.admin import create_key
 from sovereign_server.gateway import Gateway, GatewayConfig
 from sovereign_storage import ApiKeyRecord, KeyStore, migrate, open_database
 from tests.certificates import CertificateFiles, self_signed
+from tests.databases import Databases, PostgresServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres",
+        action="store_true",
+        default=False,
+        help="keep every test's data on a PostgreSQL server started for the session (make test-postgres)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--postgres"):
+        skip = pytest.mark.skip(reason="a test of SQLite itself")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this session's own, on a free loopback port."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def databases(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Databases:
+    """Where tests make their databases: SQLite files, or with `--postgres` PostgreSQL databases."""
+    postgres: PostgresServer | None = None
+    if request.config.getoption("--postgres"):
+        postgres = request.getfixturevalue("postgres_server")
+    return Databases(tmp_path_factory.mktemp("databases"), postgres)
+
+
+@pytest.fixture
+def database(databases: Databases) -> Iterator[str]:
+    """A fresh database for one test: a SQLite file path, or a PostgreSQL URL."""
+    target = databases.new()
+    yield target
+    databases.drop(target)
 
 
 def reply_events(deltas: int = 1, *, done: bool = True) -> list[str]:
@@ -100,7 +148,7 @@ def pid_alive(pid: int) -> bool:
 class ServiceProcess:
     """`sovereign serve` as users run it, in a child process on free ports."""
 
-    def __init__(self, database: Path, *options: str) -> None:
+    def __init__(self, database: str | Path, *options: str) -> None:
         command = [str(Path(sys.executable).parent / "sovereign"), "serve", "--grpc-port", "0", "--http-port", "0"]
         command += ["--metrics-port", "0"]
         self.process = subprocess.Popen(
@@ -141,7 +189,7 @@ class Keys:
     """Keys made in a database before its server starts: two projects, an admin, a revoked key,
     and rate-limited ones. Attributes are the secrets; `records` holds what is stored."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: str | Path) -> None:
         db = open_database(str(database))
         migrate(db)
         store = KeyStore(db)
@@ -162,20 +210,21 @@ class Keys:
         db.close()
 
 
-def start_keyed_server(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> tuple[ServerThread, Keys]:
-    """A real gRPC server (with `ServerConfig` `options`) whose database holds keys."""
-    database = tmp_path_factory.mktemp("keyed") / "sovereign.sqlite3"
+def start_keyed_server(databases: Databases, **options: Any) -> tuple[ServerThread, Keys, str]:
+    """A real gRPC server (with `ServerConfig` `options`) whose database holds keys; the database too."""
+    database = databases.new()
     keys = Keys(database)
-    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database), **options)).start()
-    return server, keys
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=database, **options)).start()
+    return server, keys, database
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Keys]]:
+def keyed_server(databases: Databases) -> Iterator[tuple[ServerThread, Keys]]:
     """A real gRPC server whose database holds keys: every call needs one."""
-    server, keys = start_keyed_server(tmp_path_factory)
+    server, keys, database = start_keyed_server(databases)
     yield server, keys
     server.stop()
+    databases.drop(database)
 
 
 @pytest.fixture(scope="session")
@@ -185,13 +234,12 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
 
 
 @pytest.fixture(scope="module")
-def tls_server(
-    tmp_path_factory: pytest.TempPathFactory, certificate: CertificateFiles
-) -> Iterator[tuple[ServerThread, Keys]]:
+def tls_server(databases: Databases, certificate: CertificateFiles) -> Iterator[tuple[ServerThread, Keys]]:
     """A real gRPC server that serves TLS only, with `certificate`, and whose database holds keys."""
-    server, keys = start_keyed_server(tmp_path_factory, tls_cert=str(certificate.cert), tls_key=str(certificate.key))
+    server, keys, database = start_keyed_server(databases, tls_cert=str(certificate.cert), tls_key=str(certificate.key))
     yield server, keys
     server.stop()
+    databases.drop(database)
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +249,13 @@ def server_options() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def grpc_server(tmp_path_factory: pytest.TempPathFactory, server_options: dict[str, Any]) -> Iterator[ServerThread]:
-    """A real gRPC server on a free port, with its own SQLite file, for one test module."""
-    database = tmp_path_factory.mktemp("grpc") / "sovereign.sqlite3"
-    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=str(database), **server_options)).start()
+def grpc_server(databases: Databases, server_options: dict[str, Any]) -> Iterator[ServerThread]:
+    """A real gRPC server on a free port, with its own database, for one test module."""
+    database = databases.new()
+    server = ServerThread(ServerConfig(grpc_port=0, metrics_port=0, database=database, **server_options)).start()
     yield server
     server.stop()
+    databases.drop(database)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ It measures, in one asyncio loop of this process:
 6. (`context`, in tools/bench_context.py) time to first token on a 10,000-message thread with
    `truncation_strategy: auto` against a 10-message thread, on the built-in engine and llama-server;
 7. (`responses`, in tools/bench_responses.py) time to first token through `responses.create(stream=True)`,
-   beside a streamed run and llama-server directly.
+   beside a streamed run and llama-server directly;
+8. (`scale`, in tools/bench_scale.py) runs/s, tokens/s and time to first token through the gateway
+   with `sovereign serve --workers 1` and `--workers 2` on PostgreSQL.
 
 The client shares the machine's cores with the server and Envoy: every throughput and CRUD row shows
 the CPU each process used during the cell (100% = one core). Prints one table and writes it, with
@@ -50,6 +52,7 @@ import httpx
 from bench_context import bench_context
 from bench_files import measure_files
 from bench_responses import bench_responses
+from bench_scale import bench_scale
 from google.protobuf import struct_pb2
 
 from sovereign_assistant.v1 import (
@@ -99,7 +102,7 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses")
+SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses", "scale")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1602,6 +1605,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rows += await bench_context(workdir, raw, quick=bool(args.quick))
         if "responses" in settings.sections:
             rows += await bench_responses(workdir, raw, quick=bool(args.quick))
+        if "scale" in settings.sections:
+            rows += await bench_scale(args.quick, workdir, raw)
     rows.sort(key=section_order)
     table = render_table(rows)
     verdicts = [row["passed"] for row in rows if row.get("passed") is not None]
@@ -1629,6 +1634,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(
             "  responses: c=1, one request at a time taking turns: llama-server direct, a run and a response"
             " streamed through Envoy (openai engine), timed to the first text delta"
+        )
+    if "scale" in settings.sections:
+        print(
+            "  scale: sovereign serve --workers 1 and 2 on PostgreSQL, built-in engine at 0 ms, SSE through the"
+            " gateway; cpu% = client / gRPC server(s) / Envoy / PostgreSQL"
         )
     print(table)
     print(summary)

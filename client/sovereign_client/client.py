@@ -230,6 +230,10 @@ class Runs:
     def cancel(self, run_id: str, *, thread_id: str) -> run_pb2.Run:
         return _call(self._stub.CancelRun, run_service_pb2.CancelRunRequest(thread_id=thread_id, run_id=run_id))
 
+    def follow(self, run_id: str, *, thread_id: str) -> Iterator[run_pb2.RunEvent]:
+        """The events of a run executing now (on any replica), from the first of its current stretch."""
+        return _events(self._stub.StreamRunEvents, run_service_pb2.StreamRunRequest(thread_id=thread_id, run_id=run_id))
+
     def submit_tool_outputs_stream(
         self, run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]
     ) -> Iterator[run_pb2.RunEvent]:
@@ -465,6 +469,11 @@ class AsyncRuns:
     async def cancel(self, run_id: str, *, thread_id: str) -> run_pb2.Run:
         request = run_service_pb2.CancelRunRequest(thread_id=thread_id, run_id=run_id)
         return await _acall(self._stub.CancelRun, request)
+
+    def follow(self, run_id: str, *, thread_id: str) -> AsyncIterator[run_pb2.RunEvent]:
+        """The events of a run executing now (on any replica), from the first of its current stretch."""
+        request = run_service_pb2.StreamRunRequest(thread_id=thread_id, run_id=run_id)
+        return _aevents(self._stub.StreamRunEvents, request)
 
     def submit_tool_outputs_stream(
         self, run_id: str, *, thread_id: str, tool_outputs: Iterable[Mapping[str, str]]

@@ -42,6 +42,7 @@ from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.files.service import FileImages
 from sovereign_server.interceptors import CallInterceptor
 from sovereign_server.metrics import Metrics
+from sovereign_server.replicas import coordination_for
 from sovereign_server.responses import ResponseManager
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.generation import TokenTiming
@@ -205,7 +206,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     await asyncio.to_thread(migrate, database)
     repository = Repository(database)
     keys = KeyStore(database)
-    gate = Gate(keys)
+    coordination, limiter = coordination_for(database, repository, lease_seconds=config.replica_lease)
+    gate = Gate(keys, limiter)
     metrics = Metrics()
     stop_observing = observe_transactions(
         lambda kind, seconds: metrics.transaction_seconds.labels(kind).observe(seconds)
@@ -226,6 +228,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         engine,
         RunSettings(expires_in=config.run_expires_in, heartbeat=config.stream_heartbeat),
         observer=reports,
+        coordination=coordination,
         tools=FileSearchTool(files, config.file_search_mode),
         image_files=image_files,
     )

@@ -2,6 +2,9 @@
 manages API keys.
 
     sovereign serve [--grpc-port 50051] [--http-port 8080] [--db data/sovereign.sqlite3] [--tls-cert C --tls-key K] ...
+    sovereign serve --workers N --db postgresql://...    (N replicas and the gateway, supervised)
+    sovereign server --db postgresql://... [--grpc-port P]  (one replica, gRPC only)
+    sovereign gateway --upstream HOST:PORT[,HOST:PORT...]   (the gateway over replicas)
     sovereign keys create --project NAME [--name LABEL] [--rpm N] [--tpm N] [--admin]
     sovereign keys list
     sovereign keys revoke KEY_ID
@@ -23,15 +26,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from sovereign_server.app import start_server
+from sovereign_server.app import server_certificate, start_server
 from sovereign_server.auth.admin import create_key
 from sovereign_server.config import ServerConfig
 from sovereign_server.errors import ApiError
 from sovereign_server.gateway import STREAM_IDLE_TIMEOUT, Gateway, GatewayConfig, GatewayError, UpstreamTls
+from sovereign_server.replicas import commands as replicas
+from sovereign_server.replicas.supervisor import check_workers, serve_workers
 from sovereign_server.tls import ServerCertificate, TlsError
 from sovereign_storage import ApiKeyRecord, KeyStore, StorageError, migrate, open_database
 
@@ -113,6 +118,20 @@ _OPTIONS = (
         "file_search in runs: 'tools' (the model calls it) or 'prefetch' (search the latest user message first)",
     ),
     _Option("--log-level", "SOVEREIGN_LOG_LEVEL", "log_level", "log level: " + ", ".join(LOG_LEVELS)),
+    _Option(
+        "--workers",
+        "SOVEREIGN_WORKERS",
+        "workers",
+        "replicas to run on this machine behind the gateway, supervised (above 1: PostgreSQL only)",
+        int,
+    ),
+    _Option(
+        "--replica-lease",
+        "SOVEREIGN_REPLICA_LEASE",
+        "replica_lease",
+        "PostgreSQL: seconds after which a silent replica counts as gone and its runs are ended",
+        float,
+    ),
 )
 
 
@@ -125,23 +144,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the gRPC server and the JSON gateway until Ctrl-C or SIGTERM.",
     )
     defaults = ServerConfig()
+    _add_options(serve_parser, frozenset())
+    replicas.add_commands(commands, _add_options)
+    _add_keys_commands(commands, defaults)
+    return parser
+
+
+def _add_options(parser: argparse.ArgumentParser, skip: frozenset[str]) -> None:
+    """The `ServerConfig` options, but those of the fields in `skip`."""
+    defaults = ServerConfig()
     for option in _OPTIONS:
-        serve_parser.add_argument(
+        if option.field in skip:
+            continue
+        parser.add_argument(
             option.flag,
             dest=option.field,
             type=option.type,
             default=None,
             help=f"{option.help} (env {option.env}, default {getattr(defaults, option.field)})",
         )
-    serve_parser.add_argument(
-        "--insecure-no-auth",
-        dest="insecure_no_auth",
-        action="store_true",
-        default=None,
-        help="serve beyond loopback although no API key exists: anyone who can connect sees everything",
-    )
-    _add_keys_commands(commands, defaults)
-    return parser
+    if "insecure_no_auth" not in skip:
+        parser.add_argument(
+            "--insecure-no-auth",
+            dest="insecure_no_auth",
+            action="store_true",
+            default=None,
+            help="serve beyond loopback although no API key exists: anyone who can connect sees everything",
+        )
 
 
 def _add_keys_commands(commands: Any, defaults: ServerConfig) -> None:
@@ -295,6 +324,17 @@ def gateway_config(config: ServerConfig, grpc_port: int, tls: ServerCertificate 
     )
 
 
+def replicas_gateway(config: ServerConfig) -> Callable[[tuple[tuple[str, int], ...]], GatewayConfig]:
+    """The gateway over replicas at the given addresses, checking their health: as `serve`'s
+    gateway, with the same certificate for HTTPS and for reaching the replicas over TLS."""
+    tls = server_certificate(config)
+
+    def over(upstreams: tuple[tuple[str, int], ...]) -> GatewayConfig:
+        return replace(gateway_config(config, upstreams[0][1], tls), upstreams=upstreams, health_checks=True)
+
+    return over
+
+
 def _dial_host(host: str) -> str:
     """The address to connect to for a server bound to `host` (a wildcard means this machine)."""
     if host in ("", "0.0.0.0"):
@@ -351,13 +391,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return run_keys_command(args)
     config = config_from_args(args)
+    if args.command == "serve":
+        check_workers(config)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        asyncio.run(serve(config))
+        if args.command == "server":
+            authentication_status(config)  # refuses an open service beyond loopback
+            asyncio.run(replicas.run_server(config))
+        elif args.command == "gateway":
+            upstreams = replicas.parse_upstreams(args.upstream)
+            asyncio.run(replicas.run_gateway(replicas_gateway(config)(upstreams)))
+        elif config.workers > 1:
+            options = [(option.flag, option.field) for option in _OPTIONS]
+            tls = server_certificate(config)
+            asyncio.run(serve_workers(config, options, authentication_status(config), replicas_gateway(config), tls))
+        else:
+            asyncio.run(serve(config))
     except (GatewayError, TlsError) as error:
         logger.error("%s", error)
         return 1

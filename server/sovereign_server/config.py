@@ -62,3 +62,8 @@ class ServerConfig:
     insecure_no_auth: bool = False
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = 5.0
+    # Replicas on PostgreSQL: seconds after its last heartbeat that a replica counts as gone, and
+    # the runs it was executing are ended.
+    replica_lease: float = 5.0
+    # `sovereign serve`: replicas (processes) to run on this machine, with the gateway over them.
+    workers: int = 1

@@ -130,6 +130,15 @@ class GatewayConfig:
     inherit_output: bool = False
     # Extra environment variables for Envoy.
     env: dict[str, str] = field(default_factory=dict)
+    # Several gRPC servers (replicas of one service, as (host, port)): calls are spread over them.
+    # Empty: the one at `grpc_host`:`grpc_port`.
+    upstreams: tuple[tuple[str, int], ...] = ()
+    # Ask each gRPC server's health service every second; one that fails gets no new calls.
+    health_checks: bool = False
+
+    @property
+    def endpoints(self) -> tuple[tuple[str, int], ...]:
+        return self.upstreams or ((self.grpc_host, self.grpc_port),)
 
 
 def find_envoy_binary() -> Path:
@@ -209,10 +218,33 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
         max_request_bytes=str(int(config.max_request_bytes)),
         max_direct_response_bytes=str(MAX_DIRECT_RESPONSE_BYTES),
     )
+    values.update(_upstream_values(config))
     template = string.Template((envoy_dir / "envoy.yaml.in").read_text())
     out = run_dir / "envoy.yaml"
     out.write_text(template.substitute(values))
     return out
+
+
+def _upstream_values(config: GatewayConfig) -> dict[str, str]:
+    """The gRPC cluster's endpoints and health checks, as JSON (valid YAML flow collections)."""
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+        for host, port in config.endpoints
+    ]
+    checks = []
+    if config.health_checks:
+        checks.append(
+            {
+                "timeout": "1s",
+                "interval": "1s",
+                # Checked at once when (re)started, and kept checked while idle.
+                "no_traffic_interval": "1s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        )
+    return {"grpc_endpoints": json.dumps(endpoints), "health_checks": json.dumps(checks)}
 
 
 def _duration(seconds: float) -> str:

@@ -29,7 +29,7 @@ from sovereign_server.errors import (
     ServerError,
 )
 from sovereign_server.metrics import Metrics
-from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError
+from sovereign_storage import DEFAULT_PROJECT_ID, ActiveRunError, InvalidCursorError, UnstorableValueError
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.calls")
@@ -95,6 +95,8 @@ def as_api_error(error: Exception) -> ApiError:
         return ConflictError(str(error))
     if isinstance(error, InvalidCursorError):
         return InvalidRequestError(str(error), param=error.param, code="invalid_cursor")
+    if isinstance(error, UnstorableValueError):
+        return InvalidRequestError(str(error))
     logger.exception("unexpected error", exc_info=error)
     return ServerError("The server had an error while processing your request.")
 
@@ -224,7 +226,9 @@ class _Call:
         if self._metrics is not None:
             self._metrics.calls.labels(self._method, self.code.name).inc()
             self._metrics.call_seconds.labels(self._method).observe(elapsed)
-        if logger.isEnabledFor(logging.INFO):
+        # A gateway's health checks come every second per replica: logged only when debugging.
+        level = logging.DEBUG if self._method.startswith("/grpc.health.") else logging.INFO
+        if logger.isEnabledFor(level):
             line: dict[str, Any] = {
                 "method": self._method,
                 "status": self.code.name,
@@ -237,7 +241,7 @@ class _Call:
                 line["project"] = self._caller.project_id
                 if self._caller.key_id:
                     line["key"] = self._caller.key_id
-            logger.info(json.dumps(line))
+            logger.log(level, json.dumps(line))
 
 
 def _code_of(context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode) -> grpc.StatusCode:

@@ -407,13 +407,15 @@ def check_response_format(value: Any) -> Any:
 
 
 MIN_RUN_TOKEN_LIMIT = 256
+# The largest integer every supported database stores in an integer column (PostgreSQL's `integer`).
+MAX_STORED_INTEGER = 2**31 - 1
 TOOL_CHOICE_MODES = ("none", "auto", "required")
 _TOOL_CHOICE_KEYS: dict[str, tuple[str, ...]] = {"function": ("function",), "code_interpreter": (), "file_search": ()}
 
 
 def check_token_limit(param: str, value: int | None) -> int | None:
     """`max_prompt_tokens` / `max_completion_tokens`: at least 256, as OpenAI requires."""
-    return None if value is None else _integer(value, param, MIN_RUN_TOKEN_LIMIT)
+    return None if value is None else _integer(value, param, MIN_RUN_TOKEN_LIMIT, MAX_STORED_INTEGER)
 
 
 def check_tool_choice(value: Any) -> Any:

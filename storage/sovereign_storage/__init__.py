@@ -5,7 +5,7 @@ Independent of the transport: nothing here imports gRPC or protobuf.
 
 from .blobs import BlobStore, BlobWriter
 from .database import observe_transactions, open_database, write_transaction
-from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError
+from .errors import ActiveRunError, InvalidCursorError, NotFoundError, StorageError, UnstorableValueError
 from .file_records import (
     AttributeValue,
     ChunkingStrategy,
@@ -165,6 +165,7 @@ __all__ = [
     "ToolCalls",
     "Transition",
     "TruncationStrategy",
+    "UnstorableValueError",
     "Usage",
     "VectorStoreFileRecord",
     "VectorStoreRecord",

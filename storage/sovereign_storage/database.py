@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
+from .errors import UnstorableValueError
+
 # busy_timeout comes first so that switching the journal mode already waits for other connections.
 SQLITE_PRAGMAS: tuple[tuple[str, Any], ...] = (
     ("busy_timeout", 5000),
@@ -93,9 +95,24 @@ def _timed(kind: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _storable() -> Iterator[None]:
+    """Values the database refuses as such (PostgreSQL: a NUL in a string, an integer beyond its
+    column's range) are the caller's error, not the server's."""
+    try:
+        yield
+    except peewee.DataError as error:
+        raise UnstorableValueError(str(error).strip()) from error
+    except ValueError as error:
+        # psycopg2 refuses NUL characters before anything is sent.
+        if "NUL" not in str(error):
+            raise
+        raise UnstorableValueError(str(error)) from error
+
+
+@contextlib.contextmanager
 def read_transaction(db: peewee.Database) -> Iterator[Any]:
     """A transaction that only reads: what it reads depends on nothing written meanwhile."""
-    with _timed("read"), db.atomic() as transaction:
+    with _storable(), _timed("read"), db.atomic() as transaction:
         yield transaction
 
 
@@ -109,7 +126,7 @@ def write_transaction(db: peewee.Database) -> Iterator[Any]:
     by sleeping (up to 100 ms a time), which turned contention between our threads into latency.
     """
     if not isinstance(db, peewee.SqliteDatabase):
-        with _timed("write"), db.atomic() as transaction:
+        with _storable(), _timed("write"), db.atomic() as transaction:
             yield transaction
         return
     with _timed("write"), _write_lock(db), db.atomic("IMMEDIATE") as transaction:

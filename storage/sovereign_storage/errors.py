@@ -25,6 +25,14 @@ class InvalidCursorError(StorageError):
         self.value = value
 
 
+class UnstorableValueError(StorageError):
+    """The database refused a value as such: a string with a NUL character (PostgreSQL's text
+    cannot hold one), or a number beyond its column's range."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"A value of this request cannot be stored: {detail}")
+
+
 class ActiveRunError(StorageError):
     """The thread already has a run in an active status, so no run or message may be added."""
 

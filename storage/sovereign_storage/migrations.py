@@ -379,6 +379,69 @@ def _add_responses_and_items(db: peewee.Database) -> None:
         db.create_tables([_V8Response], safe=False)
 
 
+# Frozen copies of the tables migration 9 created.
+class _V9Replica(_V1Model):
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    host = peewee.TextField()
+    pid = peewee.IntegerField()
+    started_at = peewee.DoubleField()
+    heartbeat_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "replicas"
+
+
+class _V9RunClaim(_V1Model):
+    seq = peewee.AutoField()
+    run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", unique=True)
+    replica_id = peewee.TextField()
+    stretch = peewee.IntegerField()
+    claimed_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "run_claims"
+        indexes = ((("replica_id",), False),)
+
+
+class _V9RunEvent(_V1Model):
+    seq = peewee.AutoField()
+    run = peewee.ForeignKeyField(_V1Run, field=_V1Run.id, column_name="run_id", on_delete="CASCADE", index=False)
+    stretch = peewee.IntegerField()
+    number = peewee.IntegerField()
+    name = peewee.TextField()
+    data = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "run_events"
+        indexes = ((("run", "stretch", "number"), True),)
+
+
+class _V9RateBucket(_V1Model):
+    seq = peewee.AutoField()
+    key_id = peewee.TextField()
+    kind = peewee.TextField()
+    capacity = peewee.IntegerField()
+    level = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "rate_buckets"
+        indexes = ((("key_id", "kind"), True),)
+
+
+def _add_replica_coordination(db: peewee.Database) -> None:
+    tables = [_V9Replica, _V9RunClaim, _V9RunEvent, _V9RateBucket]
+    with db.bind_ctx(tables):
+        db.create_tables(tables, safe=False)
+    # One active run per thread, enforced by the database itself (replicas create runs concurrently).
+    execute: Callable[..., Any] = db.execute_sql  # untyped in peewee's stubs
+    execute(
+        "CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)"
+        " WHERE status IN ('cancelling', 'in_progress', 'queued', 'requires_action')"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
@@ -388,6 +451,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_message_token_counts,  # 6: messages.token_counts
     _add_files_and_vector_stores,  # 7: files, vector stores, their files, batches and searchable chunks
     _add_responses_and_items,  # 8: responses; messages.item_details for function calls and outputs
+    _add_replica_coordination,  # 9: replicas, run_claims, run_events, rate_buckets; one active run per thread
 )
 LATEST_VERSION = len(MIGRATIONS)
 

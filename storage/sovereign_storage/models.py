@@ -308,7 +308,91 @@ class Response(BaseModel):
         indexes = ((("status",), False),)
 
 
-MODELS: tuple[type[BaseModel], ...] = (Project, ApiKey, Assistant, Thread, Message, Run, RunStep, Response)
+# ---------------------------------------------------------------- what replicas of one service share
+
+
+class Replica(BaseModel):
+    """A running replica, alive while it renews `heartbeat_at` (seconds, by the database's clock)."""
+
+    seq = peewee.AutoField()
+    id = peewee.TextField(unique=True)
+    host = peewee.TextField()
+    pid = peewee.IntegerField()
+    started_at = peewee.DoubleField()
+    heartbeat_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "replicas"
+
+
+class RunClaim(BaseModel):
+    """Which replica executes (or last executed) a run, and how many stretches it has had."""
+
+    seq = peewee.AutoField()
+    run = peewee.ForeignKeyField(Run, field=Run.id, column_name="run_id", on_delete="CASCADE", unique=True)
+    run_id: str
+    replica_id = peewee.TextField()
+    stretch = peewee.IntegerField()
+    claimed_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "run_claims"
+        # Recovery looks for the runs of replicas that are gone.
+        indexes = ((("replica_id",), False),)
+
+
+class RunEvent(BaseModel):
+    """One event of a stretch of a run, numbered from 1, for followers on other replicas."""
+
+    seq = peewee.AutoField()
+    run = peewee.ForeignKeyField(Run, field=Run.id, column_name="run_id", on_delete="CASCADE", index=False)
+    run_id: str
+    stretch = peewee.IntegerField()
+    number = peewee.IntegerField()
+    name = peewee.TextField()
+    data = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "run_events"
+        indexes = ((("run", "stretch", "number"), True),)
+
+
+class RateBucket(BaseModel):
+    """A key's requests or tokens bucket, shared by every replica."""
+
+    seq = peewee.AutoField()
+    key_id = peewee.TextField()
+    kind = peewee.TextField()
+    capacity = peewee.IntegerField()
+    level = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "rate_buckets"
+        indexes = ((("key_id", "kind"), True),)
+
+
+# At most one active run per thread, whichever replica creates it: the database refuses a second.
+Run.add_index(
+    Run.index(Run.thread, unique=True, name="runs_one_active_per_thread").where(
+        Run.status.in_(sorted(v.ACTIVE_RUN_STATUSES))
+    )
+)
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Project,
+    ApiKey,
+    Assistant,
+    Thread,
+    Message,
+    Run,
+    RunStep,
+    Response,
+    Replica,
+    RunClaim,
+    RunEvent,
+    RateBucket,
+)
 
 
 def bind_models(db: peewee.Database) -> None:

@@ -876,10 +876,15 @@ class Repository:
             )
             return Transition(_record_from_values(row, ResponseRecord), applied)
 
-    def end_interrupted_responses(self, error: LastError, failing: Collection[ResponseStatus]) -> list[str]:
-        """Fails, with `error`, the responses a stopped process left in `failing` statuses; returns their ids."""
+    def end_interrupted_responses(
+        self, error: LastError, failing: Collection[ResponseStatus], only: Collection[str] | None = None
+    ) -> list[str]:
+        """Fails, with `error`, the responses a stopped process left in `failing` statuses (those of
+        `only`, when given: the ones a replica of several was executing); returns their ids."""
         with self._writing():
             query = Response.select(Response.id).where(Response.status.in_(list(failing))).order_by(Response.seq)
+            if only is not None:
+                query = query.where(Response.id.in_(list(only)))
             if self._db.for_update:
                 query = query.for_update()
             ids = [row.id for row in query]

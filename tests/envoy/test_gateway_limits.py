@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from sovereign_server import ServerConfig
 from sovereign_server.gateway import Gateway, GatewayConfig
 from tests.conftest import ServerThread, merged_deltas, reply_events
+from tests.databases import Databases
 
 from .test_run_streams import frames
 
@@ -48,11 +48,11 @@ def short_timeouts(grpc_port: int, *, max_connections: int = 10_000) -> GatewayC
     )
 
 
-def paced_server(directory: Path, heartbeat: float) -> ServerThread:
+def paced_server(database: str, heartbeat: float) -> ServerThread:
     config = ServerConfig(
         grpc_port=0,
         metrics_port=0,
-        database=str(directory / "sovereign.sqlite3"),
+        database=database,
         token_delay=TOKEN_DELAY,
         stream_heartbeat=heartbeat,
     )
@@ -60,9 +60,9 @@ def paced_server(directory: Path, heartbeat: float) -> ServerThread:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+def server(databases: Databases) -> Iterator[ServerThread]:
     """Paced tokens, with SSE heartbeats in the silences between them."""
-    server = paced_server(tmp_path_factory.mktemp("heartbeats"), HEARTBEAT)
+    server = paced_server(databases.new(), HEARTBEAT)
     yield server
     server.stop()
 
@@ -183,11 +183,9 @@ def test_a_long_stream_with_heartbeats_outlives_the_stream_idle_timeout(gateway:
     assert "".join(deltas) == "You said: slow reply"
 
 
-def test_a_stream_whose_server_sends_nothing_is_cut_after_the_stream_idle_timeout(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def test_a_stream_whose_server_sends_nothing_is_cut_after_the_stream_idle_timeout(databases: Databases) -> None:
     # The same pacing, without heartbeats (every 60 s only): the first silence ends the stream.
-    quiet = paced_server(tmp_path_factory.mktemp("quiet"), 60.0)
+    quiet = paced_server(databases.new(), 60.0)
     try:
         with (
             Gateway(short_timeouts(quiet.port)) as gateway,

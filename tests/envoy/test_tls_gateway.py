@@ -78,13 +78,12 @@ def test_envoy_refuses_a_grpc_server_whose_certificate_it_cannot_verify(
     assert response.json()["error"]["type"] == "server_error"
 
 
-def test_the_upstream_name_is_the_certificates_not_the_address(tmp_path: Path) -> None:
+def test_the_upstream_name_is_the_certificates_not_the_address(tmp_path: Path, database: str) -> None:
     # A CA-issued certificate naming only a host that does not resolve: Envoy dials 127.0.0.1, sends
     # that name as SNI and checks it among the certificate's names, trusting the CA or the
     # certificate itself (what `sovereign serve` does).
     authority = CertificateAuthority(tmp_path)
     issued = authority.issue("sovereign.internal")
-    database = str(tmp_path / "sovereign.sqlite3")
     config = ServerConfig(
         grpc_port=0, metrics_port=0, database=database, tls_cert=str(issued.cert), tls_key=str(issued.key)
     )

@@ -31,6 +31,7 @@ from sovereign_storage import (
     open_database,
 )
 from tests.conftest import ServerThread, ServiceProcess
+from tests.databases import Databases
 from tests.llama.conftest import LlamaServer, start_llama_server
 from tests.llama.tiny_model import TOOL, TinyModelAnswers
 
@@ -58,10 +59,9 @@ def small_server(
 
 
 @pytest.fixture(scope="module")
-def client(small_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SovereignClient]:
-    database = tmp_path_factory.mktemp("context") / "db.sqlite3"
+def client(small_server: LlamaServer, databases: Databases) -> Iterator[SovereignClient]:
     config = ServerConfig(
-        grpc_port=0, metrics_port=0, database=str(database), engine="openai", engine_url=small_server.base_url
+        grpc_port=0, metrics_port=0, database=databases.new(), engine="openai", engine_url=small_server.base_url
     )
     server = ServerThread(config).start()
     with SovereignClient(f"127.0.0.1:{server.port}") as client:
@@ -122,12 +122,12 @@ def test_a_newest_message_too_large_for_the_window_ends_the_run_incomplete(clien
 
 
 def test_a_window_configured_too_large_is_corrected_by_the_servers_refusal(
-    small_server: LlamaServer, tmp_path: Path
+    small_server: LlamaServer, database: str
 ) -> None:
     config = ServerConfig(
         grpc_port=0,
         metrics_port=0,
-        database=str(tmp_path / "db.sqlite3"),
+        database=database,
         engine="openai",
         engine_url=small_server.base_url,
         context_window=32768,
@@ -210,10 +210,11 @@ async def recorded(llama_server_factory: Callable[..., LlamaServer]) -> AsyncIte
 
 
 @pytest.fixture
-def repository(tmp_path: Path) -> Repository:
-    database = open_database(str(tmp_path / "runs.sqlite3"))
-    migrate(database)
-    return Repository(database)
+def repository(database: str) -> Iterator[Repository]:
+    opened = open_database(database)
+    migrate(opened)
+    yield Repository(opened)
+    opened.close()
 
 
 async def _events(channel: EventChannel) -> list[Any]:
@@ -308,11 +309,11 @@ def trading_note(index: int) -> str:
 
 
 @pytest.mark.timeout(300)
-def test_the_local_model_answers_a_thread_sixty_times_its_window(tmp_path: Path) -> None:
+def test_the_local_model_answers_a_thread_sixty_times_its_window(database: str) -> None:
     # Four slots of 256 tokens: SmolLM2 on two shared cores may read as few as 30 tokens a second
     # (the default 2,048-token slots behave the same, eight times slower).
     options = ("--engine", "local", "--ctx-size", "1024", "--parallel", "4")
-    service = ServiceProcess(tmp_path / "db.sqlite3", *options)
+    service = ServiceProcess(database, *options)
     try:
         with OpenAI(base_url=service.base_url, api_key="sk-local", max_retries=0, timeout=240) as sdk:
             assistant = sdk.beta.assistants.create(model="smollm2", instructions="You are a trading analyst.")

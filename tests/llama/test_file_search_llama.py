@@ -5,9 +5,7 @@ the answer citing the file it was given."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from openai import OpenAI
 
 from sovereign_server.gateway import Gateway
+from sovereign_storage import open_database
 from tests.conftest import ServerThread
 from tests.llama.conftest import LlamaServer, start_llama_server
 from tests.llama.tiny_model import TinyModelAnswers
@@ -77,9 +76,13 @@ def test_chunks_are_embedded_and_search_is_hybrid(sdk: OpenAI, store: Any, grpc_
     assert grpc_server.server.files is not None
     assert grpc_server.server.files.search_service.hybrid
     # Plain SQL: models are bound process-wide, to the server's database.
-    with contextlib.closing(sqlite3.connect(grpc_server.config.database)) as database:
-        query = "SELECT length(embedding) FROM file_chunks WHERE vector_store_id = ?"
-        sizes = [size for (size,) in database.execute(query, (store.id,))]
+    database = open_database(grpc_server.config.database)
+    try:
+        query = f"SELECT length(embedding) FROM file_chunks WHERE vector_store_id = {database.param}"
+        execute: Any = database.execute_sql  # untyped in peewee's stubs
+        sizes = [size for (size,) in execute(query, (store.id,)).fetchall()]
+    finally:
+        database.close()
     assert len(sizes) == 2
     assert all(size and size % 4 == 0 for size in sizes)
 

@@ -34,8 +34,8 @@ def ask(sdk: OpenAI, assistant_id: str, question: str) -> tuple[str, str, int]:
     return run.status, reply.content[0].text.value, run.usage.completion_tokens  # type: ignore[union-attr]
 
 
-def test_the_local_engine_answers_with_a_real_model_and_survives_its_server_dying(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path / "db.sqlite3", "--engine", "local")
+def test_the_local_engine_answers_with_a_real_model_and_survives_its_server_dying(database: str) -> None:
+    service = ServiceProcess(database, "--engine", "local")
     try:
         with OpenAI(base_url=service.base_url, api_key="sk-local", max_retries=0, timeout=120) as sdk:
             assistant = sdk.beta.assistants.create(model="smollm2", instructions="Answer in one short sentence.")

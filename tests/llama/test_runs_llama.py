@@ -18,6 +18,7 @@ from sovereign_client import SovereignClient
 from sovereign_server import ServerConfig
 from sovereign_server.gateway import Gateway
 from tests.conftest import ServerThread
+from tests.databases import Databases
 from tests.llama.conftest import LlamaServer
 
 pytestmark = pytest.mark.llama
@@ -121,14 +122,12 @@ def test_max_completion_tokens_ends_the_run_incomplete(
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Callable[..., SovereignClient]]:
+def stack(databases: Databases) -> Iterator[Callable[..., SovereignClient]]:
     """Starts a server (gRPC only) with the given engine options and returns a typed client to it."""
     started: list[tuple[ServerThread, SovereignClient]] = []
 
     def start(**options: Any) -> SovereignClient:
-        config = ServerConfig(
-            grpc_port=0, metrics_port=0, database=str(tmp_path / f"db{len(started)}.sqlite3"), **options
-        )
+        config = ServerConfig(grpc_port=0, metrics_port=0, database=databases.new(), **options)
         server = ServerThread(config).start()
         client = SovereignClient(f"127.0.0.1:{server.port}")
         started.append((server, client))

@@ -17,10 +17,9 @@ pytestmark = pytest.mark.sdk
 TEXT = "Refunds are accepted within thirty days. " * 20
 
 
-def test_files_left_in_progress_are_indexed_at_the_next_start(tmp_path: Path) -> None:
+def test_files_left_in_progress_are_indexed_at_the_next_start(tmp_path: Path, database: str) -> None:
     """What a process stopped mid-indexing leaves: a file attached, its indexing not done."""
-    database = tmp_path / "sovereign.sqlite3"
-    db = open_database(str(database))
+    db = open_database(database)
     migrate(db)
     with BlobStore(tmp_path / "files").writer() as writer:
         writer.write(TEXT.encode())
@@ -31,7 +30,7 @@ def test_files_left_in_progress_are_indexed_at_the_next_start(tmp_path: Path) ->
     assert left.status == "in_progress"
     db.close()
 
-    service = ServiceProcess(database)
+    service = ServiceProcess(database, "--files-dir", str(tmp_path / "files"))
     try:
         with OpenAI(base_url=service.base_url, api_key="sk-local", max_retries=0) as sdk:
             attached = sdk.vector_stores.files.poll(file.id, vector_store_id=left.id, poll_interval_ms=50)
@@ -42,9 +41,8 @@ def test_files_left_in_progress_are_indexed_at_the_next_start(tmp_path: Path) ->
         service.stop()
 
 
-def test_indexing_cut_by_sigkill_completes_after_a_restart(tmp_path: Path) -> None:
-    database = tmp_path / "sovereign.sqlite3"
-    first = ServiceProcess(database)
+def test_indexing_cut_by_sigkill_completes_after_a_restart(tmp_path: Path, database: str) -> None:
+    first = ServiceProcess(database, "--files-dir", str(tmp_path / "files"))
     try:
         with OpenAI(base_url=first.base_url, api_key="sk-local", max_retries=0) as sdk:
             files = [
@@ -57,7 +55,7 @@ def test_indexing_cut_by_sigkill_completes_after_a_restart(tmp_path: Path) -> No
     finally:
         first.stop()
 
-    second = ServiceProcess(database)
+    second = ServiceProcess(database, "--files-dir", str(tmp_path / "files"))
     try:
         with OpenAI(base_url=second.base_url, api_key="sk-local", max_retries=0) as sdk:
             batch = sdk.vector_stores.file_batches.create_and_poll(

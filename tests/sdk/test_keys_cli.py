@@ -23,8 +23,7 @@ def sovereign(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SOVEREIGN, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_keys_are_created_listed_and_revoked_and_the_secret_is_printed_once(tmp_path: Path) -> None:
-    database = str(tmp_path / "db.sqlite3")
+def test_keys_are_created_listed_and_revoked_and_the_secret_is_printed_once(database: str) -> None:
     created = sovereign("keys", "create", "--project", "alpha", "--name", "ci", "--rpm", "5", "--db", database)
     assert created.returncode == 0, created.stderr
     secret = created.stdout.splitlines()[-1]
@@ -41,7 +40,8 @@ def test_keys_are_created_listed_and_revoked_and_the_secret_is_printed_once(tmp_
     assert "rpm=5" in listed.stdout
     assert f"prefix={secret[:10]}..." in listed.stdout
     assert secret not in listed.stdout
-    assert secret not in (tmp_path / "db.sqlite3").read_bytes().decode(errors="replace")
+    if "://" not in database:
+        assert secret not in Path(database).read_bytes().decode(errors="replace")
 
     revoked = sovereign("keys", "revoke", key_id, "--db", database)
     assert revoked.returncode == 0, revoked.stderr
@@ -56,8 +56,7 @@ def test_keys_are_created_listed_and_revoked_and_the_secret_is_printed_once(tmp_
     assert "project=default" in admin.stdout
 
 
-def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path: Path) -> None:
-    database = str(tmp_path / "db.sqlite3")
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(database: str) -> None:
     refused = subprocess.run(
         [
             SOVEREIGN,
@@ -91,9 +90,8 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path: Path) ->
     assert authentication_status(ServerConfig(database=database, http_host="0.0.0.0")) == "API keys required"
 
 
-def test_a_service_with_keys_says_so_and_serves_only_keyed_calls(tmp_path: Path) -> None:
-    database = tmp_path / "db.sqlite3"
-    created = sovereign("keys", "create", "--project", "alpha", "--db", str(database))
+def test_a_service_with_keys_says_so_and_serves_only_keyed_calls(database: str) -> None:
+    created = sovereign("keys", "create", "--project", "alpha", "--db", database)
     secret = created.stdout.splitlines()[-1]
     service = ServiceProcess(database)
     try:
@@ -109,8 +107,8 @@ def test_a_service_with_keys_says_so_and_serves_only_keyed_calls(tmp_path: Path)
         service.stop()
 
 
-def test_a_service_without_keys_says_it_is_open_on_loopback_only(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path / "db.sqlite3")
+def test_a_service_without_keys_says_it_is_open_on_loopback_only(database: str) -> None:
+    service = ServiceProcess(database)
     try:
         assert "only this machine may connect" in service.banner
     finally:

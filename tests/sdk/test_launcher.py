@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +20,8 @@ pytestmark = pytest.mark.sdk
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(tmp_path / "data" / "db.sqlite3")
+def served(database: str) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(database)
     yield service
     service.stop()
 
@@ -49,3 +51,12 @@ def test_envoy_dies_with_a_killed_launcher(served: ServiceProcess) -> None:
             break
         time.sleep(0.05)
     assert not any(pid_alive(pid) for pid in children)
+
+
+def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
+    database = tmp_path / "db.sqlite3"
+    command = [str(Path(sys.executable).parent / "sovereign"), "serve", "--workers", "2", "--db", str(database)]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode != 0
+    assert "--workers 2 needs a PostgreSQL database" in refused.stderr
+    assert not database.exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import openai
 import pytest
@@ -31,8 +29,8 @@ def total(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: st
     return sum(value for key, value in samples.get(name, {}).items() if wanted <= set(key))
 
 
-def test_calls_runs_tokens_streams_and_the_database_are_measured(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path / "db.sqlite3")
+def test_calls_runs_tokens_streams_and_the_database_are_measured(database: str) -> None:
+    service = ServiceProcess(database)
     try:
         metrics_url = next(line.split()[-1] for line in service.banner.splitlines() if "metrics (Prometheus)" in line)
         envoy_url = next(line.split()[-1] for line in service.banner.splitlines() if "gateway statistics" in line)

@@ -75,9 +75,9 @@ def test_the_sdk_refuses_a_certificate_it_does_not_trust(gateway: Gateway, keys:
 
 
 @pytest.fixture
-def served_tls(tmp_path: Path, certificate: CertificateFiles) -> Iterator[ServiceProcess]:
+def served_tls(database: str, certificate: CertificateFiles) -> Iterator[ServiceProcess]:
     tls = ("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key))
-    service = ServiceProcess(tmp_path / "data" / "db.sqlite3", *tls)
+    service = ServiceProcess(database, *tls)
     yield service
     service.stop()
 

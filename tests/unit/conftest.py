@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import peewee
@@ -15,11 +14,12 @@ from sovereign_storage import NewMessage, Repository, TextContent, migrate, open
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[peewee.Database]:
-    database = open_database(str(tmp_path / "db.sqlite3"))
-    migrate(database)
-    yield database
-    database.close()
+def db(database: str) -> Iterator[peewee.Database]:
+    """A fresh, migrated database for one test (SQLite, or PostgreSQL with `--postgres`)."""
+    opened = open_database(database)
+    migrate(opened)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

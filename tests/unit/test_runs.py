@@ -7,8 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import pytest
@@ -362,10 +361,11 @@ class ScriptedEngine:
 
 
 @pytest.fixture
-def repository(tmp_path: Path) -> Repository:
-    database = open_database(str(tmp_path / "runs.sqlite3"))
-    migrate(database)
-    return Repository(database)
+def repository(database: str) -> Iterator[Repository]:
+    opened = open_database(database)
+    migrate(opened)
+    yield Repository(opened)
+    opened.close()
 
 
 async def _start(

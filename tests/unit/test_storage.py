@@ -32,6 +32,7 @@ from sovereign_storage import (
 )
 from sovereign_storage.file_models import FILE_MODELS
 from sovereign_storage.models import MODELS, Run, RunStep
+from tests.databases import Databases
 from tests.unit.conftest import sql, user_message
 
 pytestmark = pytest.mark.unit
@@ -358,6 +359,7 @@ def test_a_cursor_naming_no_object_of_the_list_is_rejected(repo: Repository) -> 
         repo.list_assistants(PageRequest(after="asst_unknown"))
 
 
+@pytest.mark.sqlite_only
 def test_the_message_page_query_walks_an_index_without_sorting(
     repo: Repository, db: peewee.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -392,6 +394,7 @@ def test_the_message_page_query_walks_an_index_without_sorting(
 # Database and concurrency
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_with_wal_and_foreign_keys(db: peewee.Database) -> None:
     assert sql(db, "PRAGMA journal_mode") == [("wal",)]
     assert sql(db, "PRAGMA foreign_keys") == [(1,)]
@@ -399,6 +402,7 @@ def test_sqlite_runs_with_wal_and_foreign_keys(db: peewee.Database) -> None:
     assert sql(db, "PRAGMA synchronous") == [(1,)]  # NORMAL
 
 
+@pytest.mark.sqlite_only
 def test_open_database_accepts_urls_and_creates_folders(tmp_path: Path) -> None:
     target = tmp_path / "nested" / "dir" / "db.sqlite3"
     database = open_database(f"sqlite:///{target}")
@@ -438,8 +442,8 @@ def test_concurrent_writers_from_many_threads_all_succeed(repo: Repository) -> N
 # Migrations
 
 
-def test_migrating_a_fresh_database_reaches_the_latest_version_once(tmp_path: Path) -> None:
-    database = open_database(str(tmp_path / "fresh.sqlite3"))
+def test_migrating_a_fresh_database_reaches_the_latest_version_once(databases: Databases) -> None:
+    database = open_database(databases.new(migrated=False))
     assert schema_version(database) == 0
     assert migrate(database) == LATEST_VERSION >= 3
     tables = set(database.get_tables())
@@ -461,6 +465,7 @@ def describe_schema(database: peewee.Database) -> dict[str, Any]:
     }
 
 
+@pytest.mark.sqlite_only
 def test_migrations_produce_exactly_the_schema_of_the_models(db: peewee.Database, tmp_path: Path) -> None:
     reference = peewee.SqliteDatabase(str(tmp_path / "reference.sqlite3"))
     models = (*MODELS, *FILE_MODELS)
@@ -472,6 +477,7 @@ def test_migrations_produce_exactly_the_schema_of_the_models(db: peewee.Database
     reference.close()
 
 
+@pytest.mark.sqlite_only
 def test_an_old_database_upgrades_with_its_rows_intact(tmp_path: Path) -> None:
     database = open_database(str(tmp_path / "old.sqlite3"))
     assert migrate(database, target=1) == 1

@@ -112,6 +112,7 @@ def test_keys_are_stored_as_hashes_and_found_by_them(db: peewee.Database) -> Non
     assert sql(db, "SELECT secret_hash FROM api_keys ORDER BY seq") == [("hash-1",), ("hash-2",)]
 
 
+@pytest.mark.sqlite_only
 def test_upgrading_puts_existing_objects_in_the_default_project(tmp_path: Path) -> None:
     database = open_database(str(tmp_path / "old.sqlite3"))
     assert migrate(database, target=4) == 4

@@ -314,6 +314,7 @@ def test_a_run_cursor_must_name_a_run_of_the_same_thread(repo: Repository) -> No
     assert (before.value.param, before.value.value) == ("before", foreign.id)
 
 
+@pytest.mark.sqlite_only
 def test_the_active_run_lookup_uses_the_thread_status_index(
     repo: Repository, db: peewee.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -724,6 +725,7 @@ def test_deleting_a_thread_removes_its_runs_and_steps(repo: Repository) -> None:
     assert repo.list_steps(kept.id, kept_run.id, PageRequest()).items == [kept_step]
 
 
+@pytest.mark.sqlite_only
 def test_upgrading_adds_the_run_indexes_and_keeps_runs(tmp_path: Path) -> None:
     database = open_database(str(tmp_path / "old.sqlite3"))
     assert migrate(database, target=3) == 3

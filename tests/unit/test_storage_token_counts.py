@@ -42,6 +42,7 @@ def test_the_first_message_of_a_role_is_found_however_long_the_thread(repo: Repo
     assert repo.first_message(empty.id, "user") is None
 
 
+@pytest.mark.sqlite_only
 def test_upgrading_adds_the_counts_column_with_messages_intact(tmp_path: Path) -> None:
     database = open_database(str(tmp_path / "old.sqlite3"))
     assert migrate(database, target=5) == 5

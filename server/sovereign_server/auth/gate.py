@@ -86,7 +86,10 @@ class Gate:
         service, _, name = method.lstrip("/").partition("/")
         if service == ADMIN_SERVICE and not caller.admin:
             raise PermissionDeniedError("This call needs an admin key (`sovereign keys create --admin`).")
-        return Admission(caller, self.limiter.admit(caller, uses_tokens=name in TOKEN_METHODS))
+        uses_tokens = name in TOKEN_METHODS
+        if self.limiter.blocks(caller):
+            return Admission(caller, await to_thread(self.limiter.admit, caller, uses_tokens=uses_tokens))
+        return Admission(caller, self.limiter.admit(caller, uses_tokens=uses_tokens))
 
     async def authenticate(self, metadata: Mapping[str, str]) -> Caller:
         now = self._clock()

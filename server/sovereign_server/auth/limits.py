@@ -50,6 +50,10 @@ class Allowance:
 
 
 class RateLimiter(Protocol):
+    def blocks(self, caller: Caller) -> bool:
+        """Whether `admit(caller)` waits for I/O (a shared store): callers then run it off the event loop."""
+        ...
+
     def admit(self, caller: Caller, *, uses_tokens: bool) -> Allowance:
         """Spends one request of the caller's key; raises RateLimitError when the key is over its
         requests per minute, or (for a call that uses tokens) over its tokens per minute."""
@@ -85,6 +89,9 @@ class MemoryRateLimiter:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         # Tokens are charged from the run layer's threads as well as the event loop.
         self._lock = threading.Lock()
+
+    def blocks(self, caller: Caller) -> bool:
+        return False
 
     def admit(self, caller: Caller, *, uses_tokens: bool) -> Allowance:
         if caller.key_id is None or (caller.rpm is None and caller.tpm is None):

@@ -181,13 +181,15 @@ class ResponseManager:
     async def stop(self, grace: float = 5.0) -> None:
         """Lets running responses finish for `grace` seconds, then fails the rest as interrupted
         (start-up recovery, `runs.background.Housekeeping`, fails those a crash left)."""
+        # Only those executing here: other replicas of the service may be executing theirs.
+        executing = list(self._executions)
         running = [task for task in (e.cancellation.task for e in self._executions.values()) if task is not None]
         if running:
             _, pending = await asyncio.wait(running, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await to_thread(end_interrupted_responses, self._repository)
+        await to_thread(end_interrupted_responses, self._repository, executing)
 
     # ------------------------------------------------------------------ what callers ask for
 

@@ -8,11 +8,11 @@ import asyncio
 import logging
 import time
 from asyncio import to_thread
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, Protocol, TypeVar
 
 from sovereign_server.runs.model import RUNS
-from sovereign_storage import LastError, Repository, ResponseStatus, RunStatus, TextContent
+from sovereign_storage import LastError, Repository, ResponseStatus, RunRecord, RunStatus, TextContent
 
 logger = logging.getLogger("sovereign.runs")
 
@@ -20,6 +20,10 @@ INTERRUPTED_MESSAGE = "The server stopped while the run was in progress."
 INTERRUPTED_RESPONSE_MESSAGE = "The server stopped while the response was in progress."
 # The statuses a response may fail from (`responses.model.RESPONSES`, which a test holds equal).
 UNFINISHED_RESPONSES = (ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS)
+
+T = TypeVar("T")
+# Runs `work` unless another replica does the same work right now (then returns None).
+Once = Callable[[str, Callable[[], T]], T | None]
 
 
 class GrowingText(Protocol):
@@ -60,34 +64,46 @@ def end_interrupted_runs(repository: Repository) -> list[str]:
     )
 
 
-def end_interrupted_responses(repository: Repository) -> list[str]:
-    """Fails the responses a stopped process was executing, in the background or not."""
+def end_interrupted_responses(repository: Repository, only: Collection[str] | None = None) -> list[str]:
+    """Fails the responses a stopped process was executing, in the background or not (those of
+    `only`, when given)."""
     return repository.end_interrupted_responses(
-        LastError("server_error", INTERRUPTED_RESPONSE_MESSAGE), UNFINISHED_RESPONSES
+        LastError("server_error", INTERRUPTED_RESPONSE_MESSAGE), UNFINISHED_RESPONSES, only
     )
+
+
+def _alone(name: str, work: Callable[[], Any]) -> Any:
+    return work()
 
 
 class Housekeeping:
     """The expiry sweeper and the reply flusher, as two background tasks."""
 
     def __init__(
-        self, repository: Repository, growing: GrowingReplies, *, flush_interval: float, sweep_interval: float
+        self,
+        repository: Repository,
+        growing: GrowingReplies,
+        *,
+        flush_interval: float,
+        sweep_interval: float,
+        once: Once[Any] = _alone,
     ) -> None:
         self._repository = repository
         self._growing = growing
         self._flush_interval = flush_interval
         self._sweep_interval = sweep_interval
+        self._once = once
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
-        ended = await to_thread(end_interrupted_runs, self._repository)
-        if ended:
-            logger.warning("ended %d run(s) interrupted by the previous shutdown: %s", len(ended), ", ".join(ended))
-        failed = await to_thread(end_interrupted_responses, self._repository)
-        if failed:
-            logger.warning(
-                "failed %d response(s) interrupted by the previous shutdown: %s", len(failed), ", ".join(failed)
-            )
+    async def start(self, *, alone: bool = True) -> None:
+        if alone:
+            # Responses have no claims: only a replica starting alone knows that every unfinished
+            # one was left by a process that is gone. (Runs are ended by `Coordination.start`.)
+            failed = await to_thread(end_interrupted_responses, self._repository)
+            if failed:
+                logger.warning(
+                    "failed %d response(s) interrupted by the previous shutdown: %s", len(failed), ", ".join(failed)
+                )
         self._tasks = [
             asyncio.create_task(self._every(self._sweep_interval, self._expire, "expiry sweep"), name="run-expiry"),
             asyncio.create_task(
@@ -102,7 +118,12 @@ class Housekeeping:
 
     async def _expire(self) -> None:
         expiring = RUNS.sources(RunStatus.EXPIRED)
-        for run in await to_thread(self._repository.expire_runs, int(time.time()), expiring):
+
+        def expire() -> list[RunRecord]:
+            return self._repository.expire_runs(int(time.time()), expiring)
+
+        # One sweep at a time across replicas: a second would only find what the first ended.
+        for run in await to_thread(self._once, "sovereign.expiry", expire) or []:
             logger.info("run %s expired", run.id)
 
     @staticmethod

@@ -17,8 +17,9 @@ from sovereign_server import validation
 from sovereign_server.caller import Caller
 from sovereign_server.engines import Engine
 from sovereign_server.errors import ConflictError
-from sovereign_server.runs.background import GrowingReplies, Housekeeping, end_interrupted_runs
+from sovereign_server.runs.background import GrowingReplies, Housekeeping
 from sovereign_server.runs.channel import EventChannel
+from sovereign_server.runs.coordination import Coordination, EventSource, LocalCoordination, settled
 from sovereign_server.runs.execution import ALL_STEPS, RunExecution
 from sovereign_server.runs.images import ImageFiles, NoImageFiles
 from sovereign_server.runs.model import (
@@ -42,6 +43,7 @@ from sovereign_storage import (
     RunStatus,
     StepStatus,
     ToolCalls,
+    Transition,
 )
 
 logger = logging.getLogger("sovereign.runs")
@@ -90,6 +92,7 @@ class RunManager:
         settings: RunSettings | None = None,
         *,
         observer: RunObserver | None = None,
+        coordination: Coordination | None = None,
         tools: ServerTools | None = None,
         image_files: ImageFiles | None = None,
     ) -> None:
@@ -99,6 +102,7 @@ class RunManager:
         # Where `image_file` parts are read from (the Files API); none by default.
         self.image_files: ImageFiles = image_files or NoImageFiles()
         self._observer: RunObserver = observer or NoObserver()
+        self._coordination: Coordination = coordination or LocalCoordination(repository)
         self._engine = engine
         self.settings = settings or RunSettings()
         self._growing = GrowingReplies(repository)
@@ -107,14 +111,18 @@ class RunManager:
             self._growing,
             flush_interval=self.settings.flush_interval,
             sweep_interval=self.settings.expiry_sweep_interval,
+            once=self._coordination.once,
         )
         self._executions: dict[str, RunExecution] = {}
 
     # ------------------------------------------------------------------ life of the service
 
     async def start(self) -> None:
-        """Ends the runs a previous process left unfinished, then starts expiring and flushing."""
-        await self._housekeeping.start()
+        """Ends the runs that replicas now gone left unfinished, then starts expiring and flushing."""
+        ended = await self._coordination.start(self)
+        if ended:
+            logger.warning("ended %d run(s) interrupted by a shutdown: %s", len(ended), ", ".join(ended))
+        await self._housekeeping.start(alone=self._coordination.alone())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Lets running executions finish for `grace` seconds, then ends the rest as interrupted."""
@@ -126,7 +134,7 @@ class RunManager:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await to_thread(end_interrupted_runs, self._repository)
+        await self._coordination.stop()
         await self._engine.aclose()
 
     # ------------------------------------------------------------------ what callers ask for
@@ -145,6 +153,7 @@ class RunManager:
                 queued, _ = repository.create_run(
                     thread_id, run_to_queue, options.additional_messages, self.settings.expires_in
                 )
+                self._coordination.claim(queued.id)
                 execution = self._execution(queued, repository, caller)
                 return queued, execution, execution.begin(fresh=True)
 
@@ -167,6 +176,7 @@ class RunManager:
                 created, queued = repository.create_thread_and_run(
                     thread.tool_resources, thread.metadata, thread.messages, run_to_queue, self.settings.expires_in
                 )
+                self._coordination.claim(queued.id)
                 execution = self._execution(queued, repository, caller)
                 return created, queued, execution, execution.begin(fresh=True)
 
@@ -199,6 +209,8 @@ class RunManager:
                 queued = repository.transition_run(run_id, to, RUNS.sources(to), {"required_action": None})
                 if not queued.applied:
                     raise _not_accepting_outputs(queued.record.status)
+                # Resumed here, whichever replica ran the stretch before.
+                self._coordination.claim(run_id)
                 answered = _answer_tool_calls(repository, thread_id, run_id, given)
                 return [*answered, Event(RUNS.event(to), queued.record)], queued.record
 
@@ -217,7 +229,17 @@ class RunManager:
         to = RunStatus.CANCELLING
         if not RUNS.allows(run.status, to):
             raise _not_cancellable(run.status)
-        cancelling = await to_thread(repository.transition_run, run_id, to, RUNS.sources(to))
+        # A run waiting for tool outputs executes nowhere: it is ended here, so it is claimed here.
+        waiting = run.status is RunStatus.REQUIRES_ACTION
+
+        def move_to_cancelling() -> Transition[RunRecord]:
+            with repository.batch():
+                moved = repository.transition_run(run_id, to, RUNS.sources(to))
+                if moved.applied and waiting:
+                    self._coordination.claim(run_id)
+                return moved
+
+        cancelling = await to_thread(move_to_cancelling)
         if not cancelling.applied:
             if cancelling.record.status is RunStatus.CANCELLING:
                 return cancelling.record
@@ -227,12 +249,37 @@ class RunManager:
         if execution is not None:
             execution.publish(event)
             execution.cancellation.request()
-        else:
-            # Nothing is executing (the run waits for tool outputs): end it here.
+        elif waiting:
             execution = self._execution(cancelling.record, repository, caller)
             execution.publish(event)
             self._launch(execution, execution.end_cancelled())
+        else:
+            await self._coordination.cancel_elsewhere(cancelling.record)
         return cancelling.record
+
+    async def follow_run(self, caller: Caller, thread_id: str, run_id: str) -> EventSource:
+        """The events of the run's stretch executing now, on this replica or another, from its
+        first; a run executing nowhere gives its status as it is, then `done`."""
+        repository = self._repository.scoped(caller.project_id)
+        run = await to_thread(repository.get_run, thread_id, run_id)
+        execution = self._executions.get(run_id)
+        if execution is not None:
+            return execution.channel
+        return await self._coordination.follow(repository, run) or settled(run)
+
+    # ------------------------------------------------------------------ what coordination asks of this replica
+
+    def execution(self, run_id: str) -> RunExecution | None:
+        return self._executions.get(run_id)
+
+    async def cancelled_elsewhere(self, run_id: str) -> None:
+        execution = self._executions.get(run_id)
+        if execution is None or execution.cancellation.requested:
+            return
+        run = await to_thread(self._repository.get_run, execution.run.thread_id, run_id)
+        if run.status is RunStatus.CANCELLING and self._executions.get(run_id) is execution:
+            execution.publish(Event(RUNS.event(RunStatus.CANCELLING), run))
+            execution.cancellation.request()
 
     # ------------------------------------------------------------------ executions
 
@@ -256,6 +303,7 @@ class RunManager:
         # The registry also keeps the task referenced (the event loop holds tasks weakly).
         task.add_done_callback(lambda _: self._forget(execution))
         execution.cancellation.task = task
+        self._coordination.launched(execution)
 
     def _forget(self, execution: RunExecution) -> None:
         # A later stretch of the same run may already be registered.

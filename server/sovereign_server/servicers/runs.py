@@ -18,6 +18,7 @@ from sovereign_server.files.service import FileService, inline_vector_stores
 from sovereign_server.metrics import Metrics
 from sovereign_server.runs import EventChannel, RunManager
 from sovereign_server.runs.channel import merge_text_deltas
+from sovereign_server.runs.coordination import EventSource
 from sovereign_server.runs.images import check_image_files, image_file_references
 from sovereign_server.runs.model import RunOptions
 from sovereign_server.servicers.scope import CallerScoped
@@ -114,17 +115,35 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
         outputs = convert.tool_outputs(request)
         return await self._runs.submit_tool_outputs(current_caller(), request.thread_id, request.run_id, outputs)
 
+    async def StreamRun(
+        self, request: run_service_pb2.StreamRunRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        source = await self._runs.follow_run(current_caller(), request.thread_id, request.run_id)
+        async for body in self._sse(source):
+            yield body
+
+    async def StreamRunEvents(
+        self, request: run_service_pb2.StreamRunRequest, context: Context
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        source = await self._runs.follow_run(current_caller(), request.thread_id, request.run_id)
+        async for event in self._typed(source):
+            yield event
+
     async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
             data = json.dumps(convert.run_json(run), separators=(",", ":"), ensure_ascii=False).encode()
             yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
             return
+        async for body in self._sse(channel):
+            yield body
+
+    async def _sse(self, channel: EventSource) -> AsyncIterator[httpbody_pb2.HttpBody]:
         with self._streaming("sse"):
             async for batch in channel.follow(self._runs.settings.heartbeat):
                 data = b"".join(sse.frame(event) for event in merge_text_deltas(batch)) if batch else sse.SSE_HEARTBEAT
                 yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
 
-    async def _typed(self, channel: EventChannel) -> AsyncIterator[run_pb2.RunEvent]:
+    async def _typed(self, channel: EventSource) -> AsyncIterator[run_pb2.RunEvent]:
         # gRPC keeps idle streams alive itself: no heartbeats here.
         with self._streaming("grpc"):
             async for batch in channel.follow():

@@ -73,6 +73,16 @@ class RunServiceStub:
                 request_serializer=sovereign__assistant_dot_v1_dot_run__service__pb2.SubmitToolOutputsRequest.SerializeToString,
                 response_deserializer=sovereign__assistant_dot_v1_dot_run__pb2.RunEvent.FromString,
                 _registered_method=True)
+        self.StreamRun = channel.unary_stream(
+                '/sovereign_assistant.v1.RunService/StreamRun',
+                request_serializer=sovereign__assistant_dot_v1_dot_run__service__pb2.StreamRunRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.StreamRunEvents = channel.unary_stream(
+                '/sovereign_assistant.v1.RunService/StreamRunEvents',
+                request_serializer=sovereign__assistant_dot_v1_dot_run__service__pb2.StreamRunRequest.SerializeToString,
+                response_deserializer=sovereign__assistant_dot_v1_dot_run__pb2.RunEvent.FromString,
+                _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/sovereign_assistant.v1.RunService/ListRuns',
                 request_serializer=sovereign__assistant_dot_v1_dot_run__service__pb2.ListRunsRequest.SerializeToString,
@@ -165,6 +175,25 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRun(self, request, context):
+        """Streams a run's events while it executes, from the first event of its current stretch (until
+        it ends or waits for tool outputs), whichever replica of the service executes it: a client that
+        lost its stream, or another client, follows the run. A run executing nowhere (waiting for tool
+        outputs, or ended) gives one event with its status, then `done`. Not part of OpenAI's API.
+        Returns NOT_FOUND if the thread or the run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamRunEvents(self, request, context):
+        """Typed form of StreamRun for gRPC callers.
+        Returns the same errors as StreamRun.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRuns(self, request, context):
         """Lists a thread's runs by creation time.
         Returns NOT_FOUND if no thread has that id, INVALID_ARGUMENT for bad `limit`, `order` or cursors.
@@ -244,6 +273,16 @@ def add_RunServiceServicer_to_server(servicer, server):
             'SubmitToolOutputsEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.SubmitToolOutputsEvents,
                     request_deserializer=sovereign__assistant_dot_v1_dot_run__service__pb2.SubmitToolOutputsRequest.FromString,
+                    response_serializer=sovereign__assistant_dot_v1_dot_run__pb2.RunEvent.SerializeToString,
+            ),
+            'StreamRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRun,
+                    request_deserializer=sovereign__assistant_dot_v1_dot_run__service__pb2.StreamRunRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'StreamRunEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRunEvents,
+                    request_deserializer=sovereign__assistant_dot_v1_dot_run__service__pb2.StreamRunRequest.FromString,
                     response_serializer=sovereign__assistant_dot_v1_dot_run__pb2.RunEvent.SerializeToString,
             ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
@@ -445,6 +484,60 @@ class RunService:
             target,
             '/sovereign_assistant.v1.RunService/SubmitToolOutputsEvents',
             sovereign__assistant_dot_v1_dot_run__service__pb2.SubmitToolOutputsRequest.SerializeToString,
+            sovereign__assistant_dot_v1_dot_run__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sovereign_assistant.v1.RunService/StreamRun',
+            sovereign__assistant_dot_v1_dot_run__service__pb2.StreamRunRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRunEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sovereign_assistant.v1.RunService/StreamRunEvents',
+            sovereign__assistant_dot_v1_dot_run__service__pb2.StreamRunRequest.SerializeToString,
             sovereign__assistant_dot_v1_dot_run__pb2.RunEvent.FromString,
             options,
             channel_credentials,

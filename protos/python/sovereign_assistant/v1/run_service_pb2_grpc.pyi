@@ -68,6 +68,17 @@ class RunServiceStub:
     """Typed form of SubmitToolOutputs for gRPC callers.
     Returns the same errors as SubmitToolOutputs.
     """
+    StreamRun: _grpc.UnaryStreamMultiCallable[_run_service_pb2.StreamRunRequest, _httpbody_pb2.HttpBody]
+    """Streams a run's events while it executes, from the first event of its current stretch (until
+    it ends or waits for tool outputs), whichever replica of the service executes it: a client that
+    lost its stream, or another client, follows the run. A run executing nowhere (waiting for tool
+    outputs, or ended) gives one event with its status, then `done`. Not part of OpenAI's API.
+    Returns NOT_FOUND if the thread or the run does not exist.
+    """
+    StreamRunEvents: _grpc.UnaryStreamMultiCallable[_run_service_pb2.StreamRunRequest, _run_pb2.RunEvent]
+    """Typed form of StreamRun for gRPC callers.
+    Returns the same errors as StreamRun.
+    """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ListRunsRequest, _run_service_pb2.ListRunsResponse]
     """Lists a thread's runs by creation time.
     Returns NOT_FOUND if no thread has that id, INVALID_ARGUMENT for bad `limit`, `order` or cursors.
@@ -130,6 +141,17 @@ class RunServiceAsyncStub(RunServiceStub):
     SubmitToolOutputsEvents: _aio.UnaryStreamMultiCallable[_run_service_pb2.SubmitToolOutputsRequest, _run_pb2.RunEvent]  # type: ignore[assignment]
     """Typed form of SubmitToolOutputs for gRPC callers.
     Returns the same errors as SubmitToolOutputs.
+    """
+    StreamRun: _aio.UnaryStreamMultiCallable[_run_service_pb2.StreamRunRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Streams a run's events while it executes, from the first event of its current stretch (until
+    it ends or waits for tool outputs), whichever replica of the service executes it: a client that
+    lost its stream, or another client, follows the run. A run executing nowhere (waiting for tool
+    outputs, or ended) gives one event with its status, then `done`. Not part of OpenAI's API.
+    Returns NOT_FOUND if the thread or the run does not exist.
+    """
+    StreamRunEvents: _aio.UnaryStreamMultiCallable[_run_service_pb2.StreamRunRequest, _run_pb2.RunEvent]  # type: ignore[assignment]
+    """Typed form of StreamRun for gRPC callers.
+    Returns the same errors as StreamRun.
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListRunsRequest, _run_service_pb2.ListRunsResponse]  # type: ignore[assignment]
     """Lists a thread's runs by creation time.
@@ -226,6 +248,29 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_run_pb2.RunEvent], _abc.AsyncIterator[_run_pb2.RunEvent]]:
         """Typed form of SubmitToolOutputs for gRPC callers.
         Returns the same errors as SubmitToolOutputs.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamRun(
+        self,
+        request: _run_service_pb2.StreamRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """Streams a run's events while it executes, from the first event of its current stretch (until
+        it ends or waits for tool outputs), whichever replica of the service executes it: a client that
+        lost its stream, or another client, follows the run. A run executing nowhere (waiting for tool
+        outputs, or ended) gives one event with its status, then `done`. Not part of OpenAI's API.
+        Returns NOT_FOUND if the thread or the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamRunEvents(
+        self,
+        request: _run_service_pb2.StreamRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_run_pb2.RunEvent], _abc.AsyncIterator[_run_pb2.RunEvent]]:
+        """Typed form of StreamRun for gRPC callers.
+        Returns the same errors as StreamRun.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,79 @@
+"""`sovereign serve --workers N`: N replicas and the gateway on one machine, supervised together."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.certificates import CertificateFiles
+from tests.conftest import ServiceProcess, child_pids, pid_alive
+from tests.databases import PostgresServer
+from tests.sdk.test_tls_sdk import https_sdk
+
+pytestmark = [pytest.mark.postgres, pytest.mark.replicas]
+
+
+def workers_of(pid: int) -> set[int]:
+    return {child for child in child_pids(pid) if b"server" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")}
+
+
+def run_once(base_url: str) -> str:
+    with OpenAI(base_url=base_url, api_key="sk-local", max_retries=0, timeout=30) as sdk:
+        assistant = sdk.beta.assistants.create(model="builtin")
+        run = sdk.beta.threads.create_and_run_poll(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}, poll_interval_ms=20
+        )
+        return run.status
+
+
+def test_a_dead_worker_is_started_again_and_calls_go_on_meanwhile(postgres_server: PostgresServer) -> None:
+    database = postgres_server.create_database()
+    service = ServiceProcess(database, "--workers", "2", "--replica-lease", "2")
+    try:
+        assert "(one per worker)" in service.banner
+        workers = workers_of(service.pid)
+        assert len(workers) == 2
+        assert [run_once(service.base_url) for _ in range(4)] == ["completed"] * 4
+
+        killed = min(workers)
+        subprocess.run(["kill", "-9", str(killed)], check=True)
+        # The other worker serves at once (the gateway retries calls that found no server).
+        assert [run_once(service.base_url) for _ in range(4)] == ["completed"] * 4
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(workers_of(service.pid) - {killed}) < 2:
+            time.sleep(0.1)
+        assert len(workers_of(service.pid) - {killed}) == 2
+        assert [run_once(service.base_url) for _ in range(6)] == ["completed"] * 6
+
+        children = child_pids(service.pid)
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(timeout=60) == 0
+        assert not any(pid_alive(pid) for pid in children)
+    finally:
+        service.stop()
+        postgres_server.drop_database(database)
+
+
+def test_workers_serve_tls_as_serve_does(postgres_server: PostgresServer, certificate: CertificateFiles) -> None:
+    database = postgres_server.create_database()
+    tls = ("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key))
+    service = ServiceProcess(database, "--workers", "2", *tls)
+    try:
+        assert service.base_url.startswith("https://")
+        with https_sdk(service.base_url, "sk-local", certificate.cert) as sdk:
+            assistant = sdk.beta.assistants.create(model="builtin")
+            runs = [
+                sdk.beta.threads.create_and_run_poll(
+                    assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "over tls"}]}
+                )
+                for _ in range(4)
+            ]
+        assert {run.status for run in runs} == {"completed"}
+    finally:
+        service.stop()
+        postgres_server.drop_database(database)
