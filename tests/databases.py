@@ -10,11 +10,15 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import peewee
+
 from sovereign_server.engines.local import free_port
 from sovereign_storage import migrate, open_database
+from sovereign_storage.models import Thread, bind_models
 
 
 def postgres_bin() -> Path:
@@ -120,6 +124,20 @@ class PostgresServer:
     def _execute(self, statement: str) -> None:
         with self._admin.cursor() as cursor:
             cursor.execute(statement)
+
+
+@contextlib.contextmanager
+def opened_beside_servers(target: str) -> Iterator[peewee.Database]:
+    """`target` opened and migrated in a test while servers of this process still run: models are
+    bound process-wide (the last database opened wins), so theirs is bound again on the way out."""
+    previous: peewee.Database = Thread._meta.database
+    database = open_database(target)
+    try:
+        migrate(database)
+        yield database
+    finally:
+        database.close()
+        bind_models(previous)
 
 
 class Databases:

@@ -25,9 +25,8 @@ from sovereign_storage import (
     NewMessage,
     Repository,
     TextContent,
-    migrate,
-    open_database,
 )
+from tests.databases import Databases, opened_beside_servers
 from tests.images import png, png_url
 from tests.llama.conftest import LlamaServer, start_llama_server
 from tests.llama.tiny_model import TinyModelAnswers
@@ -108,11 +107,17 @@ class Files:
 
 
 async def test_a_stored_image_file_is_read_by_the_model(
-    seeing_server: LlamaServer, tiny_answers: TinyModelAnswers, tmp_path: Path
+    seeing_server: LlamaServer, tiny_answers: TinyModelAnswers, databases: Databases
 ) -> None:
-    database = open_database(str(tmp_path / "runs.sqlite3"))
-    migrate(database)
-    repository = Repository(database)
+    target = databases.new()
+    with opened_beside_servers(target) as database:
+        await _read_a_stored_image_file(Repository(database), seeing_server, tiny_answers)
+    databases.drop(target)
+
+
+async def _read_a_stored_image_file(
+    repository: Repository, seeing_server: LlamaServer, tiny_answers: TinyModelAnswers
+) -> None:
     engine = OpenAICompatibleEngine.for_url(seeing_server.base_url, image_tokens=IMAGE_TOKENS)
     files = Files({"file-chart": png(64, 48, (0, 90, 200))})
     manager = RunManager(repository, engine, RunSettings(expiry_sweep_interval=60), image_files=files)
@@ -129,7 +134,6 @@ async def test_a_stored_image_file_is_read_by_the_model(
         assert ended.usage.prompt_tokens == tiny_answers.prompt_tokens(QUESTION) + IMAGE_TOKENS
     finally:
         await manager.stop()
-        database.close()
 
 
 async def test_the_local_engine_with_a_projector_shows_the_model_images(
