@@ -7,6 +7,8 @@ fixed delay), each on its own SQLite file prepared up front (an assistant, one t
 threads the CRUD workers write to, and a 10-message and a 100,000-message thread inserted in bulk).
 It measures, in one asyncio loop of this process:
 
+0. (`sdk`, in tools/bench_sdk.py, the first row) time to first token of a run streamed with the official
+   `openai` SDK through Envoy in front of llama-server, against llama-server streamed directly;
 1. time to first token at concurrency 1, through Envoy SSE and through the gRPC event stream, minus
    the engine's own time to first token for the same request;
 2. runs/s and tokens/s of closed-loop workers at each concurrency, against asyncio tasks consuming
@@ -53,6 +55,7 @@ from bench_context import bench_context
 from bench_files import measure_files
 from bench_responses import bench_responses
 from bench_scale import bench_scale
+from bench_sdk import bench_sdk
 from google.protobuf import struct_pb2
 
 from sovereign_assistant.v1 import (
@@ -102,7 +105,8 @@ CRUD_TARGET = 0.70
 LIST_TARGET = 2.0
 
 BUILTIN_SECTIONS = ("ttft", "throughput", "crud", "list")
-SECTIONS = (*BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses", "scale")
+# `sdk` first: its row, time to first token added over the model server as an application sees it, heads the report.
+SECTIONS = ("sdk", *BUILTIN_SECTIONS, "auth", "files", "llama", "context", "responses", "scale")
 AUTH_TARGET_MS = 0.2
 
 DELTA_EVENT = "thread.message.delta"
@@ -1591,6 +1595,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     delayed = [name for name in ("ttft", "throughput") if name in settings.sections]
     with tempfile.TemporaryDirectory(prefix="sovereign-bench-") as directory:
         workdir = Path(directory)
+        if "sdk" in settings.sections:
+            rows += await bench_sdk(workdir, raw, quick=bool(args.quick))
         if first:
             rows += await bench_service(settings, workdir, 0.0, first, raw)
         if delayed:
@@ -1629,6 +1635,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             " directly vs through our server + Envoy SSE (openai engine); closed-loop cells of"
             f" {settings.llama_cell_seconds:g} s or {settings.llama_max_requests} requests x max(1, c/4);"
             " tokens/s = content deltas / cell wall time; cpu% = client / server / Envoy + llama-server"
+        )
+    if "sdk" in settings.sections:
+        print(
+            "  sdk: c=1, one request at a time taking turns: llama-server direct (httpx) and a run streamed with the"
+            " openai SDK through Envoy (openai engine), timed to the first text delta"
         )
     if "responses" in settings.sections:
         print(
