@@ -1,6 +1,7 @@
 """Three replicas on one PostgreSQL database behind one gateway: runs spread over the replicas and
 each executes exactly once (the model server counts generations); a run is streamed, cancelled and
-resumed through any replica; a replica killed mid-run has its run ended once, by another."""
+resumed through any replica; a replica killed mid-run has its run ended once, by another. A
+background response is cancelled through any replica."""
 
 from __future__ import annotations
 
@@ -316,4 +317,28 @@ def test_a_replica_stopping_or_starting_leaves_the_responses_of_others_executing
             "the response to end",
         )
     assert finished.status == "completed"
+    assert len(cluster.model.of(prompt)) == 1
+
+
+def test_cancel_of_a_response_through_another_replica_stops_its_generation_within_a_second(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.05
+    a, b = cluster.replicas[1], cluster.replicas[2]
+    prompt = unique("cancel response", 200)
+    with a.client() as on_a, b.client() as on_b:
+        response = on_a.responses.create(model="counted", input=prompt, background=True)
+        own = on_a.responses.events(response.id)
+        assert next(own).type == "response.created"
+        wait_for(lambda: cluster.model.of(prompt) and cluster.model.of(prompt)[0].tokens >= 3, 10, "tokens")
+        asked = time.monotonic()
+        assert on_b.responses.cancel(response.id).status == "cancelled"
+        rest = [event.type for event in own]
+        ended = time.monotonic()
+        generation = cluster.model.of(prompt)[0]
+        cut_at = wait_for(lambda: generation.cut_at, 2, "the engine closing its request")
+        statuses = {on_a.responses.retrieve(response.id).status, on_b.responses.retrieve(response.id).status}
+    assert cut_at - asked < 1.0
+    assert ended - asked < 1.5
+    # Cancelled once, by the replica that received the cancel: the executing one ends nothing more.
+    assert not {"response.completed", "response.incomplete", "response.failed"} & set(rest)
+    assert statuses == {"cancelled"}
     assert len(cluster.model.of(prompt)) == 1

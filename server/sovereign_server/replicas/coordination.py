@@ -13,7 +13,9 @@
   reads the backlog), so it gets every event once and in order. NOTIFY payloads carry only ids:
   PostgreSQL limits them to 8000 bytes.
 - **Cancels.** A cancel received by another replica moves the run to `cancelling` in the database
-  and sends the owner `cancel <run>`, which stops its engine.
+  and sends the owner `cancel <run>`, which stops its engine. A background response has no claim:
+  the replica that cancels it in the database sends `cancel-response <response>` to all replicas,
+  and the one executing it stops it.
 
 Each replica LISTENs on its own channel and on one channel all replicas share, on one connection
 watched by the event loop.
@@ -35,7 +37,7 @@ import peewee
 from sovereign_server.replicas.events import decode, encode
 from sovereign_server.runs.background import INTERRUPTED_MESSAGE
 from sovereign_server.runs.channel import merge_text_deltas
-from sovereign_server.runs.coordination import EventSource, RunHost
+from sovereign_server.runs.coordination import EventSource, ResponseHost, RunHost
 from sovereign_server.runs.execution import RunExecution
 from sovereign_server.runs.model import DONE, MESSAGES, RUNS, STEPS, Event, EventName
 from sovereign_storage import LastError, Repository, RunRecord, RunStatus, new_id
@@ -83,6 +85,7 @@ class DatabaseCoordination:
         self._channel = replica_channel(self.replica_id)
         self._sweep_interval = sweep_interval
         self._host: RunHost | None = None
+        self._responses: ResponseHost | None = None
         self._listener: Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Tasks started by notifications (cancels, writes of notifications), kept referenced.
@@ -226,6 +229,13 @@ class DatabaseCoordination:
             # A replica gone does not answer: recovery ends the run `cancelled` instead.
             await to_thread(self._store.notify, replica_channel(owner.replica_id), f"cancel {run.id}")
 
+    def host_responses(self, host: ResponseHost) -> None:
+        self._responses = host
+
+    async def cancel_response_elsewhere(self, response_id: str) -> None:
+        # Which replica executes a response is recorded nowhere: each hears it and looks.
+        await to_thread(self._store.notify, ALL_REPLICAS, f"cancel-response {response_id}")
+
     # ------------------------------------------------------------------ work for one replica at a time
 
     def once(self, name: str, work: Callable[[], T]) -> T | None:
@@ -313,6 +323,8 @@ class DatabaseCoordination:
                 self._follow_requested(words[0], int(words[1]), words[2])
             elif kind == "cancel" and words and self._host is not None:
                 self._chore(self._host.cancelled_elsewhere(words[0]))
+            elif kind == "cancel-response" and words and self._responses is not None:
+                self._chore(self._responses.cancelled_elsewhere(words[0]))
 
     async def _reconnect(self) -> None:
         while self._listener is None:

@@ -1,6 +1,9 @@
 """What callers ask of responses: create one, read it (or follow its events), cancel, delete, list
 its input. It takes the plain values of `model` and hands back records and events; each response
 executes as a background task (`ResponseExecution`), independent of any client connection, as runs do.
+
+A response executes on the replica that created it. Another replica cancels it in storage and asks
+every replica, through `Coordination`, to stop it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sovereign_server.responses.model import (
     ResponseOptions,
 )
 from sovereign_server.runs.background import end_interrupted_responses
+from sovereign_server.runs.coordination import Coordination, LocalCoordination
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files
 from sovereign_storage import (
     RESPONSE_PREFIX,
@@ -166,8 +170,12 @@ class ResponseManager:
         heartbeat: float = 15.0,
         observer: ResponseObserver | None = None,
         image_files: ImageFiles | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self._repository = repository
+        self._coordination: Coordination = coordination or LocalCoordination(repository)
+        # Cancels received by other replicas come here.
+        self._coordination.host_responses(self)
         # Where `input_image` parts with a `file_id` are read from.
         self.image_files: ImageFiles = image_files or NoImageFiles()
         self._engine = engine
@@ -242,7 +250,8 @@ class ResponseManager:
         """A stored response's events after `starting_after`, as they come: those of its execution
         (running, or a background one ended lately), else rebuilt from storage. An empty batch
         after `heartbeat` silent seconds."""
-        stored = await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
+        repository = self._repository.scoped(caller.project_id)
+        stored = await to_thread(repository.get_response, response_id)
         execution = self._running(caller, response_id) or self._finished.get(response_id)
         if execution is None or execution.caller.project_id != caller.project_id:
             events = [
@@ -272,9 +281,13 @@ class ResponseManager:
         execution = self._running(caller, response_id)
         if execution is not None:
             return await self._stop(execution)
-        # Nothing executes it here: end it in storage.
+        # Nothing executes it here: end it in storage, then stop it on the replica executing it
+        # (whose own end then finds it cancelled already: it ends once).
         to = ResponseStatus.CANCELLED
-        return (await to_thread(repository.transition_response, response_id, to, RESPONSES.sources(to))).record
+        cancelled = await to_thread(repository.transition_response, response_id, to, RESPONSES.sources(to))
+        if cancelled.applied:
+            await self._coordination.cancel_response_elsewhere(response_id)
+        return cancelled.record
 
     async def delete(self, caller: Caller, response_id: str) -> None:
         """Deletes a stored response, stopping it first if it runs; its conversation keeps its items."""
@@ -287,6 +300,20 @@ class ResponseManager:
     async def input_items(self, caller: Caller, response_id: str, page: PageRequest) -> Page[Item]:
         response = await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
         return page_of(response.input_items, page)
+
+    # ------------------------------------------------------------------ what coordination asks of this replica
+
+    async def cancelled_elsewhere(self, response_id: str) -> None:
+        execution = self._executions.get(response_id)
+        if execution is None or execution.cancellation.requested:
+            return
+        repository = self._repository.scoped(execution.caller.project_id)
+        try:
+            stopping = (await to_thread(repository.get_response, response_id)).status is ResponseStatus.CANCELLED
+        except StoredNotFoundError:
+            stopping = True  # deleted since: nothing is left to execute for
+        if stopping and self._executions.get(response_id) is execution:
+            execution.cancellation.request()
 
     # ------------------------------------------------------------------ executions
 
