@@ -1,7 +1,7 @@
 """Three replicas on one PostgreSQL database behind one gateway: runs spread over the replicas and
 each executes exactly once (the model server counts generations); a run is streamed, cancelled and
 resumed through any replica; a replica killed mid-run has its run ended once, by another. A
-background response is cancelled through any replica."""
+background response is cancelled and followed through any replica."""
 
 from __future__ import annotations
 
@@ -341,4 +341,22 @@ def test_cancel_of_a_response_through_another_replica_stops_its_generation_withi
     # Cancelled once, by the replica that received the cancel: the executing one ends nothing more.
     assert not {"response.completed", "response.incomplete", "response.failed"} & set(rest)
     assert statuses == {"cancelled"}
+    assert len(cluster.model.of(prompt)) == 1
+
+
+def test_a_stream_through_one_replica_follows_a_response_executing_on_another(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.02
+    a, b = cluster.replicas[0], cluster.replicas[2]
+    prompt = unique("follow response", 40)
+    with a.client() as on_a, b.client() as on_b:
+        response = on_a.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt), 5, "the response's generation to start")
+        assert on_b.responses.retrieve(response.id).status == "in_progress"
+        events = list(on_b.responses.events(response.id, starting_after=0))
+    numbers = [event.sequence_number for event in events]
+    assert numbers == list(range(1, len(events) + 1))
+    assert events[0].type == "response.queued"
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.status == "completed"
+    assert next(event.text for event in events if event.type == "response.output_text.done") == f"You said: {prompt}"
     assert len(cluster.model.of(prompt)) == 1

@@ -26,6 +26,7 @@ from sovereign_server.engines import (
 )
 from sovereign_server.errors import ConflictError, InvalidRequestError, NotFoundError
 from sovereign_server.responses import RESPONSES, ItemReference, ResponseEventType, ResponseManager, ResponseOptions
+from sovereign_server.responses import service as response_service
 from sovereign_server.responses.context import byte_bound, engine_messages, generation_request
 from sovereign_server.responses.execution import replay
 from sovereign_server.responses.model import UNFINISHED, ContentPartEvent, ResponseEvent
@@ -576,6 +577,32 @@ async def test_a_response_cancelled_through_another_replica_stops_where_it_execu
     assert not any(event.type == "response.completed" for event in seen)
     assert sum(event.type == "response.output_text.delta" for event in seen) == 1
     assert repository.get_response(execution.response.id).status is ResponseStatus.CANCELLED
+
+
+async def test_a_response_executing_on_another_replica_is_followed_from_storage_to_its_end(
+    repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(response_service, "STORED_POLL", 0.01)
+    engine = ScriptedEngine([TextDelta("a"), TextDelta("b"), Finish("stop")], paced=True)
+    here = ResponseManager(repository, engine)
+    there = ResponseManager(repository, ScriptedEngine([]))
+    execution = await here.create(CALLER, ResponseOptions(model="m", input=(user("hi"),), background=True))
+
+    async def follow() -> list[list[ResponseEvent]]:
+        return [batch async for batch in there.follow(CALLER, execution.response.id, 0, 0.02)]
+
+    followed = asyncio.create_task(follow())
+    await asyncio.sleep(0.1)
+    while not execution.finished.is_set():
+        engine.step.set()
+        await asyncio.sleep(0.01)
+    batches = await asyncio.wait_for(followed, 2.0)
+    events = [event for batch in batches for event in batch]
+    assert [] in batches  # heartbeats while it executed elsewhere
+    assert [event.sequence_number for event in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "response.queued"
+    assert events[-1].type == "response.completed"
+    assert any(isinstance(e.data, ContentPartEvent) and e.data.text == "ab" for e in events)
 
 
 async def test_stopping_fails_the_responses_still_running(repository: Repository) -> None:

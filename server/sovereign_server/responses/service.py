@@ -3,7 +3,7 @@ its input. It takes the plain values of `model` and hands back records and event
 executes as a background task (`ResponseExecution`), independent of any client connection, as runs do.
 
 A response executes on the replica that created it. Another replica cancels it in storage and asks
-every replica, through `Coordination`, to stop it.
+every replica, through `Coordination`, to stop it; it follows it by reading storage until it ends.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ logger = logging.getLogger("sovereign.responses")
 KEEP_FINISHED = 256
 # Seconds a cancel waits for the execution to stop (it stops at once while the engine is silent).
 CANCEL_WAIT = 10.0
+# Seconds between reads of a response followed while it executes on another replica.
+STORED_POLL = 0.5
 
 
 def new_response(
@@ -248,17 +250,14 @@ class ResponseManager:
         self, caller: Caller, response_id: str, starting_after: int | None, heartbeat: float | None
     ) -> AsyncIterator[list[ResponseEvent]]:
         """A stored response's events after `starting_after`, as they come: those of its execution
-        (running, or a background one ended lately), else rebuilt from storage. An empty batch
-        after `heartbeat` silent seconds."""
+        (running, or a background one ended lately), else rebuilt from storage (until it ends, while
+        it executes on another replica). An empty batch after `heartbeat` silent seconds."""
         repository = self._repository.scoped(caller.project_id)
         stored = await to_thread(repository.get_response, response_id)
         execution = self._running(caller, response_id) or self._finished.get(response_id)
         if execution is None or execution.caller.project_id != caller.project_id:
-            events = [
-                event for event in replay(stored) if starting_after is None or event.sequence_number > starting_after
-            ]
-            if events:
-                yield events
+            async for batch in _follow_stored(repository, stored, starting_after, heartbeat):
+                yield batch
             return
         async for batch in execution.channel.follow(heartbeat):
             if batch and starting_after is not None:
@@ -345,6 +344,33 @@ class ResponseManager:
             self._finished[response.id] = execution
             while len(self._finished) > KEEP_FINISHED:
                 self._finished.popitem(last=False)
+
+
+async def _follow_stored(
+    repository: Repository, response: ResponseRecord, starting_after: int | None, heartbeat: float | None
+) -> AsyncIterator[list[ResponseEvent]]:
+    """A response's events rebuilt from storage, after `starting_after`. One still unfinished executes
+    on another replica: storage is read again until it ends (its output is stored when it ends, so
+    its events come then), an empty batch after `heartbeat` silent seconds."""
+    last = -1 if starting_after is None else starting_after
+    spoke = time.monotonic()
+    while True:
+        # The replay of a response grows as it goes on: what is new is after what was sent.
+        events = [event for event in replay(response) if event.sequence_number > last]
+        if events:
+            last = events[-1].sequence_number
+            spoke = time.monotonic()
+            yield events
+        if response.status not in UNFINISHED:
+            return
+        await asyncio.sleep(STORED_POLL)
+        if heartbeat is not None and time.monotonic() - spoke >= heartbeat:
+            spoke = time.monotonic()
+            yield []
+        try:
+            response = await to_thread(repository.get_response, response.id)
+        except StoredNotFoundError:
+            return  # deleted meanwhile
 
 
 def _chain(repository: Repository, previous_response_id: str | None) -> list[ResponseRecord]:
