@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2
 from openai import OpenAI
 
 from sovereign_assistant.v1 import run_pb2
-from sovereign_client.errors import BadRequestError
+from sovereign_client.errors import BadRequestError, NotFoundError
 from tests.conftest import merged_deltas, reply_events
 from tests.replicas.conftest import LEASE, Cluster
 
@@ -359,4 +359,21 @@ def test_a_stream_through_one_replica_follows_a_response_executing_on_another(cl
     assert events[-1].type == "response.completed"
     assert events[-1].response.status == "completed"
     assert next(event.text for event in events if event.type == "response.output_text.done") == f"You said: {prompt}"
+    assert len(cluster.model.of(prompt)) == 1
+
+
+def test_a_response_deleted_through_another_replica_stops_its_generation_within_a_second(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.05
+    a, b = cluster.replicas[0], cluster.replicas[1]
+    prompt = unique("delete response", 200)
+    with a.client() as on_a, b.client() as on_b:
+        response = on_a.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt) and cluster.model.of(prompt)[0].tokens >= 3, 10, "tokens")
+        asked = time.monotonic()
+        assert on_b.responses.delete(response.id).deleted
+        generation = cluster.model.of(prompt)[0]
+        cut_at = wait_for(lambda: generation.cut_at, 2, "the engine closing its request")
+        with pytest.raises(NotFoundError):
+            on_a.responses.retrieve(response.id)
+    assert cut_at - asked < 1.0
     assert len(cluster.model.of(prompt)) == 1

@@ -295,6 +295,9 @@ class ResponseManager:
             await self._stop(execution)
         await to_thread(self._repository.scoped(caller.project_id).delete_response, response_id)
         self._finished.pop(response_id, None)
+        if execution is None:
+            # It may execute on another replica, which stops it once it finds it gone.
+            await self._coordination.cancel_response_elsewhere(response_id)
 
     async def input_items(self, caller: Caller, response_id: str, page: PageRequest) -> Page[Item]:
         response = await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
