@@ -1,7 +1,8 @@
 """Three replicas on one PostgreSQL database behind one gateway: runs spread over the replicas and
 each executes exactly once (the model server counts generations); a run is streamed, cancelled and
 resumed through any replica; a replica killed mid-run has its run ended once, by another. A
-background response is cancelled and followed through any replica."""
+background response is cancelled and followed through any replica, and failed by another replica
+if the one executing it is killed."""
 
 from __future__ import annotations
 
@@ -284,6 +285,37 @@ def test_a_replica_killed_mid_run_has_its_run_ended_once_by_another(cluster: Clu
             for _ in range(6)
         ]
     assert {run.status for run in again} == {"completed"}
+
+
+def test_a_replica_killed_mid_response_has_its_response_failed_once_by_another(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.05
+    victim, other = cluster.replicas[1], cluster.replicas[2]
+    prompt = unique("killed response", 200)
+    with victim.client() as on_victim, other.client() as on_other:
+        response = on_victim.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt) and cluster.model.of(prompt)[0].tokens >= 3, 10, "tokens")
+        assert on_other.responses.retrieve(response.id).status == "in_progress"
+        victim.child.kill()
+        killed = time.monotonic()
+        try:
+            failed = wait_for(
+                lambda: (r := on_other.responses.retrieve(response.id)).status != "in_progress" and r,
+                LEASE + 5,
+                "another replica to fail the response",
+            )
+            ended = time.monotonic()
+            # Ended by another replica once the victim's lease ran out, and never executed again.
+            assert ended - killed < LEASE + 3
+            assert failed.status == "failed"
+            error = json_of(failed.error)
+            assert (error["code"], error["message"]) == (
+                "server_error",
+                "The server stopped while the response was in progress.",
+            )
+            assert cluster.sql("SELECT status FROM responses WHERE id = %s", response.id) == [("failed",)]
+            assert len(cluster.model.of(prompt)) == 1
+        finally:
+            victim.start()
 
 
 def test_a_replica_starting_ends_only_the_runs_of_replicas_gone(cluster: Cluster, assistant_id: str) -> None:

@@ -2,8 +2,9 @@
 its input. It takes the plain values of `model` and hands back records and events; each response
 executes as a background task (`ResponseExecution`), independent of any client connection, as runs do.
 
-A response executes on the replica that created it. Another replica cancels it in storage and asks
-every replica, through `Coordination`, to stop it; it follows it by reading storage until it ends.
+A response executes on the replica that created it, recorded with it. Another replica cancels it in
+storage and asks every replica, through `Coordination`, to stop it; it follows it by reading storage
+until it ends; and it fails it if that replica is gone (its lease ran out).
 """
 
 from __future__ import annotations
@@ -220,7 +221,12 @@ class ResponseManager:
                 inputs, new = _resolve(options.input, history, conversation)
                 response = new_response(response_id, options, assistant, inputs)
                 if options.store:
-                    repository.create_response(response, [conversation_item(item, response.prompt_id) for item in new])
+                    # Recorded with the replica executing it: if that one is gone, another fails it.
+                    repository.create_response(
+                        response,
+                        [conversation_item(item, response.prompt_id) for item in new],
+                        replica_id=self._coordination.replica_id,
+                    )
                 if options.conversation_id is None:
                     return response, [*history, *inputs]
                 return response, [*conversation, *new]

@@ -8,7 +8,8 @@ exactly once. What crosses replicas goes through `Coordination`:
     follow       the events of a run executing on another replica, for a stream opened here
     cancel       a cancel received here for a run executing elsewhere stops it there; for a
                  background response, every replica hears it, and the one executing it stops it
-    recovery     runs whose replica is gone are ended as a restart ends them, once
+    recovery     runs whose replica is gone are ended as a restart ends them, once; so are the
+                 responses of that replica (recorded, `replica_id`, where each was created)
     once         work one replica at a time does (the expiry sweep)
 
 `LocalCoordination` is one process alone on its database (SQLite): nothing crosses, and recovery ends
@@ -55,6 +56,10 @@ class ResponseHost(Protocol):
 
 
 class Coordination(Protocol):
+    @property
+    def replica_id(self) -> str | None:
+        """This replica, as recorded with the responses it executes; None for a process alone."""
+
     async def start(self, host: RunHost) -> list[str]:
         """Joins the service; ends the runs left unfinished by replicas that are gone, and returns their ids."""
 
@@ -93,6 +98,10 @@ class LocalCoordination:
 
     def __init__(self, repository: Repository) -> None:
         self._repository = repository
+
+    @property
+    def replica_id(self) -> str | None:
+        return None
 
     async def start(self, host: RunHost) -> list[str]:
         # Every unfinished run was left by the previous process on this database.
