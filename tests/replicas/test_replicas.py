@@ -334,7 +334,8 @@ def test_a_replica_starting_ends_only_the_runs_of_replicas_gone(cluster: Cluster
 
 
 def test_a_replica_stopping_or_starting_leaves_the_responses_of_others_executing(cluster: Cluster) -> None:
-    cluster.model.token_delay = 0.02
+    # About 12 s of tokens: the response still runs once the other replica has stopped and started.
+    cluster.model.token_delay = 0.05
     executing, restarted = cluster.replicas[0], cluster.replicas[1]
     prompt = unique("background", 250)
     with executing.client() as client:
