@@ -235,7 +235,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
     # Its start also ends what a stopped process left running: runs, and responses.
     await runs.start()
     responses = ResponseManager(
-        repository, engine, heartbeat=config.stream_heartbeat, observer=reports, image_files=image_files
+        repository,
+        engine,
+        heartbeat=config.stream_heartbeat,
+        observer=reports,
+        image_files=image_files,
+        coordination=coordination,
     )
     await files.start()
 

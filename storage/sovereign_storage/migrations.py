@@ -442,6 +442,12 @@ def _add_replica_coordination(db: peewee.Database) -> None:
     )
 
 
+def _add_response_replicas(db: peewee.Database) -> None:
+    # The replica executing a response, so that another can fail it once that replica's lease runs
+    # out; null for responses stored before, and on SQLite (one process).
+    _schema_migrator(db).add_column("responses", "replica_id", peewee.TextField(null=True)).run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _create_initial_schema,  # 1: assistants, threads, messages, runs, run_steps
     _add_assistant_reasoning_effort,  # 2: assistants.reasoning_effort
@@ -452,6 +458,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_files_and_vector_stores,  # 7: files, vector stores, their files, batches and searchable chunks
     _add_responses_and_items,  # 8: responses; messages.item_details for function calls and outputs
     _add_replica_coordination,  # 9: replicas, run_claims, run_events, rate_buckets; one active run per thread
+    _add_response_replicas,  # 10: responses.replica_id
 )
 LATEST_VERSION = len(MIGRATIONS)
 

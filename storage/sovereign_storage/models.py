@@ -301,6 +301,9 @@ class Response(BaseModel):
     error = _last_error_field()
     incomplete_details = _incomplete_details_field()
     completed_at = peewee.IntegerField(null=True)
+    # The replica executing it (where it was created), if several share the database: when that
+    # replica's lease runs out, another fails it. Not part of the record, like `project_id`.
+    replica_id = peewee.TextField(null=True)
 
     class Meta:
         table_name = "responses"

@@ -1,7 +1,7 @@
 """What the replicas of one service share through its database: which replicas are alive (a lease
-renewed by a heartbeat), which replica executes which run (claims), the events of runs for followers
-on other replicas (with PostgreSQL's NOTIFY), work that one replica at a time does (sweeps), and
-rate-limit buckets.
+renewed by a heartbeat), which replica executes which run (claims) or response, the events of runs
+for followers on other replicas (with PostgreSQL's NOTIFY), work that one replica at a time does
+(sweeps), and rate-limit buckets.
 
 Times here are the database's clock, in seconds, so that replicas on machines whose clocks differ
 still agree on whose lease ran out.
@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import peewee
 
 from .database import connection_scope, read_transaction, write_transaction
-from .models import Message, RateBucket, Replica, Run, RunClaim, RunEvent, RunStep
+from .models import Message, RateBucket, Replica, Response, Run, RunClaim, RunEvent, RunStep
 from .records import MessageRecord, RunRecord, RunStepRecord
 from .repository import _RUN_STAMPS, _message_record, _run_record, _step_record
-from .values import IncompleteDetails, LastError, MessageStatus, RunStatus, StepStatus
+from .values import IncompleteDetails, LastError, MessageStatus, ResponseStatus, RunStatus, StepStatus
 
 T = TypeVar("T")
 
@@ -326,6 +326,29 @@ class ReplicaStore:
             stretch,
             int(last or 0),
         )
+
+    def end_orphaned_responses(
+        self, error: LastError, failing: Collection[ResponseStatus], *, unowned: bool = False
+    ) -> list[str]:
+        """Fails, with `error`, the responses in `failing` statuses whose replica's lease ran out
+        (with `unowned`, also those whose replica is not recorded: stored before replicas recorded
+        it); returns their ids. Responses another replica is failing right now are skipped."""
+        with self._writing():
+            live = Replica.select(Replica.id).where(self._alive())
+            orphaned = Response.replica_id.not_in(live)
+            if unowned:
+                orphaned = orphaned | Response.replica_id.is_null()
+            query = (
+                Response.select(Response.id).where(Response.status.in_(list(failing)), orphaned).order_by(Response.seq)
+            )
+            if self._db.for_update:
+                query = query.for_update(skip_locked=True)
+            ids = [row.id for row in query.bind(self._db)]
+            if ids:
+                Response.update({Response.status: ResponseStatus.FAILED, Response.error: error}).where(
+                    Response.id.in_(ids)
+                ).execute(self._db)
+            return ids
 
     # ------------------------------------------------------------------ rate limits
 

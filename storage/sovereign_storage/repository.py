@@ -825,15 +825,18 @@ class Repository:
 
     # Responses
 
-    def create_response(self, record: ResponseRecord, items: Sequence[NewMessage] = ()) -> None:
-        """Stores a new response (its id is the caller's) and adds `items`, its input, to its
-        conversation: refused with ActiveRunError while an Assistants run is active on that thread."""
+    def create_response(
+        self, record: ResponseRecord, items: Sequence[NewMessage] = (), *, replica_id: str | None = None
+    ) -> None:
+        """Stores a new response (its id is the caller's), executing on `replica_id` (if several
+        replicas share the database), and adds `items`, its input, to its conversation: refused
+        with ActiveRunError while an Assistants run is active on that thread."""
         with self._writing():
             if record.conversation_id is not None:
                 self._claim_idle_thread(record.conversation_id)
                 self._insert_items(record.conversation_id, items)
             values = {field.name: getattr(record, field.name) for field in fields(ResponseRecord)}
-            Response.insert({**values, "project_id": self.project_id}).execute()
+            Response.insert({**values, "project_id": self.project_id, "replica_id": replica_id}).execute()
 
     def get_response(self, response_id: str) -> ResponseRecord:
         with self._reading():

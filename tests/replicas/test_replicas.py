@@ -1,6 +1,8 @@
 """Three replicas on one PostgreSQL database behind one gateway: runs spread over the replicas and
 each executes exactly once (the model server counts generations); a run is streamed, cancelled and
-resumed through any replica; a replica killed mid-run has its run ended once, by another."""
+resumed through any replica; a replica killed mid-run has its run ended once, by another. A
+background response is cancelled and followed through any replica, and failed by another replica
+if the one executing it is killed."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from google.protobuf import json_format, struct_pb2
 from openai import OpenAI
 
 from sovereign_assistant.v1 import run_pb2
-from sovereign_client.errors import BadRequestError
+from sovereign_client.errors import BadRequestError, NotFoundError
 from tests.conftest import merged_deltas, reply_events
 from tests.replicas.conftest import LEASE, Cluster
 
@@ -285,6 +287,37 @@ def test_a_replica_killed_mid_run_has_its_run_ended_once_by_another(cluster: Clu
     assert {run.status for run in again} == {"completed"}
 
 
+def test_a_replica_killed_mid_response_has_its_response_failed_once_by_another(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.05
+    victim, other = cluster.replicas[1], cluster.replicas[2]
+    prompt = unique("killed response", 200)
+    with victim.client() as on_victim, other.client() as on_other:
+        response = on_victim.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt) and cluster.model.of(prompt)[0].tokens >= 3, 10, "tokens")
+        assert on_other.responses.retrieve(response.id).status == "in_progress"
+        victim.child.kill()
+        killed = time.monotonic()
+        try:
+            failed = wait_for(
+                lambda: (r := on_other.responses.retrieve(response.id)).status != "in_progress" and r,
+                LEASE + 5,
+                "another replica to fail the response",
+            )
+            ended = time.monotonic()
+            # Ended by another replica once the victim's lease ran out, and never executed again.
+            assert ended - killed < LEASE + 3
+            assert failed.status == "failed"
+            error = json_of(failed.error)
+            assert (error["code"], error["message"]) == (
+                "server_error",
+                "The server stopped while the response was in progress.",
+            )
+            assert cluster.sql("SELECT status FROM responses WHERE id = %s", response.id) == [("failed",)]
+            assert len(cluster.model.of(prompt)) == 1
+        finally:
+            victim.start()
+
+
 def test_a_replica_starting_ends_only_the_runs_of_replicas_gone(cluster: Cluster, assistant_id: str) -> None:
     cluster.model.token_delay = 0.02
     executing, restarted = cluster.replicas[0], cluster.replicas[2]
@@ -301,7 +334,8 @@ def test_a_replica_starting_ends_only_the_runs_of_replicas_gone(cluster: Cluster
 
 
 def test_a_replica_stopping_or_starting_leaves_the_responses_of_others_executing(cluster: Cluster) -> None:
-    cluster.model.token_delay = 0.02
+    # About 12 s of tokens: the response still runs once the other replica has stopped and started.
+    cluster.model.token_delay = 0.05
     executing, restarted = cluster.replicas[0], cluster.replicas[1]
     prompt = unique("background", 250)
     with executing.client() as client:
@@ -316,4 +350,63 @@ def test_a_replica_stopping_or_starting_leaves_the_responses_of_others_executing
             "the response to end",
         )
     assert finished.status == "completed"
+    assert len(cluster.model.of(prompt)) == 1
+
+
+def test_cancel_of_a_response_through_another_replica_stops_its_generation_within_a_second(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.05
+    a, b = cluster.replicas[1], cluster.replicas[2]
+    prompt = unique("cancel response", 200)
+    with a.client() as on_a, b.client() as on_b:
+        response = on_a.responses.create(model="counted", input=prompt, background=True)
+        own = on_a.responses.events(response.id)
+        assert next(own).type == "response.created"
+        wait_for(lambda: cluster.model.of(prompt) and cluster.model.of(prompt)[0].tokens >= 3, 10, "tokens")
+        asked = time.monotonic()
+        assert on_b.responses.cancel(response.id).status == "cancelled"
+        rest = [event.type for event in own]
+        ended = time.monotonic()
+        generation = cluster.model.of(prompt)[0]
+        cut_at = wait_for(lambda: generation.cut_at, 2, "the engine closing its request")
+        statuses = {on_a.responses.retrieve(response.id).status, on_b.responses.retrieve(response.id).status}
+    assert cut_at - asked < 1.0
+    assert ended - asked < 1.5
+    # Cancelled once, by the replica that received the cancel: the executing one ends nothing more.
+    assert not {"response.completed", "response.incomplete", "response.failed"} & set(rest)
+    assert statuses == {"cancelled"}
+    assert len(cluster.model.of(prompt)) == 1
+
+
+def test_a_stream_through_one_replica_follows_a_response_executing_on_another(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.02
+    a, b = cluster.replicas[0], cluster.replicas[2]
+    prompt = unique("follow response", 40)
+    with a.client() as on_a, b.client() as on_b:
+        response = on_a.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt), 5, "the response's generation to start")
+        assert on_b.responses.retrieve(response.id).status == "in_progress"
+        events = list(on_b.responses.events(response.id, starting_after=0))
+    numbers = [event.sequence_number for event in events]
+    assert numbers == list(range(1, len(events) + 1))
+    assert events[0].type == "response.queued"
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.status == "completed"
+    assert next(event.text for event in events if event.type == "response.output_text.done") == f"You said: {prompt}"
+    assert len(cluster.model.of(prompt)) == 1
+
+
+def test_a_response_deleted_through_another_replica_stops_its_generation_within_a_second(cluster: Cluster) -> None:
+    cluster.model.token_delay = 0.05
+    a, b = cluster.replicas[0], cluster.replicas[1]
+    prompt = unique("delete response", 200)
+    with a.client() as on_a, b.client() as on_b:
+        response = on_a.responses.create(model="counted", input=prompt, background=True)
+        wait_for(lambda: cluster.model.of(prompt) and cluster.model.of(prompt)[0].tokens >= 3, 10, "tokens")
+        asked = time.monotonic()
+        assert on_b.responses.delete(response.id).deleted
+        generation = cluster.model.of(prompt)[0]
+        cut_at = wait_for(lambda: generation.cut_at, 2, "the engine closing its request")
+        with pytest.raises(NotFoundError):
+            on_a.responses.retrieve(response.id)
+    assert cut_at - asked < 1.0
     assert len(cluster.model.of(prompt)) == 1

@@ -1,6 +1,6 @@
 """What replicas share through the database (`ReplicaStore`), on SQLite and (with `--postgres`) on
 PostgreSQL: leases on the database's clock, claims, the event log, recovery of the runs of replicas
-gone, rate-limit buckets; and the event encoding the log uses."""
+gone and of their responses, rate-limit buckets; and the event encoding the log uses."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import peewee
 import pytest
 
 from sovereign_server.replicas.events import decode, encode
+from sovereign_server.runs.background import UNFINISHED_RESPONSES
 from sovereign_server.runs.model import DONE, Event, EventName, MessageDelta, StreamError, ToolCallDelta
 from sovereign_storage import (
     FunctionCall,
@@ -19,6 +20,7 @@ from sovereign_storage import (
     NewAssistant,
     NewRun,
     Repository,
+    ResponseStatus,
     RunStatus,
     StepStatus,
     SubmitToolOutputs,
@@ -28,6 +30,7 @@ from sovereign_storage import (
 )
 from sovereign_storage.replicas import Listener, ReplicaStore, is_shared
 from tests.unit.conftest import user_message
+from tests.unit.test_storage_responses import response as stored_response
 
 pytestmark = pytest.mark.unit
 
@@ -135,6 +138,42 @@ def test_a_cancelling_run_of_a_replica_gone_ends_cancelled(store: ReplicaStore, 
     store.claim(run_id, "rep_never_registered")
     [ended] = store.end_orphaned_runs(ERROR, failing=FAILING, cancelling=CANCELLING)
     assert (ended.run.status, ended.run.last_error) == (RunStatus.CANCELLED, None)
+
+
+def test_only_the_unfinished_responses_of_replicas_gone_are_failed(store: ReplicaStore, repo: Repository) -> None:
+    store.register("rep_live")
+    store.register("rep_gone")
+    time.sleep(0.3)
+    store.renew("rep_live")
+    time.sleep(0.3)
+    created = {
+        name: (stored_response(status=status), replica_id)
+        for name, status, replica_id in (
+            ("live", ResponseStatus.IN_PROGRESS, "rep_live"),
+            ("gone", ResponseStatus.IN_PROGRESS, "rep_gone"),
+            ("queued", ResponseStatus.QUEUED, "rep_never_registered"),
+            ("finished", ResponseStatus.COMPLETED, "rep_gone"),
+            ("unowned", ResponseStatus.IN_PROGRESS, None),
+        )
+    }
+    for record, replica_id in created.values():
+        repo.create_response(record, replica_id=replica_id)
+    ids = {name: record.id for name, (record, _) in created.items()}
+
+    failed = store.end_orphaned_responses(ERROR, UNFINISHED_RESPONSES)
+    assert sorted(failed) == sorted([ids["gone"], ids["queued"]])
+    # A response of no recorded replica only when the caller knows every process that wrote one is gone.
+    assert store.end_orphaned_responses(ERROR, UNFINISHED_RESPONSES, unowned=True) == [ids["unowned"]]
+    assert store.end_orphaned_responses(ERROR, UNFINISHED_RESPONSES, unowned=True) == []
+    statuses = {name: repo.get_response(ids[name]) for name in ids}
+    assert {name: record.status for name, record in statuses.items()} == {
+        "live": ResponseStatus.IN_PROGRESS,
+        "gone": ResponseStatus.FAILED,
+        "queued": ResponseStatus.FAILED,
+        "finished": ResponseStatus.COMPLETED,
+        "unowned": ResponseStatus.FAILED,
+    }
+    assert statuses["gone"].error == ERROR
 
 
 def test_token_buckets_refill_over_their_window_and_refuse_when_short(store: ReplicaStore) -> None:

@@ -26,12 +26,14 @@ from sovereign_server.engines import (
 )
 from sovereign_server.errors import ConflictError, InvalidRequestError, NotFoundError
 from sovereign_server.responses import RESPONSES, ItemReference, ResponseEventType, ResponseManager, ResponseOptions
+from sovereign_server.responses import service as response_service
 from sovereign_server.responses.context import byte_bound, engine_messages, generation_request
 from sovereign_server.responses.execution import replay
 from sovereign_server.responses.model import UNFINISHED, ContentPartEvent, ResponseEvent
 from sovereign_server.responses.service import assistant_text_format, assistant_tools, page_of
 from sovereign_server.runs import RunManager, RunSettings
 from sovereign_server.runs.background import UNFINISHED_RESPONSES
+from sovereign_server.runs.coordination import LocalCoordination, ResponseHost
 from sovereign_server.runs.model import StreamError
 from sovereign_storage import (
     DEFAULT_PROJECT_ID,
@@ -536,6 +538,71 @@ async def test_a_background_response_is_cancelled_and_its_stream_resumes(reposit
     foreground, _ = await _events(unpaced, ResponseOptions(model="m"))
     with pytest.raises(ConflictError):
         await unpaced.cancel(CALLER, foreground.id)
+
+
+class SharedCoordination(LocalCoordination):
+    """Replicas in one process: a response's cancel reaches every replica's manager, as a
+    notification on the channel they all share does."""
+
+    def __init__(self, repository: Repository, hosts: list[ResponseHost]) -> None:
+        super().__init__(repository)
+        self._hosts = hosts
+
+    def host_responses(self, host: ResponseHost) -> None:
+        self._hosts.append(host)
+
+    async def cancel_response_elsewhere(self, response_id: str) -> None:
+        for host in self._hosts:
+            await host.cancelled_elsewhere(response_id)
+
+
+async def test_a_response_cancelled_through_another_replica_stops_where_it_executes(repository: Repository) -> None:
+    hosts: list[ResponseHost] = []
+    engine = ScriptedEngine([TextDelta("a"), TextDelta("b"), Finish("stop")], paced=True)
+    here = ResponseManager(repository, engine, coordination=SharedCoordination(repository, hosts))
+    there = ResponseManager(repository, ScriptedEngine([]), coordination=SharedCoordination(repository, hosts))
+    execution = await here.create(CALLER, ResponseOptions(model="m", background=True))
+    engine.step.set()
+    seen: list[ResponseEvent] = []
+    async for batch in execution.channel.follow():
+        seen.extend(batch)
+        if any(event.type == "response.output_text.delta" for event in batch):
+            break
+    cancelled = await there.cancel(CALLER, execution.response.id)
+    assert cancelled.status is ResponseStatus.CANCELLED
+    await asyncio.wait_for(execution.finished.wait(), 1.0)
+    seen = [event async for batch in execution.channel.follow() for event in batch]
+    assert engine.closed
+    # Ended once, by the cancel: the execution's own end found it cancelled already.
+    assert not any(event.type == "response.completed" for event in seen)
+    assert sum(event.type == "response.output_text.delta" for event in seen) == 1
+    assert repository.get_response(execution.response.id).status is ResponseStatus.CANCELLED
+
+
+async def test_a_response_executing_on_another_replica_is_followed_from_storage_to_its_end(
+    repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(response_service, "STORED_POLL", 0.01)
+    engine = ScriptedEngine([TextDelta("a"), TextDelta("b"), Finish("stop")], paced=True)
+    here = ResponseManager(repository, engine)
+    there = ResponseManager(repository, ScriptedEngine([]))
+    execution = await here.create(CALLER, ResponseOptions(model="m", input=(user("hi"),), background=True))
+
+    async def follow() -> list[list[ResponseEvent]]:
+        return [batch async for batch in there.follow(CALLER, execution.response.id, 0, 0.02)]
+
+    followed = asyncio.create_task(follow())
+    await asyncio.sleep(0.1)
+    while not execution.finished.is_set():
+        engine.step.set()
+        await asyncio.sleep(0.01)
+    batches = await asyncio.wait_for(followed, 2.0)
+    events = [event for batch in batches for event in batch]
+    assert [] in batches  # heartbeats while it executed elsewhere
+    assert [event.sequence_number for event in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "response.queued"
+    assert events[-1].type == "response.completed"
+    assert any(isinstance(e.data, ContentPartEvent) and e.data.text == "ab" for e in events)
 
 
 async def test_stopping_fails_the_responses_still_running(repository: Repository) -> None:

@@ -3,7 +3,9 @@
 - **Leases.** Each replica has a row in `replicas` whose `heartbeat_at` it renews every
   `lease / 5` seconds. A run's claim names the replica executing it; a claim whose replica's lease
   ran out (a replica killed, or cut off) is orphaned, and one replica (a PostgreSQL advisory lock)
-  ends such runs as a restart does: `failed` with `server_error`, or `cancelled`.
+  ends such runs as a restart does: `failed` with `server_error`, or `cancelled`. A response
+  records the replica that created it, which executes it; the same replica fails the unfinished
+  responses of replicas gone.
 - **Events.** A stretch's events stay in the executing replica's memory (`EventChannel`): the
   database sees none of them unless a replica asks to follow that run. The follower's replica
   then sends the owner `follow <run> <stretch> <replica>` (NOTIFY on the owner's channel); the
@@ -13,7 +15,9 @@
   reads the backlog), so it gets every event once and in order. NOTIFY payloads carry only ids:
   PostgreSQL limits them to 8000 bytes.
 - **Cancels.** A cancel received by another replica moves the run to `cancelling` in the database
-  and sends the owner `cancel <run>`, which stops its engine.
+  and sends the owner `cancel <run>`, which stops its engine. A background response has no claim:
+  the replica that cancels it in the database sends `cancel-response <response>` to all replicas,
+  and the one executing it stops it.
 
 Each replica LISTENs on its own channel and on one channel all replicas share, on one connection
 watched by the event loop.
@@ -33,9 +37,9 @@ from typing import Any, TypeVar
 import peewee
 
 from sovereign_server.replicas.events import decode, encode
-from sovereign_server.runs.background import INTERRUPTED_MESSAGE
+from sovereign_server.runs.background import INTERRUPTED_MESSAGE, INTERRUPTED_RESPONSE_MESSAGE, UNFINISHED_RESPONSES
 from sovereign_server.runs.channel import merge_text_deltas
-from sovereign_server.runs.coordination import EventSource, RunHost
+from sovereign_server.runs.coordination import EventSource, ResponseHost, RunHost
 from sovereign_server.runs.execution import RunExecution
 from sovereign_server.runs.model import DONE, MESSAGES, RUNS, STEPS, Event, EventName
 from sovereign_storage import LastError, Repository, RunRecord, RunStatus, new_id
@@ -83,6 +87,7 @@ class DatabaseCoordination:
         self._channel = replica_channel(self.replica_id)
         self._sweep_interval = sweep_interval
         self._host: RunHost | None = None
+        self._responses: ResponseHost | None = None
         self._listener: Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Tasks started by notifications (cancels, writes of notifications), kept referenced.
@@ -114,8 +119,9 @@ class DatabaseCoordination:
             asyncio.create_task(self._sweep_orphans(), name="replica-recovery"),
         ]
         logger.info("replica %s joined", self.replica_id)
-        # Only the runs of replicas gone: the others are executing theirs.
-        return await self._end_orphans(owner=None)
+        # Only the runs of replicas gone: the others are executing theirs. Alone, also the responses
+        # whose replica was not recorded (stored before it was).
+        return await self._end_orphans(owner=None, unowned=self._alone)
 
     async def stop(self) -> list[str]:
         for task in self._tasks:
@@ -226,6 +232,13 @@ class DatabaseCoordination:
             # A replica gone does not answer: recovery ends the run `cancelled` instead.
             await to_thread(self._store.notify, replica_channel(owner.replica_id), f"cancel {run.id}")
 
+    def host_responses(self, host: ResponseHost) -> None:
+        self._responses = host
+
+    async def cancel_response_elsewhere(self, response_id: str) -> None:
+        # Which replica executes a response is recorded nowhere: each hears it and looks.
+        await to_thread(self._store.notify, ALL_REPLICAS, f"cancel-response {response_id}")
+
     # ------------------------------------------------------------------ work for one replica at a time
 
     def once(self, name: str, work: Callable[[], T]) -> T | None:
@@ -234,11 +247,13 @@ class DatabaseCoordination:
     def alone(self) -> bool:
         return self._alone
 
-    async def _end_orphans(self, owner: str | None) -> list[str]:
+    async def _end_orphans(self, owner: str | None, *, unowned: bool = False) -> list[str]:
         """Ends the runs of replicas gone (or, with `owner`, this replica's), and writes their
-        last events for whoever follows them."""
+        last events for whoever follows them. Without `owner`, also fails the responses of replicas
+        gone (with `unowned`, those of no recorded replica too); this replica's own are failed by
+        `ResponseManager.stop`, after their grace."""
 
-        def end() -> list[EndedRun]:
+        def end() -> tuple[list[EndedRun], list[str]]:
             ended = self._store.end_orphaned_runs(
                 LastError("server_error", INTERRUPTED_MESSAGE),
                 failing=RUNS.sources(RunStatus.FAILED),
@@ -251,12 +266,21 @@ class DatabaseCoordination:
                 )
             if ended:
                 self._store.notify(ALL_REPLICAS, "ended " + " ".join(run.run.id for run in ended))
-            return ended
+            failed: list[str] = []
+            if owner is None:
+                # Their followers read storage, so they see the failure with no notification.
+                failed = self._store.end_orphaned_responses(
+                    LastError("server_error", INTERRUPTED_RESPONSE_MESSAGE), UNFINISHED_RESPONSES, unowned=unowned
+                )
+            return ended, failed
 
         if owner is None:
-            ended = await to_thread(self.once, "sovereign.recovery", end) or []
+            done: tuple[list[EndedRun], list[str]] | None = await to_thread(self.once, "sovereign.recovery", end)
+            ended, failed = done or ([], [])
         else:
-            ended = await to_thread(end)
+            ended, failed = await to_thread(end)
+        if failed:
+            logger.warning("failed %d response(s) of replicas gone: %s", len(failed), ", ".join(failed))
         return [run.run.id for run in ended]
 
     async def _sweep_orphans(self) -> None:
@@ -313,6 +337,8 @@ class DatabaseCoordination:
                 self._follow_requested(words[0], int(words[1]), words[2])
             elif kind == "cancel" and words and self._host is not None:
                 self._chore(self._host.cancelled_elsewhere(words[0]))
+            elif kind == "cancel-response" and words and self._responses is not None:
+                self._chore(self._responses.cancelled_elsewhere(words[0]))
 
     async def _reconnect(self) -> None:
         while self._listener is None:

@@ -56,6 +56,7 @@ from sovereign_storage import (
     Usage,
     new_id,
 )
+from sovereign_storage import NotFoundError as StoredNotFoundError
 
 logger = logging.getLogger("sovereign.responses")
 
@@ -207,6 +208,9 @@ class ResponseExecution:
             await self._fail(LastError(error.code, error.message))
         except asyncio.CancelledError:
             raise  # the server is stopping: the response is ended as interrupted
+        except StoredNotFoundError:
+            # Deleted while it executed (through another replica, say): nothing is left to end.
+            logger.info("response %s was deleted while it executed", self.response.id)
         except Exception:
             logger.exception("response %s failed", self.response.id)
             try:

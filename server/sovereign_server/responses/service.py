@@ -1,6 +1,10 @@
 """What callers ask of responses: create one, read it (or follow its events), cancel, delete, list
 its input. It takes the plain values of `model` and hands back records and events; each response
 executes as a background task (`ResponseExecution`), independent of any client connection, as runs do.
+
+A response executes on the replica that created it, recorded with it. Another replica cancels it in
+storage and asks every replica, through `Coordination`, to stop it; it follows it by reading storage
+until it ends; and it fails it if that replica is gone (its lease ran out).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from sovereign_server.responses.model import (
     ResponseOptions,
 )
 from sovereign_server.runs.background import end_interrupted_responses
+from sovereign_server.runs.coordination import Coordination, LocalCoordination
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files
 from sovereign_storage import (
     RESPONSE_PREFIX,
@@ -58,6 +63,8 @@ logger = logging.getLogger("sovereign.responses")
 KEEP_FINISHED = 256
 # Seconds a cancel waits for the execution to stop (it stops at once while the engine is silent).
 CANCEL_WAIT = 10.0
+# Seconds between reads of a response followed while it executes on another replica.
+STORED_POLL = 0.5
 
 
 def new_response(
@@ -166,8 +173,12 @@ class ResponseManager:
         heartbeat: float = 15.0,
         observer: ResponseObserver | None = None,
         image_files: ImageFiles | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self._repository = repository
+        self._coordination: Coordination = coordination or LocalCoordination(repository)
+        # Cancels received by other replicas come here.
+        self._coordination.host_responses(self)
         # Where `input_image` parts with a `file_id` are read from.
         self.image_files: ImageFiles = image_files or NoImageFiles()
         self._engine = engine
@@ -210,7 +221,12 @@ class ResponseManager:
                 inputs, new = _resolve(options.input, history, conversation)
                 response = new_response(response_id, options, assistant, inputs)
                 if options.store:
-                    repository.create_response(response, [conversation_item(item, response.prompt_id) for item in new])
+                    # Recorded with the replica executing it: if that one is gone, another fails it.
+                    repository.create_response(
+                        response,
+                        [conversation_item(item, response.prompt_id) for item in new],
+                        replica_id=self._coordination.replica_id,
+                    )
                 if options.conversation_id is None:
                     return response, [*history, *inputs]
                 return response, [*conversation, *new]
@@ -240,16 +256,14 @@ class ResponseManager:
         self, caller: Caller, response_id: str, starting_after: int | None, heartbeat: float | None
     ) -> AsyncIterator[list[ResponseEvent]]:
         """A stored response's events after `starting_after`, as they come: those of its execution
-        (running, or a background one ended lately), else rebuilt from storage. An empty batch
-        after `heartbeat` silent seconds."""
-        stored = await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
+        (running, or a background one ended lately), else rebuilt from storage (until it ends, while
+        it executes on another replica). An empty batch after `heartbeat` silent seconds."""
+        repository = self._repository.scoped(caller.project_id)
+        stored = await to_thread(repository.get_response, response_id)
         execution = self._running(caller, response_id) or self._finished.get(response_id)
         if execution is None or execution.caller.project_id != caller.project_id:
-            events = [
-                event for event in replay(stored) if starting_after is None or event.sequence_number > starting_after
-            ]
-            if events:
-                yield events
+            async for batch in _follow_stored(repository, stored, starting_after, heartbeat):
+                yield batch
             return
         async for batch in execution.channel.follow(heartbeat):
             if batch and starting_after is not None:
@@ -272,9 +286,13 @@ class ResponseManager:
         execution = self._running(caller, response_id)
         if execution is not None:
             return await self._stop(execution)
-        # Nothing executes it here: end it in storage.
+        # Nothing executes it here: end it in storage, then stop it on the replica executing it
+        # (whose own end then finds it cancelled already: it ends once).
         to = ResponseStatus.CANCELLED
-        return (await to_thread(repository.transition_response, response_id, to, RESPONSES.sources(to))).record
+        cancelled = await to_thread(repository.transition_response, response_id, to, RESPONSES.sources(to))
+        if cancelled.applied:
+            await self._coordination.cancel_response_elsewhere(response_id)
+        return cancelled.record
 
     async def delete(self, caller: Caller, response_id: str) -> None:
         """Deletes a stored response, stopping it first if it runs; its conversation keeps its items."""
@@ -283,10 +301,27 @@ class ResponseManager:
             await self._stop(execution)
         await to_thread(self._repository.scoped(caller.project_id).delete_response, response_id)
         self._finished.pop(response_id, None)
+        if execution is None:
+            # It may execute on another replica, which stops it once it finds it gone.
+            await self._coordination.cancel_response_elsewhere(response_id)
 
     async def input_items(self, caller: Caller, response_id: str, page: PageRequest) -> Page[Item]:
         response = await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
         return page_of(response.input_items, page)
+
+    # ------------------------------------------------------------------ what coordination asks of this replica
+
+    async def cancelled_elsewhere(self, response_id: str) -> None:
+        execution = self._executions.get(response_id)
+        if execution is None or execution.cancellation.requested:
+            return
+        repository = self._repository.scoped(execution.caller.project_id)
+        try:
+            stopping = (await to_thread(repository.get_response, response_id)).status is ResponseStatus.CANCELLED
+        except StoredNotFoundError:
+            stopping = True  # deleted since: nothing is left to execute for
+        if stopping and self._executions.get(response_id) is execution:
+            execution.cancellation.request()
 
     # ------------------------------------------------------------------ executions
 
@@ -318,6 +353,33 @@ class ResponseManager:
             self._finished[response.id] = execution
             while len(self._finished) > KEEP_FINISHED:
                 self._finished.popitem(last=False)
+
+
+async def _follow_stored(
+    repository: Repository, response: ResponseRecord, starting_after: int | None, heartbeat: float | None
+) -> AsyncIterator[list[ResponseEvent]]:
+    """A response's events rebuilt from storage, after `starting_after`. One still unfinished executes
+    on another replica: storage is read again until it ends (its output is stored when it ends, so
+    its events come then), an empty batch after `heartbeat` silent seconds."""
+    last = -1 if starting_after is None else starting_after
+    spoke = time.monotonic()
+    while True:
+        # The replay of a response grows as it goes on: what is new is after what was sent.
+        events = [event for event in replay(response) if event.sequence_number > last]
+        if events:
+            last = events[-1].sequence_number
+            spoke = time.monotonic()
+            yield events
+        if response.status not in UNFINISHED:
+            return
+        await asyncio.sleep(STORED_POLL)
+        if heartbeat is not None and time.monotonic() - spoke >= heartbeat:
+            spoke = time.monotonic()
+            yield []
+        try:
+            response = await to_thread(repository.get_response, response.id)
+        except StoredNotFoundError:
+            return  # deleted meanwhile
 
 
 def _chain(repository: Repository, previous_response_id: str | None) -> list[ResponseRecord]:

@@ -97,8 +97,9 @@ class Housekeeping:
 
     async def start(self, *, alone: bool = True) -> None:
         if alone:
-            # Responses have no claims: only a replica starting alone knows that every unfinished
-            # one was left by a process that is gone. (Runs are ended by `Coordination.start`.)
+            # Only a replica starting alone knows that every unfinished response was left by a
+            # process that is gone (on SQLite, none records its replica). Among replicas, those of
+            # a replica gone are failed by `Coordination`, as its runs are.
             failed = await to_thread(end_interrupted_responses, self._repository)
             if failed:
                 logger.warning(

@@ -1,4 +1,4 @@
-"""How the replicas of one service share the execution of runs.
+"""How the replicas of one service share the execution of runs (and the cancels of responses).
 
 A run executes on the replica that made it active (created it, received its tool outputs, or
 cancelled it while it waited), in the transaction that made it active, so each stretch executes
@@ -6,8 +6,10 @@ exactly once. What crosses replicas goes through `Coordination`:
 
     claim        which replica executes a run, recorded with the status change that starts it
     follow       the events of a run executing on another replica, for a stream opened here
-    cancel       a cancel received here for a run executing elsewhere stops it there
-    recovery     runs whose replica is gone are ended as a restart ends them, once
+    cancel       a cancel received here for a run executing elsewhere stops it there; for a
+                 background response, every replica hears it, and the one executing it stops it
+    recovery     runs whose replica is gone are ended as a restart ends them, once; so are the
+                 responses of that replica (recorded, `replica_id`, where each was created)
     once         work one replica at a time does (the expiry sweep)
 
 `LocalCoordination` is one process alone on its database (SQLite): nothing crosses, and recovery ends
@@ -46,7 +48,18 @@ class RunHost(Protocol):
         """Another replica moved the run to `cancelling`: stop its execution here."""
 
 
+class ResponseHost(Protocol):
+    """What coordination asks of this replica's responses."""
+
+    async def cancelled_elsewhere(self, response_id: str) -> None:
+        """Another replica cancelled the response in storage: stop its execution, if it runs here."""
+
+
 class Coordination(Protocol):
+    @property
+    def replica_id(self) -> str | None:
+        """This replica, as recorded with the responses it executes; None for a process alone."""
+
     async def start(self, host: RunHost) -> list[str]:
         """Joins the service; ends the runs left unfinished by replicas that are gone, and returns their ids."""
 
@@ -66,6 +79,12 @@ class Coordination(Protocol):
     async def cancel_elsewhere(self, run: RunRecord) -> None:
         """Asks the replica executing `run` (moved to `cancelling` here) to stop it."""
 
+    def host_responses(self, host: ResponseHost) -> None:
+        """Where cancels of responses received by other replicas go."""
+
+    async def cancel_response_elsewhere(self, response_id: str) -> None:
+        """Asks whichever replica executes the response (cancelled in storage here) to stop it."""
+
     def once(self, name: str, work: Callable[[], T]) -> T | None:
         """Blocking: `work()`, unless another replica is doing `name` right now (then None)."""
 
@@ -79,6 +98,10 @@ class LocalCoordination:
 
     def __init__(self, repository: Repository) -> None:
         self._repository = repository
+
+    @property
+    def replica_id(self) -> str | None:
+        return None
 
     async def start(self, host: RunHost) -> list[str]:
         # Every unfinished run was left by the previous process on this database.
@@ -97,6 +120,12 @@ class LocalCoordination:
         return None
 
     async def cancel_elsewhere(self, run: RunRecord) -> None:
+        pass
+
+    def host_responses(self, host: ResponseHost) -> None:
+        pass
+
+    async def cancel_response_elsewhere(self, response_id: str) -> None:
         pass
 
     def once(self, name: str, work: Callable[[], T]) -> T | None:
