@@ -410,8 +410,9 @@ def error_json(error: StreamError) -> dict[str, Any]:
     return {"message": error.message, "type": error.type, "param": None, "code": error.code}
 
 
-def event_message(event: Event) -> run_pb2.RunEvent:
-    """A run event as the typed gRPC event: its payload in the `data` member of its kind."""
+def event_message(event: Event, search_content: bool = False) -> run_pb2.RunEvent:
+    """A run event as the typed gRPC event: its payload in the `data` member of its kind (steps
+    with file search results' text when `search_content`)."""
     message = run_pb2.RunEvent(event=event.name)
     data = event.data
     if isinstance(data, RunRecord):
@@ -421,7 +422,7 @@ def event_message(event: Event) -> run_pb2.RunEvent:
     elif isinstance(data, MessageRecord):
         message.message.CopyFrom(message_message(data))
     elif isinstance(data, RunStepRecord):
-        message.step.CopyFrom(step_message(data))
+        message.step.CopyFrom(step_message(data, search_content))
     elif isinstance(data, ToolCallDelta):
         message.step_delta.CopyFrom(step_delta(data))
     elif isinstance(data, ThreadRecord):
@@ -499,7 +500,7 @@ def run_json(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def step_json(record: RunStepRecord) -> dict[str, Any]:
+def step_json(record: RunStepRecord, search_content: bool = False) -> dict[str, Any]:
     return {
         "id": record.id,
         "object": "thread.run.step",
@@ -509,7 +510,7 @@ def step_json(record: RunStepRecord) -> dict[str, Any]:
         "run_id": record.run_id,
         "type": record.type,
         "status": str(record.status),
-        "step_details": values.step_details_to_json(record.step_details, stored=False, search_content=False),
+        "step_details": values.step_details_to_json(record.step_details, stored=False, search_content=search_content),
         "last_error": _json_or_none(values.last_error_to_json, record.last_error),
         "expired_at": record.expired_at,
         "cancelled_at": record.cancelled_at,
@@ -520,7 +521,7 @@ def step_json(record: RunStepRecord) -> dict[str, Any]:
     }
 
 
-def event_json(event: Event) -> Any:
+def event_json(event: Event, search_content: bool = False) -> Any:
     """A run event's object as OpenAI's JSON (the `data:` of its SSE frame)."""
     data = event.data
     if isinstance(data, MessageDelta):
@@ -530,7 +531,7 @@ def event_json(event: Event) -> Any:
     if isinstance(data, MessageRecord):
         return message_json(data)
     if isinstance(data, RunStepRecord):
-        return step_json(data)
+        return step_json(data, search_content)
     if isinstance(data, ThreadRecord):
         return thread_json(data)
     if isinstance(data, ToolCallDelta):

@@ -15,10 +15,11 @@ SSE_DONE = b"event: done\ndata: [DONE]\n\n"
 SSE_HEARTBEAT = b": keep-alive\n\n"
 
 
-def frame(event: Event) -> bytes:
+def frame(event: Event, search_content: bool = False) -> bytes:
+    """A run event; `search_content` adds file search results' text to its steps (`include[]`)."""
     if event.name is EventName.DONE:
         return SSE_DONE
-    data = json.dumps(convert.event_json(event), separators=(",", ":"), ensure_ascii=False)
+    data = json.dumps(convert.event_json(event, search_content), separators=(",", ":"), ensure_ascii=False)
     return f"event: {event.name}\ndata: {data}\n\n".encode()
 
 

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from openai import AssistantEventHandler, OpenAI
+from openai.types.beta.assistant_stream_event import ThreadRunStepCompleted
 
 pytestmark = pytest.mark.sdk
 
 NOTES = b"The return policy allows refunds within thirty days of purchase.\nShipping takes five days.\n"
+SEARCH_CONTENT: Final = "step_details.tool_calls[*].file_search.results[*].content"
 QUESTION = 'Use file_search to answer: how long do refunds take? {"query": "refund policy days"}'
 
 
@@ -65,7 +67,7 @@ def test_a_run_searches_and_answers_with_citations(openai_client: OpenAI, assist
         steps[0].id,
         thread_id=thread.id,
         run_id=run.id,
-        include=["step_details.tool_calls[*].file_search.results[*].content"],
+        include=[SEARCH_CONTENT],
     )
     found = with_content.step_details.tool_calls[0].file_search.results  # type: ignore[union-attr]
     assert found is not None
@@ -106,6 +108,26 @@ def test_the_stream_carries_the_search_step_and_the_annotations(
     assert events[-1] == "thread.run.completed"
     annotations = final[-1].content[0].text.annotations  # type: ignore[union-attr]
     assert [a.file_citation.file_id for a in annotations] == [notes_id]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("include", [[], [SEARCH_CONTENT]], ids=["plain", "with-content"])
+def test_a_streamed_run_carries_the_results_text_in_its_steps_when_included(
+    openai_client: OpenAI, assistant: Any, include: list[Any]
+) -> None:
+    thread = openai_client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
+    stream = openai_client.beta.threads.runs.create(
+        thread_id=thread.id, assistant_id=assistant.id, stream=True, include=include
+    )
+    completed: list[Any] = [
+        event.data for event in stream if isinstance(event, ThreadRunStepCompleted) and event.data.type == "tool_calls"
+    ]
+    results = completed[0].step_details.tool_calls[0].file_search.results
+    assert results
+    contents = [result.content for result in results]
+    if include:
+        assert "thirty days" in contents[0][0].text
+    else:
+        assert contents == [None] * len(results)
 
 
 def test_a_reply_that_cites_nothing_gets_the_files_appended(openai_client: OpenAI, notes_id: str) -> None:

@@ -10,6 +10,8 @@ import pytest
 from sovereign_server import convert
 from sovereign_server.runs.model import StreamError, ToolCallDelta
 from sovereign_storage import (
+    FileSearchCall,
+    FileSearchResult,
     FunctionCall,
     ImageFileContent,
     ImageUrlContent,
@@ -103,6 +105,11 @@ STEPS = [
         "step_3", 1, "run_1", "thread_1", "asst_1", "tool_calls", StepStatus.FAILED,
         ToolCalls(()), LastError("rate_limit_exceeded", "slow down"), None, None, 4, None, {}, None,
     ),
+    RunStepRecord(
+        "step_4", 1, "run_1", "thread_1", "asst_1", "tool_calls", StepStatus.COMPLETED,
+        ToolCalls((FileSearchCall("fs_1", "refunds", (FileSearchResult("file-1", "notes.txt", 0.5, "thirty days"),)),)),
+        None, None, None, None, 5, {}, None,
+    ),
 ]  # fmt: skip
 
 MESSAGES = [
@@ -123,9 +130,14 @@ def test_a_run_renders_as_the_gateway_prints_it(record: RunRecord) -> None:
     assert convert.run_json(record) == convert.openai_json(convert.run_message(record))
 
 
+@pytest.mark.parametrize("search_content", [False, True], ids=["plain", "with-content"])
 @pytest.mark.parametrize("record", STEPS, ids=lambda s: s.id)
-def test_a_step_renders_as_the_gateway_prints_it(record: RunStepRecord) -> None:
-    assert convert.step_json(record) == convert.openai_json(convert.step_message(record))
+def test_a_step_renders_as_the_gateway_prints_it(record: RunStepRecord, search_content: bool) -> None:
+    rendered = convert.step_json(record, search_content)
+    assert rendered == convert.openai_json(convert.step_message(record, search_content))
+    if record.id == "step_4":
+        result = rendered["step_details"]["tool_calls"][0]["file_search"]["results"][0]
+        assert ("content" in result) is search_content
 
 
 @pytest.mark.parametrize("record", MESSAGES, ids=lambda m: m.id)

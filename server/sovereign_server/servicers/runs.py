@@ -51,7 +51,7 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         options = await self._run_options(request)
         run, channel = await self._runs.create_run(current_caller(), request.thread_id, options)
-        async for body in self._http(run, channel, request.stream):
+        async for body in self._http(run, channel, request.stream, convert.SEARCH_CONTENT in request.include):
             yield body
 
     async def CreateThreadAndRun(
@@ -73,7 +73,7 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
     ) -> AsyncIterator[run_pb2.RunEvent]:
         options = await self._run_options(request)
         _, channel = await self._runs.create_run(current_caller(), request.thread_id, options)
-        async for event in self._typed(channel):
+        async for event in self._typed(channel, convert.SEARCH_CONTENT in request.include):
             yield event
 
     async def CreateThreadAndRunEvents(
@@ -129,26 +129,30 @@ class RunServicer(CallerScoped, run_service_pb2_grpc.RunServiceServicer):
         async for event in self._typed(source):
             yield event
 
-    async def _http(self, run: RunRecord, channel: EventChannel, stream: bool) -> AsyncIterator[httpbody_pb2.HttpBody]:
+    async def _http(
+        self, run: RunRecord, channel: EventChannel, stream: bool, search_content: bool = False
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         if not stream:
             data = json.dumps(convert.run_json(run), separators=(",", ":"), ensure_ascii=False).encode()
             yield httpbody_pb2.HttpBody(content_type=JSON, data=data)
             return
-        async for body in self._sse(channel):
+        async for body in self._sse(channel, search_content):
             yield body
 
-    async def _sse(self, channel: EventSource) -> AsyncIterator[httpbody_pb2.HttpBody]:
+    async def _sse(self, channel: EventSource, search_content: bool = False) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        # `search_content`: the run was created with `include[]` asking for file search results' text.
         with self._streaming("sse"):
             async for batch in channel.follow(self._runs.settings.heartbeat):
-                data = b"".join(sse.frame(event) for event in merge_text_deltas(batch)) if batch else sse.SSE_HEARTBEAT
+                frames = (sse.frame(event, search_content) for event in merge_text_deltas(batch))
+                data = b"".join(frames) if batch else sse.SSE_HEARTBEAT
                 yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
 
-    async def _typed(self, channel: EventSource) -> AsyncIterator[run_pb2.RunEvent]:
+    async def _typed(self, channel: EventSource, search_content: bool = False) -> AsyncIterator[run_pb2.RunEvent]:
         # gRPC keeps idle streams alive itself: no heartbeats here.
         with self._streaming("grpc"):
             async for batch in channel.follow():
                 for event in merge_text_deltas(batch):
-                    yield convert.event_message(event)
+                    yield convert.event_message(event, search_content)
 
     def _streaming(self, transport: str) -> AbstractContextManager[None]:
         """Counts the stream as active while it is open."""
