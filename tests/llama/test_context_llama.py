@@ -289,6 +289,28 @@ async def test_a_threads_messages_are_counted_once(recorded: Recorded, repositor
     await manager.stop()
 
 
+async def test_a_short_thread_far_within_the_window_is_sent_uncounted(
+    recorded: Recorded, repository: Repository
+) -> None:
+    manager = RunManager(repository, recorded, RunSettings(expiry_sweep_interval=60))
+    assistant = repository.create_assistant(NewAssistant(model="tiny"))
+    thread_id = _thread(repository, 3)
+    run, channel = await manager.create_run(CALLER, thread_id, RunOptions(assistant_id=assistant.id))
+    await _events(channel)
+    counting = recorded.counting
+    assert counting is not None
+    # Its bytes bound its tokens within the window: no tokenizer round trip before the first token.
+    assert (counting.texts, counting.prompts) == ([], 0)
+    sent = recorded.requests[-1]
+    assert [message.text for message in sent.messages] == [note(index) for index in range(3)]
+    ended = repository.get_run(thread_id, run.id)
+    assert ended.status == "completed"
+    # The model server's own count of what it read.
+    assert ended.usage is not None
+    assert ended.usage.prompt_tokens == await counting.count_prompt(sent)
+    await manager.stop()
+
+
 # ---------------------------------------------------------------- the local model
 
 

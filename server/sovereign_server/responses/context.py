@@ -10,7 +10,13 @@ from typing import Any
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
 from sovereign_server.responses.model import InputItem
 from sovereign_server.runs.context import item_message
-from sovereign_server.runs.fitting import MESSAGE_OVERHEAD, PROMPT_OVERHEAD, TOOL_OVERHEAD, message_texts
+from sovereign_server.runs.fitting import (
+    MESSAGE_OVERHEAD,
+    PROMPT_OVERHEAD,
+    TEMPLATE_MARGIN,
+    TOOL_OVERHEAD,
+    message_texts,
+)
 from sovereign_storage import (
     FUNCTION_CALL_PREFIX,
     FUNCTION_OUTPUT_PREFIX,
@@ -112,11 +118,6 @@ def _chat_response_format(text_format: dict[str, Any] | None) -> Any:
     if text_format is None or text_format["type"] != "json_schema":
         return text_format
     return {"type": "json_schema", "json_schema": {key: v for key, v in text_format.items() if key != "type"}}
-
-
-# What a chat template may add beyond the per-message and per-tool allowances of `runs.fitting`
-# (a default system prompt, say).
-TEMPLATE_MARGIN = 256
 
 
 def byte_bound(request: GenerationRequest) -> int:

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sovereign_server.engines import ChatMessage, Engine, FunctionTool, GenerationRequest, Tokenizer, ToolCall
-from sovereign_server.runs.fitting import Budget, Fitted, Turn, budget_for, fit, message_tokens
+from sovereign_server.runs.fitting import (
+    TEMPLATE_MARGIN,
+    Budget,
+    ByteBound,
+    Fitted,
+    Turn,
+    budget_for,
+    fit,
+    message_tokens,
+)
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, engine_content, read_image_files
 from sovereign_storage import (
     ContentPart,
@@ -228,9 +237,18 @@ async def fit_run(
     tokenizer = await engine.tokenizer(run.model)
     remaining = None if run.max_prompt_tokens is None else run.max_prompt_tokens - prompt_tokens_used
     budget = budget_for(window, max_completion_tokens=run.max_completion_tokens, max_prompt_tokens=remaining)
-    history = ThreadHistory(run, context, repository, tokenizer, counted)
     frame = generation_request(run, [], [])
-    fitted = await fit(frame, history, tokenizer, budget.prompt, pinned=tool_turns(context.steps))
+    pinned = tool_turns(context.steps)
+    fitted = None
+    if not context.more:
+        # A thread read whole whose bytes bound its tokens within the budget goes uncounted.
+        bound = ByteBound(tokenizer.image_tokens)
+        history = ThreadHistory(run, context, repository, bound, {})
+        quick = await fit(frame, history, bound, budget.prompt - TEMPLATE_MARGIN, pinned=pinned)
+        fitted = quick if quick is not None and quick.whole else None
+    if fitted is None:
+        history = ThreadHistory(run, context, repository, tokenizer, counted)
+        fitted = await fit(frame, history, tokenizer, budget.prompt, pinned=pinned)
     if fitted is not None and run.max_completion_tokens is not None:
         # No more than the window still holds: some servers refuse a request that asks for more.
         room = min(run.max_completion_tokens, window - fitted.prompt_tokens)

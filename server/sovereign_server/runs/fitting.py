@@ -40,7 +40,9 @@ from sovereign_server.engines import ChatMessage, GenerationRequest, Tokenizer
 
 __all__ = [
     "MESSAGE_OVERHEAD",
+    "TEMPLATE_MARGIN",
     "Budget",
+    "ByteBound",
     "Fitted",
     "History",
     "Turn",
@@ -58,6 +60,9 @@ MESSAGE_OVERHEAD = 8
 TOOL_OVERHEAD = 16
 # The generation prompt and whatever the template adds once (a default system line, say).
 PROMPT_OVERHEAD = 32
+# What a chat template may add beyond these allowances (a default system prompt, say): kept free
+# when a prompt is bounded by its bytes instead of counted (`ByteBound`).
+TEMPLATE_MARGIN = 256
 # Room kept for the reply when the run sets no max_completion_tokens: a quarter of the window, at
 # most 4,096 tokens; a max_completion_tokens beyond half the window keeps half.
 DEFAULT_REPLY_SHARE = 4
@@ -119,6 +124,8 @@ class Fitted:
     prompt_tokens: int
     exact: bool
     turns: int
+    # Every turn of the conversation was kept: nothing was dropped.
+    whole: bool = False
 
 
 def message_texts(message: ChatMessage) -> list[str]:
@@ -151,16 +158,16 @@ async def fit(
         chosen = await _choose(walk, opening, allowance)
         if chosen is None:
             return None
-        turns, estimate = chosen
+        turns, estimate, whole = chosen
         conversation = tuple(message for turn in turns for message in turn.messages)
         request = replace(frame, messages=(*frame.messages, *conversation, *pinned))
         images = sum(len(message.images) for message in request.messages)
         exact = await tokenizer.count_prompt(_as_text(request) if images else request)
         if exact is None:
-            return Fitted(request, fixed + estimate, exact=False, turns=len(turns))
+            return Fitted(request, fixed + estimate, exact=False, turns=len(turns), whole=whole)
         exact += images * tokenizer.image_tokens
         if exact <= budget:
-            return Fitted(request, exact, exact=not images, turns=len(turns))
+            return Fitted(request, exact, exact=not images, turns=len(turns), whole=whole)
         # The template costs more than estimated: shrink the estimate in the proportion it was
         # short (right for a cost per message; a fixed cost converges in a few rounds), by a turn at least.
         allowance = min((fixed + estimate) * budget // exact - fixed, estimate - 1)
@@ -234,11 +241,12 @@ class _Walk:
         return self._turns[index] if index < len(self._turns) else None
 
 
-async def _choose(walk: _Walk, opening: Turn | None, allowance: int) -> tuple[list[Turn], int] | None:
-    """The turns to send, oldest first, and their tokens; None if not even the newest fits."""
+async def _choose(walk: _Walk, opening: Turn | None, allowance: int) -> tuple[list[Turn], int, bool] | None:
+    """The turns to send, oldest first, their tokens, and whether they are all the history's; None
+    if not even the newest fits."""
     newest = await walk.at(0)
     if newest is None:
-        return [], 0
+        return [], 0, True
     used = newest.tokens
     if used > allowance:
         return None
@@ -247,13 +255,16 @@ async def _choose(walk: _Walk, opening: Turn | None, allowance: int) -> tuple[li
         used += opening.tokens
     recent = [newest]
     reached_opening = False
+    whole = True
     index = 1
     while (turn := await walk.at(index)) is not None:
         if opening is not None and turn.id == opening.id:
             if not with_opening:
+                whole = False
                 break  # it did not fit, and older turns would leave a gap before it
             reached_opening = True  # already counted
         elif used + turn.tokens > allowance:
+            whole = False
             break
         else:
             used += turn.tokens
@@ -262,7 +273,25 @@ async def _choose(walk: _Walk, opening: Turn | None, allowance: int) -> tuple[li
     turns = recent[::-1]
     if opening is not None and with_opening and not reached_opening:
         turns.insert(0, opening)
-    return turns, used
+    return turns, used, whole
+
+
+class ByteBound:
+    """More tokens than any text has, counted without a model server: no token of a byte-level
+    tokenizer is shorter than a byte. A prompt within its budget by this bound (less
+    `TEMPLATE_MARGIN`) needs no counting, which costs a model server's tokenizer round trips before
+    the first token. Not worth keeping (no `key`); images cost what the model's tokenizer says."""
+
+    key: str | None = None
+
+    def __init__(self, image_tokens: int) -> None:
+        self.image_tokens = image_tokens
+
+    async def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(text.encode()) for text in texts]
+
+    async def count_prompt(self, request: GenerationRequest) -> int | None:
+        return None
 
 
 async def count_texts(tokenizer: Tokenizer, items: Sequence[Sequence[str]]) -> list[int]:
