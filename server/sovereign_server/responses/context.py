@@ -3,20 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
 from sovereign_server.responses.model import InputItem
 from sovereign_server.runs.context import item_message
-from sovereign_server.runs.fitting import (
-    MESSAGE_OVERHEAD,
-    PROMPT_OVERHEAD,
-    TEMPLATE_MARGIN,
-    TOOL_OVERHEAD,
-    message_texts,
-)
 from sovereign_storage import (
     FUNCTION_CALL_PREFIX,
     FUNCTION_OUTPUT_PREFIX,
@@ -118,22 +110,6 @@ def _chat_response_format(text_format: dict[str, Any] | None) -> Any:
     if text_format is None or text_format["type"] != "json_schema":
         return text_format
     return {"type": "json_schema", "json_schema": {key: v for key, v in text_format.items() if key != "type"}}
-
-
-def byte_bound(request: GenerationRequest) -> int:
-    """More tokens than `request`'s prompt can have, counted without a tokenizer: no token of a
-    byte-level tokenizer is shorter than a byte, and the template's own are allowed for. A prompt
-    below its window by this bound needs no counting (which costs a model server round trips)."""
-    texts = [text for message in request.messages for text in message_texts(message)]
-    texts += [json.dumps([tool.name, tool.description, tool.parameters]) for tool in request.tools]
-    return (
-        sum(len(text.encode()) for text in texts)
-        + MESSAGE_OVERHEAD * len(request.messages)
-        + (MESSAGE_OVERHEAD * sum(len(message.tool_calls) for message in request.messages))
-        + TOOL_OVERHEAD * len(request.tools)
-        + PROMPT_OVERHEAD
-        + TEMPLATE_MARGIN
-    )
 
 
 def image_file_references(items: Sequence[InputItem], param: str) -> list[tuple[str, str]]:

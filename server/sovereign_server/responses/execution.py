@@ -25,7 +25,7 @@ from typing import Any
 from sovereign_server.caller import Caller
 from sovereign_server.engines import Engine, EngineError
 from sovereign_server.engines import ToolCallDelta as EngineToolCallDelta
-from sovereign_server.responses.context import byte_bound, conversation_item, engine_messages, generation_request
+from sovereign_server.responses.context import conversation_item, engine_messages, generation_request
 from sovereign_server.responses.model import (
     RESPONSES,
     ArgumentsEvent,
@@ -37,7 +37,7 @@ from sovereign_server.responses.model import (
     ResponseObserver,
 )
 from sovereign_server.runs.channel import Channel
-from sovereign_server.runs.fitting import Fitted, budget_for, fit_messages
+from sovereign_server.runs.fitting import Fitted, budget_for, fit_by_bytes, fit_messages
 from sovereign_server.runs.generation import Cancellation, Generation
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, read_image_files
 from sovereign_server.runs.model import StreamError
@@ -264,11 +264,11 @@ class ResponseExecution:
             # As OpenAI's: only an input the window cannot hold fails.
             prompt_budget = window - 1
         images = any(message.images for message in request.messages)
-        bound = byte_bound(request)
-        if not images and bound <= prompt_budget:
-            # Surely within the window: sent as it is, uncounted (the engine reports the usage).
-            return Fitted(request, bound, exact=False, turns=len(request.messages))
-        fitted = await fit_messages(request, await self._engine.tokenizer(response.model), prompt_budget)
+        tokenizer = await self._engine.tokenizer(response.model)
+        # Surely within the window is sent as it is, uncounted (the engine reports the usage).
+        fitted = await fit_by_bytes(request, tokenizer.image_tokens, prompt_budget)
+        if fitted is None:
+            fitted = await fit_messages(request, tokenizer, prompt_budget)
         if fitted is None or (response.truncation != "auto" and fitted.request.messages != request.messages):
             return None
         if response.max_output_tokens is not None:

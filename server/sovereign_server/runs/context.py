@@ -240,7 +240,7 @@ async def fit_run(
     frame = generation_request(run, [], [])
     pinned = tool_turns(context.steps)
     fitted = None
-    if not context.more:
+    if not context.more and not run.tools:
         # A thread read whole whose bytes bound its tokens within the budget goes uncounted.
         bound = ByteBound(tokenizer.image_tokens)
         history = ThreadHistory(run, context, repository, bound, {})

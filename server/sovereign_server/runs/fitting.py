@@ -49,6 +49,7 @@ __all__ = [
     "budget_for",
     "count_texts",
     "fit",
+    "fit_by_bytes",
     "fit_messages",
     "message_texts",
     "message_tokens",
@@ -60,9 +61,10 @@ MESSAGE_OVERHEAD = 8
 TOOL_OVERHEAD = 16
 # The generation prompt and whatever the template adds once (a default system line, say).
 PROMPT_OVERHEAD = 32
-# What a chat template may add beyond these allowances (a default system prompt, say): kept free
-# when a prompt is bounded by its bytes instead of counted (`ByteBound`).
-TEMPLATE_MARGIN = 256
+# What a chat template may add beyond these allowances when no tool is offered (a default system
+# prompt, say): kept free when a prompt is bounded by its bytes instead of counted (`ByteBound`).
+# Templates that offer tools spend hundreds of tokens describing them: such prompts are counted.
+TEMPLATE_MARGIN = 128
 # Room kept for the reply when the run sets no max_completion_tokens: a quarter of the window, at
 # most 4,096 tokens; a max_completion_tokens beyond half the window keeps half.
 DEFAULT_REPLY_SHARE = 4
@@ -190,6 +192,17 @@ async def fit_messages(
     ]
     frame = replace(request, messages=messages[:lead])
     return await fit(frame, _ListHistory(turns), tokenizer, budget, pinned=messages[end:])
+
+
+async def fit_by_bytes(request: GenerationRequest, image_tokens: int, budget: int) -> Fitted | None:
+    """`request` whole and uncounted, when its bytes bound its tokens within `budget` (less
+    `TEMPLATE_MARGIN`); else None, and it is to be counted. A request that offers tools is always
+    counted (templates spend hundreds of tokens describing them)."""
+    if request.tools:
+        return None
+    bound = ByteBound(image_tokens)
+    fitted = await fit_messages(request, bound, budget - TEMPLATE_MARGIN)
+    return fitted if fitted is not None and fitted.whole else None
 
 
 def _as_text(request: GenerationRequest) -> GenerationRequest:
