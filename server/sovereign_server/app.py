@@ -38,6 +38,7 @@ from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
+from sovereign_server.files.response_tool import ResponseFileSearch
 from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.files.service import FileImages
 from sovereign_server.interceptors import CallInterceptor
@@ -235,7 +236,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
     # Its start also ends what a stopped process left running: runs, and responses.
     await runs.start()
     responses = ResponseManager(
-        repository, engine, heartbeat=config.stream_heartbeat, observer=reports, image_files=image_files
+        repository,
+        engine,
+        heartbeat=config.stream_heartbeat,
+        observer=reports,
+        image_files=image_files,
+        tools=ResponseFileSearch(files, config.file_search_mode),
     )
     await files.start()
 
