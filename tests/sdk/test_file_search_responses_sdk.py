@@ -70,8 +70,10 @@ def test_a_response_searches_and_answers_with_citations(openai_client: OpenAI, s
     assert search.results is not None
     result = search.results[0]
     assert (result.file_id, result.filename) == (notes_id, "notes.txt")
-    assert result.text is not None and "thirty days" in result.text
-    assert result.score is not None and 0 < result.score <= 1
+    assert result.text is not None
+    assert "thirty days" in result.text
+    assert result.score is not None
+    assert 0 < result.score <= 1
     assert result.attributes == {}
 
     text = message.content[0]
@@ -85,7 +87,8 @@ def test_a_response_searches_and_answers_with_citations(openai_client: OpenAI, s
         len("file_search returned: "),
     )
     # Two model turns: the one that called the tool and the one that answered.
-    assert response.usage is not None and response.usage.output_tokens > len(text.text.split())
+    assert response.usage is not None
+    assert response.usage.output_tokens > len(text.text.split())
 
     # The tool is echoed with OpenAI's defaults; the results are shown only when asked for.
     [echoed] = response.tools
@@ -98,7 +101,7 @@ def test_a_response_searches_and_answers_with_citations(openai_client: OpenAI, s
     }
     retrieved = openai_client.responses.retrieve(response.id)
     assert _parts(retrieved)[0].results is None
-    assert _parts(retrieved)[1].content[0].annotations == text.annotations
+    assert _parts(retrieved)[1].content[0].annotations == text.annotations  # type: ignore[union-attr]
     included = openai_client.responses.retrieve(response.id, include=["file_search_call.results"])
     assert _parts(included)[0].results == search.results
 
@@ -117,10 +120,10 @@ def test_the_stream_has_the_search_events_in_order(openai_client: OpenAI, store_
     assert names[2 : 2 + len(SEARCH_EVENTS)] == SEARCH_EVENTS
     assert names[-1] == "response.completed"
     added, in_progress = events[2], events[3]
-    assert added.item.type == "file_search_call" and added.item.status == "in_progress"  # type: ignore[union-attr]
+    assert (added.item.type, added.item.status) == ("file_search_call", "in_progress")  # type: ignore[union-attr]
     assert in_progress.item_id == added.item.id  # type: ignore[union-attr]
     done = events[2 + len(SEARCH_EVENTS) - 1]
-    assert done.item.status == "completed" and done.item.results is None  # type: ignore[union-attr]
+    assert (done.item.status, done.item.results) == ("completed", None)  # type: ignore[union-attr]
     part_done = next(event for event in events if event.type == "response.content_part.done")
     assert [a.type for a in part_done.part.annotations] == ["file_citation"]  # type: ignore[union-attr]
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -199,4 +202,4 @@ def test_another_projects_vector_store_is_a_404(
         tools: Any = [{"type": "file_search", "vector_store_ids": [store_id]}]
         with pytest.raises(openai.NotFoundError):
             beta.responses.create(model="builtin", input=QUESTION, tools=tools)
-        assert _parts(alpha.responses.create(model="builtin", input=QUESTION, tools=tools))[1].content[0].annotations
+        assert _parts(alpha.responses.create(model="builtin", input=QUESTION, tools=tools))[1].content[0].annotations  # type: ignore[union-attr]
