@@ -236,3 +236,21 @@ async def test_prefetch_searches_first_and_appends_the_files_cited(repository: R
     assert [citation.start_index for citation in part.annotations] == [13]
     deltas = [event for event in events if event.type == "response.output_text.delta"]
     assert len(deltas) == 2  # the reply, then the citation appended
+
+
+async def test_the_typed_grpc_events_and_response_print_the_same_json(repository: Repository) -> None:
+    """What gRPC callers get (typed messages) is what the JSON streams carry."""
+    engine = ScriptedEngine(
+        [ToolCallDelta(0, "call_1", "file_search", "{}"), Finish("tool_calls")],
+        later_turns=[[TextDelta("【0:0†notes.txt】"), Finish("stop")]],
+    )
+    manager = ResponseManager(repository, engine, tools=FakeSearch())
+    tools = [check_file_search_tool(TOOL, "t"), {"type": "function", "name": "f", "parameters": None, "strict": None}]
+    response, events = await _events(manager, ResponseOptions(model="m", input=(user("refunds?"),), tools=tools))
+    for event in events:
+        for results in (False, True):
+            typed = convert_responses.event_message(event, results)
+            assert convert.openai_json(typed) == convert_responses.event_json(event, results)
+    assert convert.openai_json(convert_responses.response_message(response)) == convert_responses.response_json(
+        response
+    )
