@@ -296,7 +296,7 @@ COMPONENTS: dict[str, Schema] = {
             ),
         ]
     },
-    # The typed `Item` message, as OpenAI's union of three item objects.
+    # The typed `Item` message, as OpenAI's union of four item objects.
     "Item": {
         "oneOf": [
             closed_object(
@@ -343,8 +343,47 @@ COMPONENTS: dict[str, Schema] = {
                 "call_id",
                 "output",
             ),
+            closed_object(
+                {
+                    "id": {"type": "string", "pattern": "^fs_"},
+                    "type": {"const": "file_search_call"},
+                    "status": enum("in_progress", "searching", "completed", "incomplete", "failed"),
+                    "queries": {"type": "array", "items": {"type": "string"}},
+                    "results": nullable({"type": "array", "items": ref("FileSearchCallResult")}),
+                },
+                "id",
+                "type",
+                "status",
+                "queries",
+                "results",
+            ),
         ]
     },
+    "FileSearchCallResult": closed_object(
+        {
+            "file_id": {"type": "string"},
+            "filename": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "text": {"type": "string"},
+            "attributes": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        },
+        "file_id",
+        "filename",
+        "score",
+        "text",
+    ),
+    "FileCitation": closed_object(
+        {
+            "type": {"const": "file_citation"},
+            "file_id": {"type": "string"},
+            "filename": {"type": "string"},
+            "index": {"type": "integer", "minimum": 0},
+        },
+        "type",
+        "file_id",
+        "filename",
+        "index",
+    ),
     # An item's content part as the server prints it.
     "ItemContentPart": {
         "oneOf": [
@@ -353,7 +392,7 @@ COMPONENTS: dict[str, Schema] = {
                 {
                     "type": {"const": "output_text"},
                     "text": {"type": "string"},
-                    "annotations": {"type": "array", "items": ANY_OBJECT},
+                    "annotations": {"type": "array", "items": ref("FileCitation")},
                     "logprobs": {"type": "array", "items": ANY_OBJECT},
                 },
                 "type",
@@ -386,10 +425,62 @@ COMPONENTS: dict[str, Schema] = {
         "type",
         "name",
     ),
+    # The file search tool as a request gives it.
+    "ResponseFileSearchTool": closed_object(
+        {
+            "type": {"const": "file_search"},
+            "vector_store_ids": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "string"}},
+            "max_num_results": {"type": "integer", "minimum": 1, "maximum": 50},
+            "ranking_options": ref("FileSearchRankingOptions"),
+            "filters": nullable(ANY_OBJECT),
+        },
+        "type",
+        "vector_store_ids",
+    ),
+    "FileSearchRankingOptions": closed_object(
+        {
+            "ranker": enum("none", "auto", "default-2024-11-15", "default_2024_08_21"),
+            "score_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "hybrid_search": closed_object({"embedding_weight": {"type": "number"}, "text_weight": {"type": "number"}}),
+        }
+    ),
+    # The typed `ResponseTool` message as the server prints it: a function or the file search.
+    "ResponseTool": {
+        "oneOf": [
+            closed_object(
+                {
+                    "type": {"const": "function"},
+                    "name": NAME,
+                    "description": NULLABLE_STRING,
+                    "parameters": {"type": ["object", "null"], "additionalProperties": True},
+                    "strict": {"type": ["boolean", "null"]},
+                },
+                "type",
+                "name",
+                "parameters",
+                "strict",
+            ),
+            closed_object(
+                {
+                    "type": {"const": "file_search"},
+                    "vector_store_ids": {"type": "array", "items": {"type": "string"}},
+                    "max_num_results": {"type": "integer", "minimum": 1, "maximum": 50},
+                    "ranking_options": ref("FileSearchRankingOptions"),
+                    "filters": nullable(ANY_OBJECT),
+                },
+                "type",
+                "vector_store_ids",
+                "max_num_results",
+                "ranking_options",
+                "filters",
+            ),
+        ]
+    },
     "ResponseToolChoice": {
         "oneOf": [
             enum("none", "auto", "required"),
             closed_object({"type": {"const": "function"}, "name": {"type": "string"}}, "type", "name"),
+            closed_object({"type": {"const": "file_search"}}, "type"),
         ]
     },
     "ResponseTextFormat": {
@@ -650,15 +741,6 @@ FIELDS: dict[str, Schema] = {
         },
     ),
     **_fields(
-        "ResponseTool",
-        {
-            "type": {"const": "function"},
-            "name": NAME,
-            "parameters": {"type": ["object", "null"], "additionalProperties": True},
-            "strict": {"type": ["boolean", "null"]},
-        },
-    ),
-    **_fields(
         "ResponseStreamEvent",
         {
             "part": ref("ItemContentPart"),
@@ -674,7 +756,11 @@ FIELDS: dict[str, Schema] = {
             "model": {"minLength": 1},
             "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": ref("InputItem")}]},
             "instructions": {"maxLength": 256000},
-            "tools": {"type": "array", "maxItems": 128, "items": ref("ResponseFunctionTool")},
+            "tools": {
+                "type": "array",
+                "maxItems": 128,
+                "items": {"oneOf": [ref("ResponseFunctionTool"), ref("ResponseFileSearchTool")]},
+            },
             "tool_choice": nullable(ref("ResponseToolChoice")),
             "conversation": nullable(
                 {
@@ -730,7 +816,6 @@ WHOLE: frozenset[str] = frozenset(
         "ItemList",
         "Conversation",
         "Response",
-        "ResponseTool",
         *_files.WHOLE,
     }
 )
@@ -831,6 +916,11 @@ RESPONSE_SSE_EVENT: Schema = {
             ["response.function_call_arguments.done"],
             [*_AT_ITEM, "name", "arguments"],
             {**_AT_ITEM, "name": {"type": "string"}, "arguments": {"type": "string"}},
+        ),
+        _response_event(
+            [f"response.file_search_call.{name}" for name in ("in_progress", "searching", "completed")],
+            list(_AT_ITEM),
+            _AT_ITEM,
         ),
         _response_event(
             ["error"],

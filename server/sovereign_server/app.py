@@ -38,6 +38,7 @@ from sovereign_server.caller import Caller
 from sovereign_server.config import ServerConfig
 from sovereign_server.engines import create_engine
 from sovereign_server.files import EmbeddingsConfig, FileService, FileSettings, OpenAIEmbedder
+from sovereign_server.files.response_tool import ResponseFileSearch
 from sovereign_server.files.run_tool import FileSearchTool
 from sovereign_server.files.service import FileImages
 from sovereign_server.interceptors import CallInterceptor
@@ -241,6 +242,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         observer=reports,
         image_files=image_files,
         coordination=coordination,
+        tools=ResponseFileSearch(files, config.file_search_mode),
     )
     await files.start()
 

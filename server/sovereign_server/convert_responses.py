@@ -22,11 +22,13 @@ from sovereign_assistant.v1 import (
 from sovereign_server import validation
 from sovereign_server.convert import from_value
 from sovereign_server.errors import InvalidRequestError
+from sovereign_server.files.requests import check_file_search_tool
 from sovereign_server.responses.context import new_item_id, record_item
 from sovereign_server.responses.model import (
     ArgumentsEvent,
     ContentPartEvent,
     InputItem,
+    ItemEvent,
     ItemReference,
     OutputItemEvent,
     ResponseEvent,
@@ -35,7 +37,10 @@ from sovereign_server.responses.model import (
 )
 from sovereign_server.runs.model import StreamError
 from sovereign_storage import (
+    FILE_SEARCH,
     ContentPart,
+    FileCitation,
+    FileSearchCall,
     FunctionCallDetails,
     FunctionOutputDetails,
     ImageUrlContent,
@@ -51,6 +56,8 @@ from sovereign_storage import (
 
 _M = TypeVar("_M", bound=ProtoMessage)
 
+# The tools the server runs itself, and how each is checked.
+HOSTED_TOOLS: dict[str, validation.HostedToolCheck] = {FILE_SEARCH: check_file_search_tool}
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 
@@ -73,14 +80,22 @@ def response_options(request: response_service_pb2.CreateResponseRequest) -> Res
             code="invalid_value",
         )
     validation.check_include(list(request.include))
+    tools = validation.check_response_tools(from_value(request, "tools"), hosted=HOSTED_TOOLS)
+    tool_choice = validation.check_response_tool_choice(from_value(request, "tool_choice"))
+    if tool_choice == {"type": FILE_SEARCH} and not any(tool["type"] == FILE_SEARCH for tool in tools or []):
+        raise InvalidRequestError(
+            "Invalid 'tool_choice': 'file_search' is not among the response's 'tools'.",
+            param="tool_choice",
+            code="invalid_value",
+        )
     return ResponseOptions(
         model=request.model or None,
         input=input_items(from_value(request, "input")),
         instructions=validation.check_max_length(
             "instructions", request.instructions if "instructions" in present else None, validation.MAX_INSTRUCTIONS
         ),
-        tools=validation.check_response_tools(from_value(request, "tools")),
-        tool_choice=validation.check_response_tool_choice(from_value(request, "tool_choice")),
+        tools=tools,
+        tool_choice=tool_choice,
         parallel_tool_calls=request.parallel_tool_calls if "parallel_tool_calls" in present else None,
         previous_response_id=request.previous_response_id or None,
         conversation_id=conversation_id,
@@ -136,22 +151,63 @@ def _content_part(part: dict[str, Any]) -> ContentPart:
 # ---------------------------------------------------------------- outbound: OpenAI's JSON
 
 
+def citation_json(citation: FileCitation) -> dict[str, Any]:
+    """A citation as the Responses API shows it: `index` is where the cited passage ends (where
+    the marker starts) in the text."""
+    return {
+        "type": "file_citation",
+        "file_id": citation.file_id,
+        "filename": citation.filename,
+        "index": citation.start_index,
+    }
+
+
+def output_text_json(text: str, annotations: Sequence[FileCitation] = ()) -> dict[str, Any]:
+    return {
+        "type": "output_text",
+        "text": text,
+        "annotations": [citation_json(citation) for citation in annotations],
+        "logprobs": [],
+    }
+
+
 def content_part_json(part: ContentPart, role: str) -> dict[str, Any]:
     """A content part as the Responses API shows it: text is `output_text` in an assistant's
     message, `input_text` in the others'."""
     if isinstance(part, TextContent):
         if role == "assistant":
-            return {"type": "output_text", "text": part.value, "annotations": [], "logprobs": []}
+            return output_text_json(part.value, part.annotations)
         return {"type": "input_text", "text": part.value}
     if isinstance(part, ImageUrlContent):
         return {"type": "input_image", "image_url": part.url, "file_id": None, "detail": part.detail or "auto"}
     return {"type": "input_image", "image_url": None, "file_id": part.file_id, "detail": part.detail or "auto"}
 
 
-def item_json(item: Item) -> dict[str, Any]:
+def search_json(call: FileSearchCall, results: bool) -> dict[str, Any]:
+    """A `file_search_call` item's own fields; its results only when asked for (`include`
+    `file_search_call.results`), else null, as OpenAI's."""
+    found = None
+    if results:
+        found = [
+            {
+                "file_id": result.file_id,
+                "filename": result.file_name,
+                "score": result.score,
+                "text": result.content,
+                "attributes": dict(result.attributes or {}),
+            }
+            for result in call.results
+        ]
+    return {"queries": [call.query], "results": found}
+
+
+def item_json(item: Item, search_results: bool = False) -> dict[str, Any]:
+    """An item as OpenAI shows it; `search_results`: with a file search's results."""
     data: dict[str, Any] = {"id": item.id, "type": item.type, "status": str(item.status)}
     details = item.details
-    if isinstance(details, FunctionCallDetails):
+    if isinstance(details, FileSearchCall):
+        data.update(search_json(details, search_results))
+    elif isinstance(details, FunctionCallDetails):
         data.update(call_id=details.call_id, name=details.name, arguments=details.arguments)
     elif isinstance(details, FunctionOutputDetails):
         data.update(call_id=details.call_id, output=details.output)
@@ -161,15 +217,15 @@ def item_json(item: Item) -> dict[str, Any]:
     return data
 
 
-def message_item_json(record: MessageRecord) -> dict[str, Any]:
+def message_item_json(record: MessageRecord, search_results: bool = False) -> dict[str, Any]:
     """A thread's message as the conversation item it is."""
-    return item_json(record_item(record))
+    return item_json(record_item(record), search_results)
 
 
-def item_list_json(items: Sequence[Item], has_more: bool) -> dict[str, Any]:
+def item_list_json(items: Sequence[Item], has_more: bool, search_results: bool = False) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [item_json(item) for item in items],
+        "data": [item_json(item, search_results) for item in items],
         "first_id": items[0].id if items else None,
         "last_id": items[-1].id if items else None,
         "has_more": has_more,
@@ -191,7 +247,8 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
-def response_json(record: ResponseRecord) -> dict[str, Any]:
+def response_json(record: ResponseRecord, search_results: bool = False) -> dict[str, Any]:
+    """A response as OpenAI shows it; `search_results`: with its file searches' results."""
     return {
         "id": record.id,
         "object": "response",
@@ -208,7 +265,7 @@ def response_json(record: ResponseRecord) -> dict[str, Any]:
         "max_output_tokens": record.max_output_tokens,
         "max_tool_calls": None,
         "model": record.model,
-        "output": [item_json(item) for item in record.output_items],
+        "output": [item_json(item, search_results) for item in record.output_items],
         "parallel_tool_calls": record.parallel_tool_calls,
         "previous_response_id": record.previous_response_id,
         "prompt": None if record.prompt_id is None else {"id": record.prompt_id, "variables": None, "version": None},
@@ -228,14 +285,16 @@ def response_json(record: ResponseRecord) -> dict[str, Any]:
     }
 
 
-def event_json(event: ResponseEvent) -> dict[str, Any]:
+def event_json(event: ResponseEvent, search_results: bool = False) -> dict[str, Any]:
     """A response event as OpenAI's JSON: its `type`, `sequence_number` and the fields of its kind."""
     data = event.data
     body: dict[str, Any] = {"type": str(event.type), "sequence_number": event.sequence_number}
     if isinstance(data, ResponseRecord):
-        body["response"] = response_json(data)
+        body["response"] = response_json(data, search_results)
     elif isinstance(data, OutputItemEvent):
-        body.update(output_index=data.output_index, item=item_json(data.item))
+        body.update(output_index=data.output_index, item=item_json(data.item, search_results))
+    elif isinstance(data, ItemEvent):
+        body.update(item_id=data.item_id, output_index=data.output_index)
     elif isinstance(data, ContentPartEvent):
         body.update(item_id=data.item_id, output_index=data.output_index, content_index=data.content_index)
         if event.type is ResponseEventType.OUTPUT_TEXT_DELTA:
@@ -243,7 +302,7 @@ def event_json(event: ResponseEvent) -> dict[str, Any]:
         elif event.type is ResponseEventType.OUTPUT_TEXT_DONE:
             body.update(text=data.text, logprobs=[])
         else:
-            body["part"] = {"type": "output_text", "text": data.text, "annotations": [], "logprobs": []}
+            body["part"] = output_text_json(data.text, data.annotations)
     elif isinstance(data, ArgumentsEvent):
         body.update(item_id=data.item_id, output_index=data.output_index)
         if event.type is ResponseEventType.FUNCTION_CALL_ARGUMENTS_DELTA:
@@ -262,21 +321,26 @@ def _parse(data: dict[str, Any], message_type: type[_M]) -> _M:
     return json_format.ParseDict(data, message_type())
 
 
-def response_message(record: ResponseRecord) -> response_pb2.Response:
-    return _parse(response_json(record), response_pb2.Response)
+def response_message(record: ResponseRecord, search_results: bool = False) -> response_pb2.Response:
+    return _parse(response_json(record, search_results), response_pb2.Response)
 
 
-def item_message(item: Item) -> item_pb2.Item:
-    return _parse(item_json(item), item_pb2.Item)
+def item_message(item: Item, search_results: bool = False) -> item_pb2.Item:
+    return _parse(item_json(item, search_results), item_pb2.Item)
 
 
-def item_list_message(items: Sequence[Item], has_more: bool) -> item_pb2.ItemList:
-    return _parse(item_list_json(items, has_more), item_pb2.ItemList)
+def item_list_message(items: Sequence[Item], has_more: bool, search_results: bool = False) -> item_pb2.ItemList:
+    return _parse(item_list_json(items, has_more, search_results), item_pb2.ItemList)
 
 
 def conversation_message(record: ThreadRecord) -> conversation_pb2.Conversation:
     return _parse(conversation_json(record), conversation_pb2.Conversation)
 
 
-def event_message(event: ResponseEvent) -> response_pb2.ResponseStreamEvent:
-    return _parse(event_json(event), response_pb2.ResponseStreamEvent)
+def event_message(event: ResponseEvent, search_results: bool = False) -> response_pb2.ResponseStreamEvent:
+    return _parse(event_json(event, search_results), response_pb2.ResponseStreamEvent)
+
+
+def search_results_included(include: Sequence[str]) -> bool:
+    """Whether a request's `include` asks for file searches' results."""
+    return "file_search_call.results" in include

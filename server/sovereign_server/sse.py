@@ -23,7 +23,8 @@ def frame(event: Event, search_content: bool = False) -> bytes:
     return f"event: {event.name}\ndata: {data}\n\n".encode()
 
 
-def response_frame(event: ResponseEvent) -> bytes:
-    """A response event: its `type` is its `event:` line; a response's stream has no `done` event."""
-    data = json.dumps(convert_responses.event_json(event), separators=(",", ":"), ensure_ascii=False)
+def response_frame(event: ResponseEvent, search_results: bool = False) -> bytes:
+    """A response event: its `type` is its `event:` line; a response's stream has no `done` event.
+    `search_results`: file searches show their results."""
+    data = json.dumps(convert_responses.event_json(event, search_results), separators=(",", ":"), ensure_ascii=False)
     return f"event: {event.type}\ndata: {data}\n\n".encode()

@@ -9,7 +9,7 @@ form without nulls: what is stored is always what OpenAI's response schemas allo
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -752,15 +752,27 @@ def _check_input_part(value: Any, param: str) -> dict[str, Any]:
     return {"type": kind, "image": check_input_image(value, param)}
 
 
-def check_response_tools(value: Any, param: str = "tools") -> list[dict[str, Any]] | None:
+# Checks a hosted tool of a response (`file_search`): the tool as given, its param -> as stored.
+HostedToolCheck = Callable[[Mapping[str, Any], str], dict[str, Any]]
+
+
+def check_response_tools(
+    value: Any, param: str = "tools", hosted: Mapping[str, HostedToolCheck] | None = None
+) -> list[dict[str, Any]] | None:
     """Function tools, `{"type": "function", "name", "description"?, "parameters"?, "strict"?}`, as
-    stored and printed: `parameters` and `strict` are null when left out. None when not given."""
+    stored and printed (`parameters` and `strict` null when left out), and the tools the server runs
+    itself, each checked by its `hosted` check. None when not given."""
     if value is None:
         return None
     tools = _array(value, param, MAX_TOOLS)
+    hosted = hosted or {}
     checked = []
     for index, tool in enumerate(tools):
         tool_param = f"{param}[{index}]"
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        if isinstance(kind, str) and kind in hosted:
+            checked.append(hosted[kind](tool, tool_param))
+            continue
         _, function = _tagged(tool, tool_param, {"function": ("name", "description", "parameters", "strict")})
         canonical = _named_schema(
             {key: item for key, item in function.items() if key != "type"}, tool_param, "parameters"
@@ -777,13 +789,16 @@ def check_response_tools(value: Any, param: str = "tools") -> list[dict[str, Any
 
 
 def check_response_tool_choice(value: Any) -> Any:
-    """`"none"`, `"auto"` (the default), `"required"` or `{"type": "function", "name": ...}`."""
+    """`"none"`, `"auto"` (the default), `"required"`, `{"type": "function", "name": ...}` or
+    `{"type": "file_search"}`."""
     param = "tool_choice"
     if value is None:
         return "auto"
     if isinstance(value, str):
         return check_one_of(param, value, TOOL_CHOICE_MODES)
-    _, choice = _tagged(value, param, {"function": ("name",)})
+    kind, choice = _tagged(value, param, {"function": ("name",), "file_search": ()})
+    if kind == "file_search":
+        return {"type": "file_search"}
     return {"type": "function", "name": _required_string(choice, "name", param)}
 
 

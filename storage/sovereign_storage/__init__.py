@@ -27,6 +27,7 @@ from .file_records import (
 from .file_store import FileStore, LexicalHit, new_file_id
 from .ids import (
     CONVERSATION_PREFIX,
+    FILE_SEARCH_CALL_PREFIX,
     FUNCTION_CALL_PREFIX,
     FUNCTION_OUTPUT_PREFIX,
     MESSAGE_PREFIX,
@@ -85,6 +86,7 @@ from .values import (
     TruncationStrategy,
     Usage,
     search_marker,
+    search_query,
     search_results_text,
 )
 
@@ -94,6 +96,7 @@ __all__ = [
     "DEFAULT_PROJECT_ID",
     "DEFAULT_PROJECT_NAME",
     "FILE_SEARCH",
+    "FILE_SEARCH_CALL_PREFIX",
     "FUNCTION_CALL_PREFIX",
     "FUNCTION_OUTPUT_PREFIX",
     "LATEST_VERSION",
@@ -176,6 +179,7 @@ __all__ = [
     "open_database",
     "schema_version",
     "search_marker",
+    "search_query",
     "search_results_text",
     "write_transaction",
 ]

@@ -17,6 +17,7 @@ CONVERSATION_PREFIX = "conv"
 RESPONSE_PREFIX = "resp"
 FUNCTION_CALL_PREFIX = "fc"
 FUNCTION_OUTPUT_PREFIX = "fco"
+FILE_SEARCH_CALL_PREFIX = "fs"
 
 _ALPHABET = string.ascii_letters + string.digits
 # 24 characters of a 62-letter alphabet give ~143 bits: collisions are not a practical concern.

@@ -72,7 +72,7 @@ class EnumField(_TextField):
 
 def _content_field() -> CodecField:
     return CodecField(
-        lambda parts: [v.content_to_json(part) for part in parts],
+        lambda parts: [v.content_to_json(part, stored=True) for part in parts],
         lambda data: tuple(v.content_from_json(part) for part in data),
     )
 

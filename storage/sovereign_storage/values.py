@@ -60,7 +60,7 @@ TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(RunStatus) - ACTIVE_RUN_
 Role: TypeAlias = Literal["user", "assistant"]
 # A conversation item's role: the Assistants API knows the first two only.
 ItemRole: TypeAlias = Literal["user", "assistant", "system", "developer"]
-ItemType: TypeAlias = Literal["message", "function_call", "function_call_output"]
+ItemType: TypeAlias = Literal["message", "function_call", "function_call_output", "file_search_call"]
 StepType: TypeAlias = Literal["message_creation", "tool_calls"]
 ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 
@@ -70,12 +70,14 @@ ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 @dataclass(frozen=True)
 class FileCitation:
     """An annotation of a reply's text: `text` (a marker such as `【0:1†notes.txt】`, at
-    `start_index`..`end_index` of the text) cites the file `file_id`."""
+    `start_index`..`end_index` of the text) cites the file `file_id` (named `filename`: the Responses
+    API shows the name, the Assistants API does not)."""
 
     text: str
     start_index: int
     end_index: int
     file_id: str
+    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ class FileSearchResult:
     score: float
     # The chunk's text: shown to callers only when they ask (`include[]`).
     content: str
+    # The file's attributes in its vector store (the Responses API shows them).
+    attributes: Mapping[str, str | int | float | bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,17 @@ class FileSearchCall:
     @property
     def output(self) -> str | None:
         return None if self.prefetched else search_results_text(self)
+
+
+def search_query(arguments: str) -> str | None:
+    """The query of a `file_search` call's arguments (`{"query": ...}`, as `FileSearchCall.arguments`
+    writes them); None when they hold none."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return None
+    query = value.get("query") if isinstance(value, dict) else None
+    return query if isinstance(query, str) and query.strip() else None
 
 
 def search_marker(call: FileSearchCall, index: int) -> str:
@@ -210,13 +225,15 @@ class FunctionOutputDetails:
     output: str
 
 
-ItemDetails: TypeAlias = FunctionCallDetails | FunctionOutputDetails
+# A `file_search_call` item holds the search itself: the Responses API's file search runs as runs' does.
+ItemDetails: TypeAlias = FunctionCallDetails | FunctionOutputDetails | FileSearchCall
 
 
 @dataclass(frozen=True)
 class Item:
     """One item of a conversation, or of a response's input or output: a message (no `details`),
-    a function call or a function call's output. A thread's messages are items without details."""
+    a function call, a function call's output, or a file search the server ran. A thread's messages
+    are items without details."""
 
     id: str
     role: ItemRole
@@ -230,6 +247,8 @@ class Item:
             return "function_call"
         if isinstance(self.details, FunctionOutputDetails):
             return "function_call_output"
+        if isinstance(self.details, FileSearchCall):
+            return "file_search_call"
         return "message"
 
 
@@ -276,23 +295,31 @@ class TruncationStrategy:
 # ---------------------------------------------------------------- to and from OpenAI's JSON
 
 
-def citation_to_json(citation: FileCitation) -> dict[str, Any]:
+def citation_to_json(citation: FileCitation, *, stored: bool = False) -> dict[str, Any]:
+    """A citation as the Assistants API shows it; `stored` adds the file's name."""
+    cited: dict[str, Any] = {"file_id": citation.file_id}
+    if stored and citation.filename:
+        cited["filename"] = citation.filename
     return {
         "type": "file_citation",
         "text": citation.text,
         "start_index": citation.start_index,
         "end_index": citation.end_index,
-        "file_citation": {"file_id": citation.file_id},
+        "file_citation": cited,
     }
 
 
 def _citation_from_json(data: Mapping[str, Any]) -> FileCitation:
-    return FileCitation(data["text"], data["start_index"], data["end_index"], data["file_citation"]["file_id"])
+    cited = data["file_citation"]
+    return FileCitation(
+        data["text"], data["start_index"], data["end_index"], cited["file_id"], cited.get("filename", "")
+    )
 
 
-def content_to_json(part: ContentPart) -> dict[str, Any]:
+def content_to_json(part: ContentPart, *, stored: bool = False) -> dict[str, Any]:
+    """A content part as the Assistants API shows it; `stored` keeps what only storage needs."""
     if isinstance(part, TextContent):
-        annotations = [citation_to_json(citation) for citation in part.annotations]
+        annotations = [citation_to_json(citation, stored=stored) for citation in part.annotations]
         return {"type": "text", "text": {"value": part.value, "annotations": annotations}}
     if isinstance(part, ImageUrlContent):
         return {"type": "image_url", "image_url": _without_none(url=part.url, detail=part.detail)}
@@ -334,6 +361,8 @@ def file_search_call_to_json(call: FileSearchCall, *, stored: bool = True, conte
         item: dict[str, Any] = {"file_id": result.file_id, "file_name": result.file_name, "score": result.score}
         if content:
             item["content"] = [{"type": "text", "text": result.content}]
+        if stored and result.attributes is not None:
+            item["attributes"] = dict(result.attributes)
         results.append(item)
     search: dict[str, Any] = {
         "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": call.score_threshold},
@@ -352,6 +381,7 @@ def _file_search_call_from_json(data: Mapping[str, Any]) -> FileSearchCall:
             item["file_name"],
             float(item["score"]),
             "".join(part.get("text", "") for part in item.get("content") or ()),
+            item.get("attributes"),
         )
         for item in search.get("results") or ()
     )
@@ -448,10 +478,14 @@ def item_details_to_json(details: ItemDetails) -> dict[str, Any]:
             "name": details.name,
             "arguments": details.arguments,
         }
+    if isinstance(details, FileSearchCall):
+        return {**file_search_call_to_json(details), "type": "file_search_call"}
     return {"type": "function_call_output", "call_id": details.call_id, "output": details.output}
 
 
 def item_details_from_json(data: Mapping[str, Any]) -> ItemDetails:
+    if data["type"] == "file_search_call":
+        return _file_search_call_from_json(data)
     if data["type"] == "function_call":
         return FunctionCallDetails(data["call_id"], data["name"], data["arguments"])
     if data["type"] == "function_call_output":
@@ -465,7 +499,7 @@ def item_to_json(item: Item) -> dict[str, Any]:
         "id": item.id,
         "role": item.role,
         "status": str(item.status),
-        "content": [content_to_json(part) for part in item.content],
+        "content": [content_to_json(part, stored=True) for part in item.content],
         "details": None if item.details is None else item_details_to_json(item.details),
     }
 

@@ -114,3 +114,27 @@ def test_a_prefetched_search_is_cited_in_the_answer(sdk: OpenAI, store: Any, lla
     assert text.annotations
     assert text.annotations[0].file_citation.file_id == results[0].file_id  # type: ignore[union-attr]
     assert text.value.endswith(text.annotations[-1].text)
+
+
+def test_a_response_searches_first_and_cites_the_file(sdk: OpenAI, store: Any, llama_server: LlamaServer) -> None:
+    """The Responses API's `file_search` on the same search: prefetched, as the model calls no tools."""
+    response = sdk.responses.create(
+        model="tiny",
+        input="How long do refunds take?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id]}],
+        include=["file_search_call.results"],
+    )
+    assert response.status == "completed", response.error
+    search, message = response.output
+    assert search.type == "file_search_call"
+    assert search.queries == ["How long do refunds take?"]
+    assert search.results is not None
+    assert search.results[0].filename == "notes.txt"
+    assert message.type == "message"
+    text = message.content[0]
+    assert text.type == "output_text"
+    assert text.text.startswith(llama_server.answers.plain_reply)
+    assert text.annotations
+    citation = text.annotations[0]
+    assert citation.type == "file_citation"
+    assert citation.file_id == search.results[0].file_id

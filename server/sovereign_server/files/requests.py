@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sovereign_server.errors import InvalidRequestError
+from sovereign_server.files.filters import check_filter
 from sovereign_server.validation import check_one_of, invalid_type, missing_parameter
 from sovereign_storage import AttributeValue, ChunkingStrategy, ExpiresAfter, IndexStatus
 
@@ -232,3 +233,51 @@ def check_search_ranking(value: Any, param: str = "ranking_options") -> float:
 
 def check_max_results(value: int | None) -> int:
     return DEFAULT_SEARCH_RESULTS if value is None else _integer(value, "max_num_results", 1, MAX_SEARCH_RESULTS)
+
+
+# The Responses API's `file_search` tool: OpenAI's defaults, shown when the request leaves them out.
+FILE_SEARCH_TOOL_KEYS = ("type", "vector_store_ids", "max_num_results", "ranking_options", "filters")
+FILE_SEARCH_TOOL_RESULTS = 20
+MAX_TOOL_VECTOR_STORES = 2
+
+
+def check_file_search_tool(value: Mapping[str, Any], param: str) -> dict[str, Any]:
+    """`{"type": "file_search", "vector_store_ids", "max_num_results"?, "ranking_options"?,
+    "filters"?}` as stored and echoed, OpenAI's defaults filled in. Whether the stores exist is the
+    response's creation to check (it knows the project)."""
+    _object(value, param, FILE_SEARCH_TOOL_KEYS)
+    ids_param = f"{param}.vector_store_ids"
+    ids = value.get("vector_store_ids")
+    if ids is None:
+        raise missing_parameter(ids_param)
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise invalid_type(ids_param, "an array", ids)
+    if not 1 <= len(ids) <= MAX_TOOL_VECTOR_STORES:
+        raise InvalidRequestError(
+            f"Invalid '{ids_param}': expected 1 to {MAX_TOOL_VECTOR_STORES} vector store ids, got {len(ids)}.",
+            param=ids_param,
+            code="invalid_value",
+        )
+    for index, store_id in enumerate(ids):
+        if not isinstance(store_id, str):
+            raise invalid_type(f"{ids_param}[{index}]", "a string", store_id)
+    maximum = value.get("max_num_results")
+    max_results = (
+        FILE_SEARCH_TOOL_RESULTS
+        if maximum is None
+        else _integer(maximum, f"{param}.max_num_results", 1, MAX_SEARCH_RESULTS)
+    )
+    ranking_param = f"{param}.ranking_options"
+    ranking = _object(value.get("ranking_options") or {}, ranking_param, ("ranker", "score_threshold", "hybrid_search"))
+    # The hybrid weights are accepted and not used: fusion here weighs both rankings alike.
+    threshold = check_search_ranking({k: v for k, v in ranking.items() if k != "hybrid_search"}, ranking_param)
+    if ranking.get("hybrid_search") is not None:
+        _object(ranking["hybrid_search"], f"{ranking_param}.hybrid_search", ("embedding_weight", "text_weight"))
+    filters = value.get("filters")
+    return {
+        "type": "file_search",
+        "vector_store_ids": list(ids),
+        "max_num_results": max_results,
+        "ranking_options": {"ranker": ranking.get("ranker") or "auto", "score_threshold": threshold},
+        "filters": None if filters is None else check_filter(filters, f"{param}.filters"),
+    }

@@ -17,25 +17,22 @@ markers of the files its last search found appended.
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 from asyncio import to_thread
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
-from sovereign_server.files.search import SearchRequest
+from sovereign_server.engines import GenerationRequest
 from sovereign_server.files.service import FileService
+from sovereign_server.files.tool_search import DEFAULT_MAX_RESULTS, FileSearcher, SearchOptions, cite, offer
+from sovereign_server.runs.context import search_context
 from sovereign_server.runs.execution import ALL_STEPS
 from sovereign_server.runs.model import STEPS, Event, EventName, ToolCallDelta
 from sovereign_server.runs.tools import Citation, ToolHost
 from sovereign_storage import (
     FILE_SEARCH,
     ContentPart,
-    FileCitation,
     FileSearchCall,
-    FileSearchResult,
     FunctionCall,
     MessageRecord,
     NewStep,
@@ -47,29 +44,10 @@ from sovereign_storage import (
     ToolCalls,
     Usage,
     new_id,
-    search_marker,
-    search_results_text,
+    search_query,
 )
 
-# OpenAI's default for its larger models.
-DEFAULT_MAX_RESULTS = 20
-# Files cited at the end of a reply that cited nothing itself.
-MAX_APPENDED_CITATIONS = 3
 MODES = ("tools", "prefetch")
-_MARKER = re.compile(r"【(\d+):(\d+)†[^】]*】")
-
-FILE_SEARCH_FUNCTION = FunctionTool(
-    name=FILE_SEARCH,
-    description=(
-        "Search the files the user provided for passages relevant to a query. Cite what you use with "
-        "the marker shown above each passage, such as 【0:1†notes.txt】."
-    ),
-    parameters={
-        "type": "object",
-        "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
-        "required": ["query"],
-    },
-)
 
 
 def _options(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -104,7 +82,7 @@ class FileSearchTool:
     def __init__(self, files: FileService, mode: str = "tools") -> None:
         if mode not in MODES:
             raise ValueError(f"file search mode must be one of {MODES}, got {mode!r}")
-        self._files = files
+        self._searcher = FileSearcher(files)
         self.mode = mode
 
     def handles(self, name: str) -> bool:
@@ -124,10 +102,7 @@ class FileSearchTool:
         if options is None:
             return request
         if self.mode == "tools":
-            choice = request.tool_choice
-            if isinstance(choice, Mapping) and choice.get("type") == FILE_SEARCH:
-                choice = {"type": "function", "function": {"name": FILE_SEARCH}}
-            return replace(request, tools=(*request.tools, FILE_SEARCH_FUNCTION), tool_choice=choice)
+            return offer(request)
         searches = _searches(steps)
         prefetched = [call for call in searches if call.prefetched]
         if prefetched:
@@ -135,11 +110,7 @@ class FileSearchTool:
         else:
             query = _last_user_text(messages)
             call = (await self._record(host, [(new_id("call"), query)], options, len(searches), True, None))[0]
-        context = ChatMessage(
-            role="system",
-            content="Passages from the user's files that may answer the latest message; cite what you use "
-            "with the marker above it.\n\n" + search_results_text(call),
-        )
+        context = search_context(call)
         conversation = list(request.messages)
         last_user = max((i for i, m in enumerate(conversation) if m.role == "user"), default=len(conversation))
         conversation.insert(last_user, context)
@@ -151,7 +122,7 @@ class FileSearchTool:
         fallback = ""
         queries = []
         for call in calls:
-            query = _query(call.arguments)
+            query = search_query(call.arguments)
             if query is None:
                 if not fallback:
                     messages = await to_thread(host.repository.thread_messages, host.run.thread_id, 20)
@@ -171,6 +142,11 @@ class FileSearchTool:
     ) -> list[FileSearchCall]:
         """Searches, as a `tool_calls` step that is created in progress and completed with the results."""
         threshold = float((options.get("ranking_options") or {}).get("score_threshold", 0.0))
+        search = SearchOptions(
+            tuple(await self._vector_stores(host)),
+            int(options.get("max_num_results", DEFAULT_MAX_RESULTS)),
+            threshold,
+        )
         pending = tuple(
             FileSearchCall(call_id, query, (), threshold, first_number + index, prefetched)
             for index, (call_id, query) in enumerate(queries)
@@ -187,20 +163,7 @@ class FileSearchTool:
                 for index, call in enumerate(pending)
             )
         )
-        store_ids = await self._vector_stores(host)
-        done = []
-        for call in pending:
-            hits = []
-            if store_ids and call.query.strip():
-                request = SearchRequest(
-                    vector_store_ids=tuple(store_ids),
-                    queries=(call.query,),
-                    max_num_results=int(options.get("max_num_results", DEFAULT_MAX_RESULTS)),
-                    score_threshold=threshold,
-                )
-                hits = await self._files.search(host.repository.project_id, request)
-            results = tuple(FileSearchResult(hit.file_id, hit.filename, hit.score, hit.text) for hit in hits)
-            done.append(replace(call, results=results))
+        done = [await self._searcher.search(host.repository.project_id, search, call) for call in pending]
         to = StepStatus.COMPLETED
         changes = {"step_details": ToolCalls(tuple(done)), "usage": usage}
         completed = await to_thread(host.repository.transition_step, step.id, to, STEPS.sources(to), changes)
@@ -227,37 +190,4 @@ class FileSearchTool:
 
     async def cite(self, host: ToolHost, text: str) -> Citation | None:
         steps = await to_thread(host.repository.list_steps, host.run.thread_id, host.run.id, ALL_STEPS)
-        searches = {call.number: call for call in _searches(steps.items)}
-        if not searches:
-            return None
-        annotations = []
-        for match in _MARKER.finditer(text):
-            call = searches.get(int(match.group(1)))
-            index = int(match.group(2))
-            if call is not None and index < len(call.results):
-                file_id = call.results[index].file_id
-                annotations.append(FileCitation(match.group(0), match.start(), match.end(), file_id))
-        if annotations:
-            return Citation("", tuple(annotations))
-        last = max(searches.values(), key=lambda call: call.number)
-        suffix = ""
-        seen: set[str] = set()
-        appended = []
-        for index, result in enumerate(last.results):
-            if result.file_id in seen or len(seen) == MAX_APPENDED_CITATIONS:
-                continue
-            seen.add(result.file_id)
-            marker = search_marker(last, index)
-            start = len(text) + len(suffix) + 1
-            appended.append(FileCitation(marker, start, start + len(marker), result.file_id))
-            suffix += " " + marker
-        return Citation(suffix, tuple(appended)) if appended else None
-
-
-def _query(arguments: str) -> str | None:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return None
-    query = value.get("query") if isinstance(value, dict) else None
-    return query if isinstance(query, str) and query.strip() else None
+        return cite(text, _searches(steps.items))

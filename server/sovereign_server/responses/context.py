@@ -8,11 +8,14 @@ from typing import Any
 
 from sovereign_server.engines import ChatMessage, FunctionTool, GenerationRequest
 from sovereign_server.responses.model import InputItem
-from sovereign_server.runs.context import item_message
+from sovereign_server.runs.context import item_message, search_turns
 from sovereign_storage import (
+    FILE_SEARCH,
+    FILE_SEARCH_CALL_PREFIX,
     FUNCTION_CALL_PREFIX,
     FUNCTION_OUTPUT_PREFIX,
     MESSAGE_PREFIX,
+    FileSearchCall,
     ImageFileContent,
     Item,
     ItemType,
@@ -26,6 +29,7 @@ _PREFIXES: dict[ItemType, str] = {
     "message": MESSAGE_PREFIX,
     "function_call": FUNCTION_CALL_PREFIX,
     "function_call_output": FUNCTION_OUTPUT_PREFIX,
+    "file_search_call": FILE_SEARCH_CALL_PREFIX,
 }
 
 
@@ -62,17 +66,22 @@ def chain_items(chain: Sequence[ResponseRecord]) -> list[Item]:
 
 def engine_messages(instructions: str | None, items: Sequence[Item]) -> tuple[ChatMessage, ...]:
     """The messages of a response's request: instructions as the system turn, then each item, a
-    function call joining the assistant turn before it (a text and its calls are one turn)."""
+    function call joining the assistant turn before it (a text and its calls are one turn). A file
+    search is the call the model made and the results it read (`runs.context.search_turns`)."""
     messages: list[ChatMessage] = []
     if instructions:
         messages.append(ChatMessage(role="system", content=instructions))
     for item in items:
-        message = item_message(item.role, item.content, item.details)
-        last = messages[-1] if messages else None
-        if message.tool_calls and last is not None and last.role == "assistant":
-            messages[-1] = ChatMessage("assistant", last.content, (*last.tool_calls, *message.tool_calls))
+        if isinstance(item.details, FileSearchCall):
+            turns = search_turns(item.details)
         else:
-            messages.append(message)
+            turns = (item_message(item.role, item.content, item.details),)
+        for message in turns:
+            last = messages[-1] if messages else None
+            if message.tool_calls and last is not None and last.role == "assistant":
+                messages[-1] = ChatMessage("assistant", last.content, (*last.tool_calls, *message.tool_calls))
+            else:
+                messages.append(message)
     return tuple(messages)
 
 
@@ -88,6 +97,8 @@ def generation_request(response: ResponseRecord, messages: Sequence[ChatMessage]
                 strict=tool.get("strict"),
             )
             for tool in response.tools
+            # The server's own tools (file_search) are offered by it (`responses.tools`).
+            if tool["type"] == "function"
         ),
         tool_choice=_chat_tool_choice(response.tool_choice),
         parallel_tool_calls=response.parallel_tool_calls,
@@ -99,9 +110,10 @@ def generation_request(response: ResponseRecord, messages: Sequence[ChatMessage]
 
 
 def _chat_tool_choice(choice: Any) -> Any:
-    """The Responses API's `{"type": "function", "name"}` as chat completions name a function."""
+    """The Responses API's `{"type": "function", "name"}` as chat completions name a function;
+    `{"type": "file_search"}` names the function the server offers for it."""
     if isinstance(choice, dict):
-        return {"type": "function", "function": {"name": choice["name"]}}
+        return {"type": "function", "function": {"name": choice.get("name", FILE_SEARCH)}}
     return choice
 
 

@@ -2,7 +2,10 @@
 
     begin      queued -> in_progress (a background response; the others are created in progress)
     generate   the engine messages assembled (`_request`, the one place); the engine's chunks ->
-               output items (a message and its text, function calls and their arguments) -> events
+               output items (a message and its text, function calls and their arguments) -> events;
+               the calls of tools the server runs (file_search, `responses.tools`) run here, each a
+               `file_search_call` item, and the model generates again with their results; the
+               reply's citations close it
     end        completed | incomplete, or failed | cancelled with what was half-written closed
                `incomplete`; the output joins the response's conversation in the same write
 
@@ -30,20 +33,27 @@ from sovereign_server.responses.model import (
     RESPONSES,
     ArgumentsEvent,
     ContentPartEvent,
+    ItemEvent,
     OutputItemEvent,
     ResponseEvent,
     ResponseEventData,
     ResponseEventType,
     ResponseObserver,
 )
+from sovereign_server.responses.tools import ResponseTools
 from sovereign_server.runs.channel import Channel
 from sovereign_server.runs.fitting import Fitted, budget_for, fit_by_bytes, fit_messages
-from sovereign_server.runs.generation import Cancellation, Generation
+from sovereign_server.runs.generation import Cancellation, Generation, Reply
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, read_image_files
 from sovereign_server.runs.model import StreamError
 from sovereign_storage import (
+    FILE_SEARCH,
+    FILE_SEARCH_CALL_PREFIX,
     FUNCTION_CALL_PREFIX,
     MESSAGE_PREFIX,
+    FileCitation,
+    FileSearchCall,
+    FunctionCall,
     FunctionCallDetails,
     IncompleteDetails,
     Item,
@@ -55,6 +65,7 @@ from sovereign_storage import (
     TextContent,
     Usage,
     new_id,
+    search_query,
 )
 from sovereign_storage import NotFoundError as StoredNotFoundError
 
@@ -66,12 +77,16 @@ CONTEXT_TOO_LONG = (
     "set 'truncation' to 'auto' to leave out the oldest of it."
 )
 
+# Model turns that may call server tools (file_search) in one response before it must answer.
+MAX_SERVER_TOOL_ROUNDS = 8
+
 Publish = Callable[[ResponseEventType, ResponseEventData], None]
 
 
 @dataclass
 class _Output:
-    """One output item as it grows: a message's text, or a function call's arguments."""
+    """One output item as it grows: a message's text, a function call's arguments, or a file
+    search the server runs."""
 
     index: int
     id: str
@@ -80,12 +95,16 @@ class _Output:
     status: MessageStatus = MessageStatus.IN_PROGRESS
     # A message's text part exists once `response.content_part.added` announced it.
     has_part: bool = False
+    annotations: tuple[FileCitation, ...] = ()
+    search: FileSearchCall | None = None
 
     def item(self) -> Item:
+        if self.search is not None:
+            return Item(self.id, "assistant", self.status, details=self.search)
         if self.call is not None:
             details = replace(self.call, arguments="".join(self.pieces))
             return Item(self.id, "assistant", self.status, details=details)
-        content = (TextContent("".join(self.pieces)),) if self.has_part else ()
+        content = (TextContent("".join(self.pieces), self.annotations),) if self.has_part else ()
         return Item(self.id, "assistant", self.status, content)
 
 
@@ -105,6 +124,37 @@ class OutputItems:
     @property
     def empty(self) -> bool:
         return not self._outputs
+
+    @property
+    def open_text(self) -> str:
+        """The text of the message being written ("" when none is)."""
+        output = self._open
+        return "".join(output.pieces) if output is not None and output.call is None else ""
+
+    def searches(self) -> list[FileSearchCall]:
+        return [output.search for output in self._outputs if output.search is not None]
+
+    def annotate(self, annotations: tuple[FileCitation, ...]) -> None:
+        """Sets the citations of the message being written (it closes with them)."""
+        if self._open is not None and self._open.call is None:
+            self._open.annotations = annotations
+
+    def search(self, call: FileSearchCall, item_id: str | None = None) -> int:
+        """Opens a `file_search_call` item, in progress and then searching; returns its index."""
+        output = self._add(item_id or new_id(FILE_SEARCH_CALL_PREFIX), None, call)
+        self._open = None  # nothing streams into a search: `searched` ends it
+        at = ItemEvent(output.id, output.index)
+        self._publish(ResponseEventType.FILE_SEARCH_CALL_IN_PROGRESS, at)
+        self._publish(ResponseEventType.FILE_SEARCH_CALL_SEARCHING, at)
+        return output.index
+
+    def searched(self, index: int, call: FileSearchCall, status: MessageStatus = MessageStatus.COMPLETED) -> None:
+        """Ends the search item at `index` with what it found."""
+        output = self._outputs[index]
+        output.search, output.status = call, status
+        if status is MessageStatus.COMPLETED:
+            self._publish(ResponseEventType.FILE_SEARCH_CALL_COMPLETED, ItemEvent(output.id, output.index))
+        self._publish(ResponseEventType.OUTPUT_ITEM_DONE, OutputItemEvent(output.index, output.item()))
 
     def text(self, text: str, item_id: str | None = None) -> None:
         output = self._open
@@ -138,16 +188,17 @@ class OutputItems:
         output.status = status
         text = "".join(output.pieces)
         if output.call is None:
-            self._publish(ResponseEventType.OUTPUT_TEXT_DONE, ContentPartEvent(output.id, output.index, 0, text))
-            self._publish(ResponseEventType.CONTENT_PART_DONE, ContentPartEvent(output.id, output.index, 0, text))
+            ended = ContentPartEvent(output.id, output.index, 0, text, output.annotations)
+            self._publish(ResponseEventType.OUTPUT_TEXT_DONE, ended)
+            self._publish(ResponseEventType.CONTENT_PART_DONE, ended)
         else:
             done = ArgumentsEvent(output.id, output.index, text, output.call.name)
             self._publish(ResponseEventType.FUNCTION_CALL_ARGUMENTS_DONE, done)
         self._publish(ResponseEventType.OUTPUT_ITEM_DONE, OutputItemEvent(output.index, output.item()))
 
-    def _add(self, item_id: str, call: FunctionCallDetails | None) -> _Output:
+    def _add(self, item_id: str, call: FunctionCallDetails | None, search: FileSearchCall | None = None) -> _Output:
         self.close(MessageStatus.COMPLETED)
-        output = _Output(len(self._outputs), item_id, call)
+        output = _Output(len(self._outputs), item_id, call, search=search)
         self._outputs.append(output)
         self._open = output
         self._publish(ResponseEventType.OUTPUT_ITEM_ADDED, OutputItemEvent(output.index, output.item()))
@@ -166,6 +217,7 @@ class ResponseExecution:
         observer: ResponseObserver,
         context: Sequence[Item],
         image_files: ImageFiles | None = None,
+        tools: ResponseTools | None = None,
     ) -> None:
         self.response = response
         self.caller = caller
@@ -181,6 +233,13 @@ class ResponseExecution:
         self._sequence = 0
         self._output = OutputItems(self.publish)
         self._generation: Generation | None = None
+        # The usage of the model turns before the current one (those that called server tools).
+        self._spent = Usage()
+        # Tools the server runs itself, if the response has any; the indexes of the current turn's
+        # calls that are theirs (not output as function calls), and the rounds of them so far.
+        self._tools = tools if tools is not None and tools.used_by(response) else None
+        self._server_calls: set[int] = set()
+        self._server_rounds = 0
 
     def publish(self, event_type: ResponseEventType, data: ResponseEventData) -> None:
         self.channel.publish(ResponseEvent(event_type, self._sequence, data))
@@ -234,28 +293,91 @@ class ResponseExecution:
     async def generate(self) -> None:
         if self.response.status is not ResponseStatus.IN_PROGRESS:
             return
-        fitted = await self._request()
-        if fitted is None:
-            await self._fail(LastError("invalid_prompt", CONTEXT_TOO_LONG))
-            return
-        timing = self._observer.token_timing(self.response.model, self._engine.backend_name(self.response.model))
-        self._generation = Generation(self._engine, fitted.request, fitted.prompt_tokens, timing)
-        reply = await self._generation.run(self, self.cancellation)
-        if reply is None:
-            await self._end(ResponseStatus.CANCELLED)
-        elif reply.finish_reason == "length":
+        if self._tools is not None and self._tools.prefetch:
+            # A model that cannot call tools gets the search of the latest user message up front.
+            await self._search([FunctionCall(new_id("call"), FILE_SEARCH, "")], prefetched=True)
+        while True:
+            fitted = await self._request()
+            if fitted is None:
+                await self._fail(LastError("invalid_prompt", CONTEXT_TOO_LONG))
+                return
+            request = fitted.request
+            if self._tools is not None:
+                request = self._tools.offer(self.response, request)
+            self._server_calls = set()
+            timing = self._observer.token_timing(self.response.model, self._engine.backend_name(self.response.model))
+            self._generation = Generation(self._engine, request, fitted.prompt_tokens, timing)
+            reply = await self._generation.run(self, self.cancellation)
+            if reply is None:
+                await self._end(ResponseStatus.CANCELLED)
+                return
+            if not await self._run_server_tools(reply):
+                break
+        await self._cite()
+        if reply.finish_reason == "length":
             await self._end(ResponseStatus.INCOMPLETE, details=IncompleteDetails("max_output_tokens"))
         else:
             await self._end(ResponseStatus.COMPLETED)
 
+    async def _run_server_tools(self, reply: Reply) -> bool:
+        """Runs the calls of the server's tools (file_search) the turn made: True when the model
+        should generate again with their results. The turn's other calls end the response, waiting
+        for the caller's outputs, as any function call does."""
+        tools = self._tools
+        if tools is None or reply.finish_reason != "tool_calls" or self._server_rounds >= MAX_SERVER_TOOL_ROUNDS:
+            return False
+        server = [call for call in reply.tool_calls if tools.handles(call.name)]
+        if not server:
+            return False
+        self._server_rounds += 1
+        self._spent += reply.usage
+        self._generation = None
+        await self._search(server)
+        return len(server) == len(reply.tool_calls)
+
+    async def _search(self, calls: Sequence[FunctionCall], *, prefetched: bool = False) -> None:
+        """Each call as a `file_search_call` item: opened, searched, ended with its results. A search
+        is numbered among those the model has seen (its context's and this response's), as its
+        results' markers are."""
+        assert self._tools is not None
+        for call in calls:
+            query = search_query(call.arguments) or _last_user_text([*self._context, *self._output.items()])
+            number = len(self._searches())
+            pending = FileSearchCall(call.id, query, number=number, prefetched=prefetched)
+            index = self._output.search(pending)
+            try:
+                found = await self._tools.search(self.caller.project_id, self.response, pending)
+            except BaseException:
+                self._output.searched(index, pending, MessageStatus.INCOMPLETE)
+                raise
+            self._output.searched(index, found)
+
+    def _searches(self) -> list[FileSearchCall]:
+        earlier = [item.details for item in self._context if isinstance(item.details, FileSearchCall)]
+        return [*earlier, *self._output.searches()]
+
+    async def _cite(self) -> None:
+        """Annotates the reply with the files it cites (`file_citation`); a reply that cites nothing
+        gets the files of the last search appended, as one more delta."""
+        if self._tools is None:
+            return
+        citation = self._tools.cite(self._output.open_text, self._searches())
+        if citation is None or (citation.suffix and not self._output.searches()):
+            return  # files are appended only to the answer of a response that searched
+        if citation.suffix:
+            self._output.text(citation.suffix)
+        self._output.annotate(citation.annotations)
+
     async def _request(self) -> Fitted | None:
         """What the engine is sent. The one place its messages are assembled: the response's
         instructions, then the items of its context (earlier responses or its conversation, and
-        its own input), oldest first; fitted to the model's window (`runs.fitting`). With
+        its own input, then its output so far), oldest first; fitted to the model's window (`runs.fitting`). With
         `truncation: auto` the oldest turns are left out until it fits, room kept for the reply;
         else (and when not even the newest turn fits) None: the window cannot hold the input."""
         response = self.response
-        request = generation_request(response, engine_messages(response.instructions, self._context))
+        # The output so far: what the model wrote before calling a server tool, and the tool's results.
+        items = [*self._context, *self._output.items()]
+        request = generation_request(response, engine_messages(response.instructions, items))
         window = await self._engine.context_window(response.model)
         if response.truncation == "auto":
             # As a run's: room is kept for the reply, and the oldest turns go first.
@@ -265,8 +387,9 @@ class ResponseExecution:
             prompt_budget = window - 1
         images = any(message.images for message in request.messages)
         tokenizer = await self._engine.tokenizer(response.model)
-        # Surely within the window is sent as it is, uncounted (the engine reports the usage).
-        fitted = await fit_by_bytes(request, tokenizer.image_tokens, prompt_budget)
+        # Surely within the window is sent as it is, uncounted (the engine reports the usage);
+        # not when a server tool joins it after fitting, whose description a template may spend much on.
+        fitted = None if self._tools is not None else await fit_by_bytes(request, tokenizer.image_tokens, prompt_budget)
         if fitted is None:
             fitted = await fit_messages(request, tokenizer, prompt_budget)
         if fitted is None or (response.truncation != "auto" and fitted.request.messages != request.messages):
@@ -285,6 +408,12 @@ class ResponseExecution:
         self._output.text(text)
 
     async def on_tool_call(self, fragment: EngineToolCallDelta) -> None:
+        if fragment.index in self._server_calls:
+            return
+        if self._tools is not None and fragment.name and self._tools.handles(fragment.name):
+            # The server runs it after the turn (`_run_server_tools`): no function call item.
+            self._server_calls.add(fragment.index)
+            return
         self._output.call(fragment.index, fragment.id, fragment.name, fragment.arguments)
 
     # ------------------------------------------------------------------ end
@@ -302,7 +431,7 @@ class ResponseExecution:
         if error is not None and RESPONSES.allows(self.response.status, to):
             # After the stream began, the failure is an `error` event, then `response.failed`.
             self.publish(ResponseEventType.ERROR, StreamError(error.message, code=error.code))
-        usage = self._generation.usage if self._generation is not None else Usage()
+        usage = self._spent + (self._generation.usage if self._generation is not None else Usage())
         changes = {"output_items": self._output.items(), "usage": usage, "incomplete_details": details, "error": error}
         await self._transition(to, changes)
 
@@ -366,15 +495,27 @@ def replay(response: ResponseRecord) -> list[ResponseEvent]:
         publish(ResponseEventType.IN_PROGRESS, at_start(ResponseStatus.IN_PROGRESS))
     output = OutputItems(publish)
     for index, item in enumerate(response.output_items):
+        if isinstance(item.details, FileSearchCall):
+            output.searched(output.search(item.details, item_id=item.id), item.details, item.status)
+            continue
         if isinstance(item.details, FunctionCallDetails):
             call = item.details
             output.call(index, call.call_id, call.name, call.arguments, item_id=item.id)
         else:
-            text = "".join(part.value for part in item.content if isinstance(part, TextContent))
-            output.text(text, item_id=item.id)
+            parts = [part for part in item.content if isinstance(part, TextContent)]
+            output.text("".join(part.value for part in parts), item_id=item.id)
+            output.annotate(tuple(citation for part in parts for citation in part.annotations))
         output.close(item.status)
     if response.status is ResponseStatus.FAILED and response.error is not None:
         publish(ResponseEventType.ERROR, StreamError(response.error.message, code=response.error.code))
     if response.status in (ResponseStatus.COMPLETED, ResponseStatus.INCOMPLETE, ResponseStatus.FAILED):
         publish(RESPONSES.event(response.status), response)
     return events
+
+
+def _last_user_text(items: Sequence[Item]) -> str:
+    """What a search without a query looks for: the latest user message's text."""
+    for item in reversed(items):
+        if item.type == "message" and item.role == "user":
+            return "\n".join(part.value for part in item.content if isinstance(part, TextContent))
+    return ""

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeAlias
 
 from sovereign_server.caller import Caller
 from sovereign_server.runs.model import NoObserver, RunObserver, StateTable, StreamError
-from sovereign_storage import Item, ResponseRecord, ResponseStatus
+from sovereign_storage import FileCitation, Item, ResponseRecord, ResponseStatus
 
 
 class ResponseEventType(StrEnum):
@@ -33,6 +33,9 @@ class ResponseEventType(StrEnum):
     OUTPUT_TEXT_DONE = "response.output_text.done"
     FUNCTION_CALL_ARGUMENTS_DELTA = "response.function_call_arguments.delta"
     FUNCTION_CALL_ARGUMENTS_DONE = "response.function_call_arguments.done"
+    FILE_SEARCH_CALL_IN_PROGRESS = "response.file_search_call.in_progress"
+    FILE_SEARCH_CALL_SEARCHING = "response.file_search_call.searching"
+    FILE_SEARCH_CALL_COMPLETED = "response.file_search_call.completed"
     # A failure after the stream began: HTTP clients can no longer get an error status.
     ERROR = "error"
 
@@ -73,12 +76,22 @@ class OutputItemEvent:
 @dataclass(frozen=True)
 class ContentPartEvent:
     """`response.content_part.added` / `.done` (an `output_text` part), and `response.output_text.delta`
-    / `.done`: `text` is the part's text so far, the delta, or the whole text."""
+    / `.done`: `text` is the part's text so far, the delta, or the whole text; `annotations` the
+    citations of the whole text."""
 
     item_id: str
     output_index: int
     content_index: int
     text: str
+    annotations: tuple[FileCitation, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemEvent:
+    """`response.file_search_call.in_progress` / `.searching` / `.completed`: a step of the item's search."""
+
+    item_id: str
+    output_index: int
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,9 @@ class ArgumentsEvent:
     name: str | None = None
 
 
-ResponseEventData: TypeAlias = ResponseRecord | OutputItemEvent | ContentPartEvent | ArgumentsEvent | StreamError
+ResponseEventData: TypeAlias = (
+    ResponseRecord | OutputItemEvent | ContentPartEvent | ArgumentsEvent | ItemEvent | StreamError
+)
 
 
 @dataclass(frozen=True)

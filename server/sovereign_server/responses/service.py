@@ -39,6 +39,7 @@ from sovereign_server.responses.model import (
     ResponseObserver,
     ResponseOptions,
 )
+from sovereign_server.responses.tools import ResponseTools
 from sovereign_server.runs.background import end_interrupted_responses
 from sovereign_server.runs.coordination import Coordination, LocalCoordination
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files
@@ -174,11 +175,14 @@ class ResponseManager:
         observer: ResponseObserver | None = None,
         image_files: ImageFiles | None = None,
         coordination: Coordination | None = None,
+        tools: ResponseTools | None = None,
     ) -> None:
         self._repository = repository
         self._coordination: Coordination = coordination or LocalCoordination(repository)
         # Cancels received by other replicas come here.
         self._coordination.host_responses(self)
+        # Tools the server runs itself (file_search); None: none (the server stores no files).
+        self.tools = tools
         # Where `input_image` parts with a `file_id` are read from.
         self.image_files: ImageFiles = image_files or NoImageFiles()
         self._engine = engine
@@ -211,6 +215,16 @@ class ResponseManager:
         response_id = new_id(RESPONSE_PREFIX)
         references = image_file_references(options.input, "input")
         await check_image_files(self.image_files, caller.project_id, references)
+        if self.tools is not None:
+            await self.tools.check(caller.project_id, options.tools or [])
+        else:
+            for index, tool in enumerate(options.tools or []):
+                if tool["type"] != "function":
+                    raise InvalidRequestError(
+                        f"Invalid 'tools[{index}].type': this server does not store files to search.",
+                        param=f"tools[{index}].type",
+                        code="unsupported_value",
+                    )
 
         def prepare() -> tuple[ResponseRecord, list[Item]]:
             # One transaction from the request to the stored response with its context read.
@@ -240,6 +254,7 @@ class ResponseManager:
             self._observer,
             context,
             self.image_files,
+            self.tools,
         )
         execution.announce()
         self._launch(execution, execution.run_in_background() if response.background else execution.generate())

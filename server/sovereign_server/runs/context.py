@@ -28,6 +28,7 @@ from sovereign_server.runs.fitting import (
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, engine_content, read_image_files
 from sovereign_storage import (
     ContentPart,
+    FileSearchCall,
     FunctionCallDetails,
     FunctionOutputDetails,
     ItemDetails,
@@ -39,6 +40,7 @@ from sovereign_storage import (
     RunRecord,
     RunStepRecord,
     ToolCalls,
+    search_results_text,
 )
 
 # Messages read with the run's start (one database trip), then in pages twice as large each time.
@@ -46,6 +48,28 @@ FIRST_PAGE = 32
 MAX_PAGE = 1024
 # Messages counted in one go (a request each to a model server's tokenizer, sent together).
 COUNT_BATCH = 8
+
+
+def search_context(call: FileSearchCall) -> ChatMessage:
+    """A search's results as a system turn: how a search the model did not call itself reaches it
+    (one made ahead of generating, or one of a conversation an Assistants run reads)."""
+    return ChatMessage(
+        role="system",
+        content="Passages from the user's files that may answer the latest message; cite what you use "
+        "with the marker above it.\n\n" + search_results_text(call),
+    )
+
+
+def search_turns(call: FileSearchCall) -> tuple[ChatMessage, ...]:
+    """A search the model called, as its call and the result it read; one made ahead of
+    generating, as the system turn that gave it."""
+    if call.prefetched:
+        return (search_context(call),)
+    request = ToolCall(id=call.id, name=call.name, arguments=call.arguments)
+    return (
+        ChatMessage(role="assistant", content="", tool_calls=(request,)),
+        ChatMessage(role="tool", content=call.output or "", tool_call_id=call.id),
+    )
 
 
 def tool_turns(steps: Sequence[RunStepRecord]) -> list[ChatMessage]:
@@ -272,6 +296,9 @@ def item_message(role: ItemRole, content: Sequence[ContentPart], details: ItemDe
         return ChatMessage(role="assistant", content="", tool_calls=(call,))
     if isinstance(details, FunctionOutputDetails):
         return ChatMessage(role="tool", content=details.output, tool_call_id=details.call_id)
+    if isinstance(details, FileSearchCall):
+        # A run reads a conversation's search as the passages it found: its call was another turn's.
+        return search_context(details)
     if role in ("system", "developer"):
         return ChatMessage(role="system", content=engine_content(content))
     return ChatMessage(role="user" if role == "user" else "assistant", content=engine_content(content))

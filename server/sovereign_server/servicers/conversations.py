@@ -73,7 +73,8 @@ class ConversationServicer(CallerScoped, conversation_service_pb2_grpc.Conversat
         await self._check_image_files(items)
         messages = [conversation_item(item) for item in items]
         added = await self._call(self._repository.add_items, request.conversation_id, messages)
-        return convert_responses.item_list_message([record_item(record) for record in added], False)
+        results = convert_responses.search_results_included(request.include)
+        return convert_responses.item_list_message([record_item(record) for record in added], False, results)
 
     async def ListConversationItems(
         self, request: conversation_service_pb2.ListConversationItemsRequest, context: Context
@@ -85,7 +86,10 @@ class ConversationServicer(CallerScoped, conversation_service_pb2_grpc.Conversat
         page = await self._call(
             lambda: self._repository.list_messages(request.conversation_id, page_request, all_items=True)
         )
-        return convert_responses.item_list_message([record_item(record) for record in page.items], page.has_more)
+        results = convert_responses.search_results_included(request.include)
+        return convert_responses.item_list_message(
+            [record_item(record) for record in page.items], page.has_more, results
+        )
 
     async def GetConversationItem(
         self, request: conversation_service_pb2.GetConversationItemRequest, context: Context
@@ -94,7 +98,9 @@ class ConversationServicer(CallerScoped, conversation_service_pb2_grpc.Conversat
         record = await self._call(
             lambda: self._repository.get_message(request.conversation_id, request.item_id, all_items=True)
         )
-        return convert_responses.item_message(record_item(record))
+        return convert_responses.item_message(
+            record_item(record), convert_responses.search_results_included(request.include)
+        )
 
     async def DeleteConversationItem(
         self, request: conversation_service_pb2.DeleteConversationItemRequest, context: Context

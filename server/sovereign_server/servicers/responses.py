@@ -45,46 +45,50 @@ class ResponseServicer(CallerScoped, response_service_pb2_grpc.ResponseServiceSe
         self, request: response_service_pb2.CreateResponseRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         execution = await self._responses.create(current_caller(), convert_responses.response_options(request))
+        results = convert_responses.search_results_included(request.include)
         if request.stream:
-            async for body in self._sse(execution.channel.follow(self._responses.heartbeat)):
+            async for body in self._sse(execution.channel.follow(self._responses.heartbeat), results):
                 yield body
             return
         if execution.response.status is not ResponseStatus.QUEUED:
             # Not in the background: the answer is the ended response.
             await execution.finished.wait()
-        yield _json(convert_responses.response_json(execution.response))
+        yield _json(convert_responses.response_json(execution.response, results))
 
     async def CreateResponseEvents(
         self, request: response_service_pb2.CreateResponseRequest, context: Context
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
         execution = await self._responses.create(current_caller(), convert_responses.response_options(request))
-        async for event in self._typed(execution.channel.follow()):
+        results = convert_responses.search_results_included(request.include)
+        async for event in self._typed(execution.channel.follow(), results):
             yield event
 
     async def GetResponse(
         self, request: response_service_pb2.GetResponseRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         validation.check_include(list(request.include))
+        results = convert_responses.search_results_included(request.include)
         if not request.stream:
-            yield _json(
-                convert_responses.response_json(await self._responses.get(current_caller(), request.response_id))
-            )
+            response = await self._responses.get(current_caller(), request.response_id)
+            yield _json(convert_responses.response_json(response, results))
             return
-        async for body in self._sse(self._follow(request, self._responses.heartbeat)):
+        async for body in self._sse(self._follow(request, self._responses.heartbeat), results):
             yield body
 
     async def GetResponseEvents(
         self, request: response_service_pb2.GetResponseRequest, context: Context
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
         validation.check_include(list(request.include))
-        async for event in self._typed(self._follow(request, None)):
+        results = convert_responses.search_results_included(request.include)
+        async for event in self._typed(self._follow(request, None), results):
             yield event
 
     async def RetrieveResponse(
         self, request: response_service_pb2.GetResponseRequest, context: Context
     ) -> response_pb2.Response:
         validation.check_include(list(request.include))
-        return convert_responses.response_message(await self._responses.get(current_caller(), request.response_id))
+        response = await self._responses.get(current_caller(), request.response_id)
+        return convert_responses.response_message(response, convert_responses.search_results_included(request.include))
 
     def _follow(
         self, request: response_service_pb2.GetResponseRequest, heartbeat: float | None
@@ -92,20 +96,23 @@ class ResponseServicer(CallerScoped, response_service_pb2_grpc.ResponseServiceSe
         starting_after = request.starting_after if request.HasField("starting_after") else None
         return self._responses.follow(current_caller(), request.response_id, starting_after, heartbeat)
 
-    async def _sse(self, batches: AsyncIterator[list[ResponseEvent]]) -> AsyncIterator[httpbody_pb2.HttpBody]:
+    async def _sse(
+        self, batches: AsyncIterator[list[ResponseEvent]], search_results: bool
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         with self._streaming("sse"):
             async for batch in batches:
-                data = b"".join(sse.response_frame(event) for event in batch) if batch else sse.SSE_HEARTBEAT
+                frames = (sse.response_frame(event, search_results) for event in batch)
+                data = b"".join(frames) if batch else sse.SSE_HEARTBEAT
                 yield httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
 
     async def _typed(
-        self, batches: AsyncIterator[list[ResponseEvent]]
+        self, batches: AsyncIterator[list[ResponseEvent]], search_results: bool
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
         # gRPC keeps idle streams alive itself: no heartbeats here.
         with self._streaming("grpc"):
             async for batch in batches:
                 for event in batch:
-                    yield convert_responses.event_message(event)
+                    yield convert_responses.event_message(event, search_results)
 
     def _streaming(self, transport: str) -> AbstractContextManager[None]:
         """Counts the stream as active while it is open."""
@@ -131,7 +138,8 @@ class ResponseServicer(CallerScoped, response_service_pb2_grpc.ResponseServiceSe
     ) -> item_pb2.ItemList:
         validation.check_include(list(request.include))
         page = await self._responses.input_items(current_caller(), request.response_id, convert.page_request(request))
-        return convert_responses.item_list_message(page.items, page.has_more)
+        results = convert_responses.search_results_included(request.include)
+        return convert_responses.item_list_message(page.items, page.has_more, results)
 
 
 def _json(data: dict[str, Any]) -> httpbody_pb2.HttpBody:

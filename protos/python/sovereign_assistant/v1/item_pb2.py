@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sovereign_assistant/v1/item.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xfd\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\x04role\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\x07\x63ontent\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x14\n\x07\x63\x61ll_id\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04name\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x16\n\targuments\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x13\n\x06output\x18\t \x01(\tH\x04\x88\x01\x01\x42\x07\n\x05_roleB\n\n\x08_call_idB\x07\n\x05_nameB\x0c\n\n_argumentsB\t\n\x07_output\"\xab\x01\n\x08ItemList\x12\x0e\n\x06object\x18\x01 \x01(\t\x12*\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x1c.sovereign_assistant.v1.Item\x12(\n\x08\x66irst_id\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x07last_id\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08has_more\x18\x05 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sovereign_assistant/v1/item.proto\x12\x16sovereign_assistant.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xd3\x02\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\x04role\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\x07\x63ontent\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x14\n\x07\x63\x61ll_id\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04name\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x16\n\targuments\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x13\n\x06output\x18\t \x01(\tH\x04\x88\x01\x01\x12+\n\x07queries\x18\n \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\'\n\x07results\x18\x0b \x01(\x0b\x32\x16.google.protobuf.ValueB\x07\n\x05_roleB\n\n\x08_call_idB\x07\n\x05_nameB\x0c\n\n_argumentsB\t\n\x07_output\"\xab\x01\n\x08ItemList\x12\x0e\n\x06object\x18\x01 \x01(\t\x12*\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x1c.sovereign_assistant.v1.Item\x12(\n\x08\x66irst_id\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x07last_id\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08has_more\x18\x05 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sovereign_assistant.v1.item
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ITEM']._serialized_start=92
-  _globals['_ITEM']._serialized_end=345
-  _globals['_ITEMLIST']._serialized_start=348
-  _globals['_ITEMLIST']._serialized_end=519
+  _globals['_ITEM']._serialized_end=431
+  _globals['_ITEMLIST']._serialized_start=434
+  _globals['_ITEMLIST']._serialized_end=605
 # @@protoc_insertion_point(module_scope)

@@ -22,8 +22,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class Item(_message.Message):
     """One item of a conversation, or of a response's input or output: a message, a function call the
-    model made, or a function call's output. `type` says which; the fields of the other kinds are
-    absent. A thread's messages are the same records, read as conversation items.
+    model made, a function call's output, or a file search the server ran for the model. `type` says
+    which; the fields of the other kinds are absent. A thread's messages are the same records, read
+    as conversation items.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -37,12 +38,14 @@ class Item(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
+    QUERIES_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """`msg_`, `fc_` or `fco_` followed by a random suffix."""
+    """`msg_`, `fc_`, `fco_` or `fs_` followed by a random suffix."""
     type: _builtins.str
-    """`message`, `function_call` or `function_call_output`."""
+    """`message`, `function_call`, `function_call_output` or `file_search_call`."""
     status: _builtins.str
-    """`in_progress`, `completed` or `incomplete`."""
+    """`in_progress`, `completed` or `incomplete` (a file search: `in_progress` until it has searched)."""
     role: _builtins.str
     """A message's `user`, `assistant`, `system` or `developer`."""
     call_id: _builtins.str
@@ -59,6 +62,16 @@ class Item(_message.Message):
         "annotations", "logprobs"}`) and `input_image` (`{"type", "image_url", "file_id", "detail"}`).
         """
 
+    @_builtins.property
+    def queries(self) -> _struct_pb2.ListValue:
+        """A file search's queries (strings): a list, so that other kinds print no empty one."""
+
+    @_builtins.property
+    def results(self) -> _struct_pb2.Value:
+        """A file search's results, `{"file_id", "filename", "score", "text", "attributes"}` each, when the
+        request's `include` asks for `file_search_call.results`; else null.
+        """
+
     def __init__(
         self,
         *,
@@ -71,10 +84,12 @@ class Item(_message.Message):
         name: _builtins.str | None = ...,
         arguments: _builtins.str | None = ...,
         output: _builtins.str | None = ...,
+        queries: _struct_pb2.ListValue | None = ...,
+        results: _struct_pb2.Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_arguments", b"_arguments", "_call_id", b"_call_id", "_name", b"_name", "_output", b"_output", "_role", b"_role", "arguments", b"arguments", "call_id", b"call_id", "content", b"content", "name", b"name", "output", b"output", "role", b"role"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_arguments", b"_arguments", "_call_id", b"_call_id", "_name", b"_name", "_output", b"_output", "_role", b"_role", "arguments", b"arguments", "call_id", b"call_id", "content", b"content", "name", b"name", "output", b"output", "queries", b"queries", "results", b"results", "role", b"role"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_arguments", b"_arguments", "_call_id", b"_call_id", "_name", b"_name", "_output", b"_output", "_role", b"_role", "arguments", b"arguments", "call_id", b"call_id", "content", b"content", "id", b"id", "name", b"name", "output", b"output", "role", b"role", "status", b"status", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_arguments", b"_arguments", "_call_id", b"_call_id", "_name", b"_name", "_output", b"_output", "_role", b"_role", "arguments", b"arguments", "call_id", b"call_id", "content", b"content", "id", b"id", "name", b"name", "output", b"output", "queries", b"queries", "results", b"results", "role", b"role", "status", b"status", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__arguments: _TypeAlias = _typing.Literal["arguments"]  # noqa: Y015
     _WhichOneofArgType__arguments: _TypeAlias = _typing.Literal["_arguments", b"_arguments"]  # noqa: Y015

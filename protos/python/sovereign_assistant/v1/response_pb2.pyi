@@ -205,7 +205,9 @@ Global___Response: _TypeAlias = Response  # noqa: Y015
 
 @_typing.final
 class ResponseTool(_message.Message):
-    """A function the model may call."""
+    """A tool of the response: a function the model may call, or the file search the server runs for
+    it. `type` says which; the fields of the other kind are absent.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -214,35 +216,66 @@ class ResponseTool(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
+    VECTOR_STORE_IDS_FIELD_NUMBER: _builtins.int
+    MAX_NUM_RESULTS_FIELD_NUMBER: _builtins.int
+    RANKING_OPTIONS_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """Always `function`."""
+    """`function` or `file_search`."""
     name: _builtins.str
-    """a-z, A-Z, 0-9, underscores and dashes, at most 64 characters."""
+    """A function's name: a-z, A-Z, 0-9, underscores and dashes, at most 64 characters."""
     description: _builtins.str
+    max_num_results: _builtins.int
+    """At most how many results a file search returns, 1 to 50."""
     @_builtins.property
     def parameters(self) -> _struct_pb2.Value:
-        """A JSON Schema object describing the arguments, or null."""
+        """A function's arguments: a JSON Schema object, or null."""
 
     @_builtins.property
     def strict(self) -> _struct_pb2.Value:
-        """A boolean, or null."""
+        """A function's strictness: a boolean, or null."""
+
+    @_builtins.property
+    def vector_store_ids(self) -> _struct_pb2.ListValue:
+        """The vector stores a file search searches (strings): a list, so that functions print no empty one."""
+
+    @_builtins.property
+    def ranking_options(self) -> _struct_pb2.Struct:
+        """A file search's `{"ranker", "score_threshold"}`."""
+
+    @_builtins.property
+    def filters(self) -> _struct_pb2.Value:
+        """A file search's attribute filter, or null."""
 
     def __init__(
         self,
         *,
         type: _builtins.str = ...,
-        name: _builtins.str = ...,
+        name: _builtins.str | None = ...,
         description: _builtins.str | None = ...,
         parameters: _struct_pb2.Value | None = ...,
         strict: _struct_pb2.Value | None = ...,
+        vector_store_ids: _struct_pb2.ListValue | None = ...,
+        max_num_results: _builtins.int | None = ...,
+        ranking_options: _struct_pb2.Struct | None = ...,
+        filters: _struct_pb2.Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "description", b"description", "parameters", b"parameters", "strict", b"strict"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_max_num_results", b"_max_num_results", "_name", b"_name", "description", b"description", "filters", b"filters", "max_num_results", b"max_num_results", "name", b"name", "parameters", b"parameters", "ranking_options", b"ranking_options", "strict", b"strict", "vector_store_ids", b"vector_store_ids"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "description", b"description", "name", b"name", "parameters", b"parameters", "strict", b"strict", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_max_num_results", b"_max_num_results", "_name", b"_name", "description", b"description", "filters", b"filters", "max_num_results", b"max_num_results", "name", b"name", "parameters", b"parameters", "ranking_options", b"ranking_options", "strict", b"strict", "type", b"type", "vector_store_ids", b"vector_store_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__max_num_results: _TypeAlias = _typing.Literal["max_num_results"]  # noqa: Y015
+    _WhichOneofArgType__max_num_results: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_num_results) -> _WhichOneofReturnType__max_num_results | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
 
 Global___ResponseTool: _TypeAlias = ResponseTool  # noqa: Y015
 
@@ -274,6 +307,9 @@ class ResponseStreamEvent(_message.Message):
     sequence_number: _builtins.int
     """The event's position in its response's stream, from 0."""
     output_index: _builtins.int
+    """Every event of an output item; `response.file_search_call.in_progress`, `.searching` and
+    `.completed` have these two only.
+    """
     item_id: _builtins.str
     content_index: _builtins.int
     delta: _builtins.str
@@ -295,7 +331,9 @@ class ResponseStreamEvent(_message.Message):
 
     @_builtins.property
     def part(self) -> _struct_pb2.Struct:
-        """`response.content_part.added` and `.done`: `{"type": "output_text", "text", "annotations", "logprobs"}`."""
+        """`response.content_part.added` and `.done`: `{"type": "output_text", "text", "annotations", "logprobs"}`;
+        `annotations` are `{"type": "file_citation", "file_id", "filename", "index"}`.
+        """
 
     @_builtins.property
     def logprobs(self) -> _struct_pb2.ListValue:
