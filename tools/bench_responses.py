@@ -139,20 +139,27 @@ async def bench_model(bench: ModuleType, workdir: Path, model: Any, samples: int
     finally:
         service.stop()
         llama.stop()
-    return rows_of(bench, model.name, ttfts, errors, raw)
+    paths = {"direct": "direct", "runs": "runs envoy-sse", "responses": "responses envoy-sse"}
+    return ttft_rows(bench, SECTION, model.name, paths, ttfts, errors, raw)
 
 
-def rows_of(
-    bench: ModuleType, model: str, ttfts: dict[str, list[float]], errors: dict[str, list[str]], raw: dict[str, Any]
+def ttft_rows(
+    bench: ModuleType,
+    section: str,
+    model: str,
+    paths: dict[str, str],
+    ttfts: dict[str, list[float]],
+    errors: dict[str, list[str]],
+    raw: dict[str, Any],
 ) -> list[Any]:
+    """One row per path (`paths`: sample key -> shown path), each beside the `direct` path's figures."""
     rows = []
     direct_p50 = bench.percentile(ttfts["direct"], 50)
     direct_p99 = bench.percentile(ttfts["direct"], 99)
-    paths = {"direct": "direct", "runs": "runs envoy-sse", "responses": "responses envoy-sse"}
     for name, path in paths.items():
         p50, p99 = bench.percentile(ttfts[name], 50), bench.percentile(ttfts[name], 99)
         row: dict[str, Any] = {
-            "section": SECTION,
+            "section": section,
             "path": path,
             "model": model,
             "c": 1,
@@ -173,7 +180,7 @@ def rows_of(
             )
         if errors[name]:
             row["note"] = errors[name][0]
-        raw.setdefault(SECTION, []).append(
+        raw.setdefault(section, []).append(
             {
                 "path": path,
                 "model": model,
@@ -182,7 +189,7 @@ def rows_of(
             }
         )
         rows.append(row)
-        print(f"  responses {model:<8} {path:<20} {row['value']}  {row['vs']}", flush=True)
+        print(f"  {section} {model:<8} {path:<20} {row['value']}  {row['vs']}", flush=True)
     return rows
 
 

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+from bench_responses import ttft_rows
 from openai import AsyncOpenAI
 from openai.types.beta.assistant_stream_event import ThreadMessageDelta, ThreadRunCompleted, ThreadRunFailed
 
@@ -87,37 +88,12 @@ async def measure(
 def rows_of(
     bench: ModuleType, model: str, ttfts: dict[str, list[float]], errors: dict[str, list[str]], raw: dict[str, Any]
 ) -> list[Any]:
-    direct_p50, direct_p99 = bench.percentile(ttfts["direct"], 50), bench.percentile(ttfts["direct"], 99)
-    rows = []
-    for name, path in (("direct", "direct (httpx)"), ("sdk", "openai SDK run stream")):
-        p50, p99 = bench.percentile(ttfts[name], 50), bench.percentile(ttfts[name], 99)
-        row: dict[str, Any] = {
-            "section": SECTION,
-            "path": path,
-            "model": model,
-            "c": 1,
-            "delay_ms": 0,
-            "figure": "TTFT p50 / p99",
-            "value": f"{bench.ms(p50):.1f} / {bench.ms(p99):.1f} ms",
-            "vs": "",
-            "target": "",
-            "passed": None,
-            "n": len(ttfts[name]),
-            "errors": len(errors[name]),
-            "cpu": "",
-        }
-        if name == "sdk":
-            added = bench.ms(p50 - direct_p50)
-            row["vs"] = f"{added:+.1f} ms p50, p99 x{p99 / direct_p99:.2f} of direct"
-            row["target"] = f"<= +{ADDED_P50_TARGET_MS:g} ms p50, p99 <= x{P99_TARGET_RATIO:g}"
-            row["passed"] = added <= ADDED_P50_TARGET_MS and p99 <= P99_TARGET_RATIO * direct_p99
-        if errors[name]:
-            row["note"] = errors[name][0]
-        raw.setdefault(SECTION, []).append(
-            {"path": path, "model": model, "ttft_ms": [bench.ms(v) for v in ttfts[name]], "errors": errors[name]}
-        )
-        rows.append(row)
-        print(f"  sdk {model:<8} {path:<24} {row['value']}  {row['vs']}", flush=True)
+    paths = {"direct": "direct (httpx)", "sdk": "openai SDK run stream"}
+    rows = ttft_rows(bench, SECTION, model, paths, ttfts, errors, raw)
+    added = bench.ms(bench.percentile(ttfts["sdk"], 50) - bench.percentile(ttfts["direct"], 50))
+    p99_ratio = bench.percentile(ttfts["sdk"], 99) / bench.percentile(ttfts["direct"], 99)
+    rows[-1]["target"] = f"<= +{ADDED_P50_TARGET_MS:g} ms p50, p99 <= x{P99_TARGET_RATIO:g}"
+    rows[-1]["passed"] = added <= ADDED_P50_TARGET_MS and p99_ratio <= P99_TARGET_RATIO
     return rows
 
 
