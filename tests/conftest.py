@@ -122,6 +122,9 @@ class ServerThread:
 
     def stop(self) -> None:
         if self.server is not None:
+            if self.server.repository is not None:
+                # What it ends as it stops is ended in its own database, whichever another server bound.
+                self.server.repository.bind()
             asyncio.run_coroutine_threadsafe(self.server.stop(grace=1.0), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)

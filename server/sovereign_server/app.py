@@ -103,6 +103,7 @@ class RunningServer:
         metrics_port: int,
         tls: ServerCertificate | None = None,
         files: FileService | None = None,
+        repository: Repository | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -114,6 +115,8 @@ class RunningServer:
         self.metrics_port = metrics_port
         self.tls = tls
         self.files = files
+        # The storage it serves (`Repository.bind` before stopping, where other servers share the process).
+        self.repository = repository
 
     async def stop(self, grace: float | None = 5.0) -> None:
         # Tell load balancers first, then let in-flight calls finish.
@@ -287,7 +290,9 @@ async def start_server(config: ServerConfig) -> RunningServer:
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
     background = [asyncio.create_task(gate.record_use(), name="key-use")]
     closing = [metrics, _Closing(stop_observing), database]
-    return RunningServer(server, port, health_servicer, runs, responses, background, closing, metrics_port, tls, files)
+    return RunningServer(
+        server, port, health_servicer, runs, responses, background, closing, metrics_port, tls, files, repository
+    )
 
 
 class _Closing:

@@ -185,6 +185,11 @@ class Repository:
         self.project_id = project_id
         bind_models(database)
 
+    def bind(self) -> None:
+        """Points every model at this storage's database again: peewee binds per class, process-wide,
+        so a process holding several databases (tests running several servers) binds the one it uses."""
+        bind_models(self._db)
+
     def scoped(self, project_id: str) -> Repository:
         """This storage, seen from `project_id`."""
         return self if project_id == self.project_id else Repository(self._db, project_id)
