@@ -359,17 +359,8 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
         grpc_address = f"{_dial_host(config.grpc_host)}:{server.port}"
         if server.tls:
             grpc_address += f" (TLS, certificate for {', '.join((*server.tls.dns_names, *server.tls.ip_addresses))})"
-        print(
-            "Sovereign Assistant is ready.\n"
-            f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
-            f"  gRPC:                           {grpc_address}\n"
-            f"  engine:                         {config.engine}\n"
-            f"  authentication:                 {authentication}\n"
-            f"  metrics (Prometheus):           http://{_dial_host(config.metrics_host)}:{server.metrics_port}/metrics\n"
-            f"  gateway statistics:             {gateway.admin_url('/stats/prometheus')}\n"
-            f"  API docs:                       {gateway.url('/docs')}",
-            flush=True,
-        )
+        metrics = f"http://{_dial_host(config.metrics_host)}:{server.metrics_port}/metrics"
+        print(gateway.ready_banner(grpc_address, config.engine, authentication, metrics), flush=True)
         if ready is not None:
             ready.set()
         while not stopping.is_set():

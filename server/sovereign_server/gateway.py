@@ -358,6 +358,21 @@ class Gateway:
     def admin_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.admin_port}{path}"
 
+    def ready_banner(self, grpc: str, engine: str, authentication: str, metrics: str | None = None) -> str:
+        """What the service prints once it serves (launchers and tests read its base_url line)."""
+        lines = [
+            "Sovereign Assistant is ready.",
+            f"  JSON API (openai SDK base_url): {self.base_url}",
+            f"  gRPC:                           {grpc}",
+            f"  engine:                         {engine}",
+            f"  authentication:                 {authentication}",
+        ]
+        if metrics is not None:
+            lines.append(f"  metrics (Prometheus):           {metrics}")
+        lines.append(f"  gateway statistics:             {self.admin_url('/stats/prometheus')}")
+        lines.append(f"  API docs:                       {self.url('/docs')}")
+        return "\n".join(lines)
+
     @property
     def log_path(self) -> Path | None:
         """Envoy's log (stdout and stderr) while it runs."""

@@ -125,16 +125,8 @@ async def serve_workers(
             *(worker.child.await_ready(grpc_serving(worker.address, tls), WORKER_START_WITHIN) for worker in workers)
         )
         await gateway.astart()
-        print(
-            "Sovereign Assistant is ready.\n"
-            f"  JSON API (openai SDK base_url): {gateway.base_url}\n"
-            f"  gRPC:                           {', '.join(worker.address for worker in workers)} (one per worker)\n"
-            f"  engine:                         {config.engine}\n"
-            f"  authentication:                 {authentication}\n"
-            f"  gateway statistics:             {gateway.admin_url('/stats/prometheus')}\n"
-            f"  API docs:                       {gateway.url('/docs')}",
-            flush=True,
-        )
+        addresses = f"{', '.join(worker.address for worker in workers)} (one per worker)"
+        print(gateway.ready_banner(addresses, config.engine, authentication), flush=True)
         if ready is not None:
             ready.set()
         while not stopping.is_set():
