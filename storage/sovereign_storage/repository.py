@@ -535,16 +535,29 @@ class Repository:
         """The thread's messages oldest first: all of them, or only the `last` most recent ones."""
         if last is not None and last < 0:
             raise ValueError(f"last must not be negative, got {last}")
+        if last is not None:
+            return self.newest_items(thread_id, last)[::-1]
         with self._reading():
             self._thread_row(thread_id)
             query = Message.select().where(Message.thread == thread_id)
-            if last is None:
-                rows = list(query.order_by(Message.created_at.asc(), Message.seq.asc()))
-            else:
-                # The newest `last` rows from the end of the index, then back to oldest first.
-                rows = list(query.order_by(Message.created_at.desc(), Message.seq.desc()).limit(last))
-                rows.reverse()
+            rows = list(query.order_by(Message.created_at.asc(), Message.seq.asc()))
             return [_message_record(row) for row in rows]
+
+    def newest_items(self, thread_id: str, count: int) -> list[MessageRecord]:
+        """The thread's `count` newest items, newest first: its messages, and a conversation's other
+        items. What every run reads as it starts, so one prepared statement from the end of the index."""
+        if count < 0:
+            raise ValueError(f"count must not be negative, got {count}")
+
+        def build() -> peewee.Query:
+            newest = Message.select().where(Message.thread == prepared.value("thread"))
+            return newest.order_by(Message.created_at.desc(), Message.seq.desc()).limit(prepared.value("count"))
+
+        with self._reading():
+            self._thread_row(thread_id)
+            statement = prepared.statement(_bound(), "newest items", build, Message._meta.sorted_fields)
+            found = prepared.rows(_bound(), statement, {"thread": thread_id, "count": count})
+            return [_record_from_values(values, MessageRecord) for values in found]
 
     def first_message(self, thread_id: str, role: str) -> MessageRecord | None:
         """The thread's oldest message of `role`, if any (a function call's output is no message)."""

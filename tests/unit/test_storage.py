@@ -346,6 +346,36 @@ def test_has_more_is_false_exactly_when_the_list_is_exhausted(repo: Repository) 
     assert not repo.list_messages(thread.id, PageRequest(limit=5)).has_more
 
 
+def test_the_newest_items_are_the_first_page_of_the_whole_thread_newest_first(
+    repo: Repository, frozen_clock: Any
+) -> None:
+    frozen_clock([7])  # one second: the order is the order of insertion
+    thread, messages = repo.create_thread({}, {}, [user_message(str(i)) for i in range(5)])
+    ids = [m.id for m in messages]
+    assert [m.id for m in repo.newest_items(thread.id, 3)] == ids[:1:-1]
+    assert repo.newest_items(thread.id, 3) == repo.list_messages(thread.id, PageRequest(limit=3, order="desc")).items
+    assert [m.id for m in repo.newest_items(thread.id, 10)] == ids[::-1]
+    assert repo.newest_items(thread.id, 0) == []
+    assert [m.id for m in repo.thread_messages(thread.id, 2)] == ids[3:]
+    with pytest.raises(NotFoundError):
+        repo.newest_items("thread_unknown", 3)
+
+
+def test_reads_within_a_write_join_its_transaction_without_savepoints(
+    repo: Repository, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread, _ = repo.create_thread({}, {}, [user_message("hi")])
+    with caplog.at_level(logging.DEBUG, logger="peewee"), repo.batch():
+        repo.get_thread(thread.id)
+        repo.newest_items(thread.id, 3)
+        repo.create_message(thread.id, user_message("again"))
+    # Peewee logs each statement as a (sql, params) tuple.
+    statements = [r.msg[0] for r in caplog.records if isinstance(r.msg, tuple)]
+    savepoints = [sql for sql in statements if sql.upper().startswith("SAVEPOINT")]
+    assert len(savepoints) == 1, statements  # the write's own
+    assert len(repo.thread_messages(thread.id)) == 2
+
+
 def test_a_cursor_naming_no_object_of_the_list_is_rejected(repo: Repository) -> None:
     thread, _ = repo.create_thread({}, {}, [user_message("a")])
     _, (foreign,) = repo.create_thread({}, {}, [user_message("b")])

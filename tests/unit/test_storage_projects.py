@@ -47,6 +47,7 @@ def test_another_projects_objects_are_as_if_they_did_not_exist(repo: Repository)
         ("thread", lambda: beta.delete_message(thread.id, message.id)),
         ("thread", lambda: beta.list_messages(thread.id, PageRequest())),
         ("thread", lambda: beta.thread_messages(thread.id)),
+        ("thread", lambda: beta.newest_items(thread.id, 5)),
         ("thread", lambda: beta.create_run(thread.id, NewRun(assistant_id=assistant.id, model="m"))),
         ("thread", lambda: beta.get_run(thread.id, run.id)),
         ("thread", lambda: beta.update_run(thread.id, run.id, {"metadata": {"k": "v"}})),

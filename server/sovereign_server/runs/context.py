@@ -143,12 +143,13 @@ def read_context(repository: Repository, run: RunRecord, steps: list[RunStepReco
     if limit is not None:
         return Context(repository.thread_messages(run.thread_id, limit)[::-1], False, None, steps)
     # Every item of the thread: a conversation's function calls and outputs, and its system messages, too.
-    page = repository.list_messages(run.thread_id, PageRequest(limit=FIRST_PAGE, order="desc"), all_items=True)
-    if page.has_more:
+    newest = repository.newest_items(run.thread_id, FIRST_PAGE + 1)
+    recent, more = newest[:FIRST_PAGE], len(newest) > FIRST_PAGE
+    if more:
         opening = repository.first_message(run.thread_id, "user")
     else:
-        opening = next((m for m in reversed(page.items) if m.role == "user" and m.item_details is None), None)
-    return Context(page.items, page.has_more, opening, steps)
+        opening = next((m for m in reversed(recent) if m.role == "user" and m.item_details is None), None)
+    return Context(recent, more, opening, steps)
 
 
 class ThreadHistory:
