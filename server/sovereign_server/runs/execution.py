@@ -282,8 +282,8 @@ class RunExecution:
 
     async def _cite(self) -> None:
         """Annotates the reply with the files it cites (`file_citation`), in one last delta."""
-        if self._tools is None:
-            return
+        if self._tools is None or not self._tools.used_by(self.run):
+            return  # nothing searched, nothing to cite: no trip to the database
         citation = await self._tools.cite(self, self._generation.text if self._generation else "")
         if citation is None:
             return
