@@ -344,22 +344,14 @@ def step_message(record: RunStepRecord, search_content: bool = False) -> run_pb2
     )
 
 
-def message_delta(delta: MessageDelta) -> run_pb2.MessageDelta:
-    return run_pb2.MessageDelta(
-        id=delta.message_id,
-        object="thread.message.delta",
-        delta=run_pb2.MessageDeltaBody(
-            content=[
-                run_pb2.MessageDeltaContent(
-                    index=delta.index,
-                    type="text",
-                    text=message_pb2.TextContent(
-                        value=delta.text, annotations=[to_struct(item) for item in _delta_annotations(delta)]
-                    ),
-                )
-            ]
-        ),
-    )
+def fill_message_delta(target: run_pb2.MessageDelta, delta: MessageDelta) -> None:
+    """Writes `delta` into `target` in place: most of a stream, so no message is built to be copied."""
+    target.id = delta.message_id
+    target.object = "thread.message.delta"
+    part = target.delta.content.add(index=delta.index, type="text")
+    part.text.value = delta.text
+    for item in _delta_annotations(delta):
+        part.text.annotations.add().update(item)
 
 
 def message_delta_json(delta: MessageDelta) -> dict[str, Any]:
@@ -418,7 +410,7 @@ def event_message(event: Event, search_content: bool = False) -> run_pb2.RunEven
     if isinstance(data, RunRecord):
         message.run.CopyFrom(run_message(data))
     elif isinstance(data, MessageDelta):
-        message.message_delta.CopyFrom(message_delta(data))
+        fill_message_delta(message.message_delta, data)
     elif isinstance(data, MessageRecord):
         message.message.CopyFrom(message_message(data))
     elif isinstance(data, RunStepRecord):

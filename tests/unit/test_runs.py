@@ -44,6 +44,7 @@ from sovereign_server.runs.fitting import PROMPT_OVERHEAD
 from sovereign_server.runs.model import MESSAGES, RUNS, STEPS, MessageDelta
 from sovereign_storage import (
     DEFAULT_PROJECT_ID,
+    FileCitation,
     FunctionCall,
     ImageUrlContent,
     IncompleteDetails,
@@ -184,8 +185,10 @@ def test_typed_events_carry_the_payload_in_the_matching_field() -> None:
 
 
 def test_a_delta_renders_the_same_json_directly_as_through_its_message() -> None:
-    delta = MessageDelta("msg_1", "Hi \u00e9", index=2)
-    assert convert.message_delta_json(delta) == convert.openai_json(convert.message_delta(delta))
+    cited = FileCitation("[1]", 3, 6, "file_a", "a.txt")
+    for delta in (MessageDelta("msg_1", "Hi \u00e9", index=2), MessageDelta("msg_1", " [1]", annotations=(cited,))):
+        typed = convert.event_message(Event(EventName.MESSAGE_DELTA, delta)).message_delta
+        assert convert.message_delta_json(delta) == convert.openai_json(typed)
 
 
 # ---------------------------------------------------------------- context
