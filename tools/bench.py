@@ -41,6 +41,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -982,9 +983,88 @@ async def measure_crud(settings: Settings, service: Service, fixture: Fixture, r
                     )
                 rows.append(row)
                 print(f"  crud {name:<12} c={concurrency:<3} {row['value']}  {row['vs']}", flush=True)
+            if concurrency == 1 and threads_left:
+                curl_iterations = min(settings.crud_max_iterations, int(raw["crud"][-1]["iterations"]))
+                curl_row = await curl_crud(
+                    service, paths, threads_left.pop(0), curl_iterations, results["grpc-direct"], raw
+                )
+                if curl_row is not None:
+                    rows.append(curl_row)
         finally:
             await paths.aclose()
     return rows
+
+
+async def curl_crud(
+    service: Service, paths: Paths, thread_id: str, iterations: int, grpc_requests_per_s: float, raw: dict[str, Any]
+) -> Row | None:
+    """The envoy-json path again with curl, a client in C on one kept-alive connection: Python's
+    httpx spends about a millisecond of CPU on each request itself, a cost of the client that is
+    not the gateway's (the gRPC path's client is C-core under a thin Python layer)."""
+    curl = shutil.which("curl")
+    if curl is None:
+        print("  crud envoy-json-curl: no curl on this machine, row skipped", flush=True)
+        return None
+    created = await paths.http.post(f"/threads/{thread_id}/messages", json={"role": "user", "content": CRUD_TEXT})
+    created.raise_for_status()
+    create_url = f"{service.base_url}/threads/{thread_id}/messages"
+    retrieve_url = f"{create_url}/{created.json()['id']}"
+    body = json.dumps({"role": "user", "content": CRUD_TEXT})
+    write_out = 'write-out = "%{http_code} %{time_total}\\n"\noutput = "/dev/null"\n'
+    create = f'url = "{create_url}"\nheader = "content-type: application/json"\ndata-binary = {json.dumps(body)}\n'
+    retrieve = f'url = "{retrieve_url}"\n'
+    steps = [create + write_out, retrieve + write_out] * iterations
+    with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as config:
+        config.write("next\n".join(steps))
+    try:
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            curl, "--silent", "--noproxy", "*", "--config", config.name, stdout=asyncio.subprocess.PIPE
+        )
+        output, _ = await process.communicate()
+        # Wall time, as the other rows count it: curl's own work between requests (and its start) included.
+        elapsed = time.perf_counter() - started
+    finally:
+        os.unlink(config.name)
+    answers = [line.split() for line in output.decode().splitlines() if line.strip()]
+    failed = [status for status, _ in answers if status != "200"]
+    times = [float(seconds) for _, seconds in answers]
+    if process.returncode != 0 or failed or len(times) != 2 * iterations:
+        raise RuntimeError(f"curl CRUD: exit {process.returncode}, {len(times)} answers, statuses {failed[:3]}")
+    creates, retrieves = times[0::2], times[1::2]
+    requests_per_s = len(times) / elapsed
+    ratio = requests_per_s / grpc_requests_per_s
+    entry = {
+        "path": "envoy-json-curl",
+        "c": 1,
+        "requests_per_s": requests_per_s,
+        "iterations": iterations,
+        "create_p50_ms": ms(percentile(creates, 50)),
+        "create_p99_ms": ms(percentile(creates, 99)),
+        "retrieve_p50_ms": ms(percentile(retrieves, 50)),
+        "retrieve_p99_ms": ms(percentile(retrieves, 99)),
+        "ratio_to_grpc": ratio,
+    }
+    raw.setdefault("crud", []).append(entry)
+    row: Row = {
+        "section": "crud",
+        "path": "envoy-json-curl",
+        "c": 1,
+        "delay_ms": 0,
+        "figure": "req/s; create p50/p99; retrieve p50/p99",
+        "value": (
+            f"{requests_per_s:.0f}; {entry['create_p50_ms']:.2f}/{entry['create_p99_ms']:.2f} ms; "
+            f"{entry['retrieve_p50_ms']:.2f}/{entry['retrieve_p99_ms']:.2f} ms"
+        ),
+        "vs": f"{100 * ratio:.1f}% of gRPC req/s",
+        "target": f">= {100 * CRUD_TARGET:.0f}% of gRPC",
+        "passed": ratio >= CRUD_TARGET,
+        "n": len(times),
+        "errors": 0,
+        "cpu": "",
+    }
+    print(f"  crud {'envoy-json-curl':<12} c=1   {row['value']}  {row['vs']}", flush=True)
+    return row
 
 
 async def measure_list(settings: Settings, service: Service, fixture: Fixture, raw: dict[str, Any]) -> list[Row]:
@@ -1477,7 +1557,7 @@ async def bench_service(
     database = workdir / f"{name}.sqlite3"
     runs_needed = 2 * len(settings.concurrency) * settings.max_runs if "throughput" in sections else 0
     ttft_needed = 2 * (settings.ttft_warmup + settings.ttft_samples) + 10 if "ttft" in sections else 0
-    crud_needed = 2 * (1 + 16) if "crud" in sections else 0
+    crud_needed = 2 * (1 + 16) + 1 if "crud" in sections else 0
     sizes = (settings.small_thread, settings.big_thread) if "list" in sections else ()
     started = time.perf_counter()
     fixture = prepare_database(
