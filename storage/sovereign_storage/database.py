@@ -109,12 +109,16 @@ def _storable() -> Iterator[None]:
         raise UnstorableValueError(str(error)) from error
 
 
+# Within a transaction already open on this thread, a read or a write joins it instead of opening a
+# savepoint: a savepoint costs two statements (half of what a run's last write sent), and rolling
+# back to one would only matter to a caller that catches an error and carries on in the same
+# transaction, which none does: an error leaves the outermost block and undoes all of it.
+
+
 @contextlib.contextmanager
 def read_transaction(db: peewee.Database) -> Iterator[None]:
-    """A transaction that only reads: what it reads depends on nothing written meanwhile.
-
-    Within a transaction already open on this thread, the reads join it: a savepoint would cost
-    two statements and protect nothing, as reading changes nothing to roll back."""
+    """A transaction that only reads: what it reads depends on nothing written meanwhile; within
+    an open transaction, part of it."""
     if db.in_transaction():
         with _storable():
             yield
@@ -124,20 +128,25 @@ def read_transaction(db: peewee.Database) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def write_transaction(db: peewee.Database) -> Iterator[Any]:
-    """A transaction meant to write.
+def write_transaction(db: peewee.Database) -> Iterator[None]:
+    """A transaction meant to write; within an open transaction, part of it.
 
     On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
     reads and then writes cannot wait for the lock under WAL and fails with SQLITE_BUSY at once.
     Writers of this process also queue on a lock of their own first: SQLite's busy handler waits
     by sleeping (up to 100 ms a time), which turned contention between our threads into latency.
     """
-    if not isinstance(db, peewee.SqliteDatabase):
-        with _storable(), _timed("write"), db.atomic() as transaction:
-            yield transaction
+    sqlite = isinstance(db, peewee.SqliteDatabase)
+    if db.in_transaction():
+        with _storable(), _write_lock(db) if sqlite else contextlib.nullcontext():
+            yield
         return
-    with _timed("write"), _write_lock(db), db.atomic("IMMEDIATE") as transaction:
-        yield transaction
+    if not sqlite:
+        with _storable(), _timed("write"), db.atomic():
+            yield
+        return
+    with _timed("write"), _write_lock(db), db.atomic("IMMEDIATE"):
+        yield
 
 
 @contextlib.contextmanager

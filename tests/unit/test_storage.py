@@ -361,7 +361,7 @@ def test_the_newest_items_are_the_first_page_of_the_whole_thread_newest_first(
         repo.newest_items("thread_unknown", 3)
 
 
-def test_reads_within_a_write_join_its_transaction_without_savepoints(
+def test_reads_and_writes_within_a_batch_join_its_transaction_without_savepoints(
     repo: Repository, caplog: pytest.LogCaptureFixture
 ) -> None:
     thread, _ = repo.create_thread({}, {}, [user_message("hi")])
@@ -371,9 +371,21 @@ def test_reads_within_a_write_join_its_transaction_without_savepoints(
         repo.create_message(thread.id, user_message("again"))
     # Peewee logs each statement as a (sql, params) tuple.
     statements = [r.msg[0] for r in caplog.records if isinstance(r.msg, tuple)]
-    savepoints = [sql for sql in statements if sql.upper().startswith("SAVEPOINT")]
-    assert len(savepoints) == 1, statements  # the write's own
+    assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()], statements
     assert len(repo.thread_messages(thread.id)) == 2
+
+
+def test_an_error_within_a_batch_undoes_every_write_of_it(repo: Repository) -> None:
+    thread, _ = repo.create_thread({}, {}, [user_message("hi")])
+
+    def write_then_fail() -> None:
+        with repo.batch():
+            repo.create_message(thread.id, user_message("written, then undone"))
+            repo.get_thread("thread_unknown")
+
+    with pytest.raises(NotFoundError):
+        write_then_fail()
+    assert [text_of(m) for m in repo.thread_messages(thread.id)] == ["hi"]
 
 
 def test_a_cursor_naming_no_object_of_the_list_is_rejected(repo: Repository) -> None:
