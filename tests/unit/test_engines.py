@@ -264,6 +264,21 @@ async def test_token_delay_spaces_the_tokens() -> None:
     assert loop.time() - start >= 0.15
 
 
+async def test_tokens_keep_the_engines_clock_whatever_the_consumer_takes() -> None:
+    loop = asyncio.get_running_loop()
+    stream = BuiltinEngine(token_delay=0.05).generate(request("a b c d"))  # six tokens, five gaps
+    arrivals = []
+    resumed = 0.0
+    async for _ in stream:
+        arrivals.append(loop.time())
+        if len(arrivals) == 1:
+            await asyncio.sleep(0.2)  # a consumer busy for four gaps: three more tokens fell due
+            resumed = loop.time()
+    assert len(arrivals) == 7  # six tokens and the finish
+    assert arrivals[3] - resumed < 0.1  # at once, not 0.05, 0.1 and 0.15 s after the consumer is back
+    assert arrivals[5] - arrivals[0] >= 0.25  # and no token before it is due
+
+
 async def test_cancelling_the_consumer_stops_the_stream() -> None:
     stream = BuiltinEngine(token_delay=30).generate(request("a b c"))
     first = asyncio.Event()

@@ -139,8 +139,11 @@ class _Answer:
 class BuiltinEngine:
     """The deterministic engine described in this module's docstring.
 
-    `token_delay` is the pause in seconds between chunks; at 0 the engine still yields to the event loop
-    between chunks (without a timer) so that a stream never starves other tasks."""
+    `token_delay` is the time in seconds between chunks, on the engine's own clock: chunk n is due
+    n * token_delay after the first, however long its consumer took over the ones before, as a model
+    server generates whether or not its client keeps up (a consumer that fell behind then finds
+    several due at once). At 0 the engine still yields to the event loop between chunks (without a
+    timer) so that a stream never starves other tasks."""
 
     name: str = "builtin"
 
@@ -171,15 +174,19 @@ class BuiltinEngine:
         limit = request.max_completion_tokens
         reason: FinishReason = "tool_calls" if answer.calls else "stop"
         completion = 0
-        first = True
+        clock = asyncio.get_running_loop().time
+        due: float | None = None
         for chunk, counted in _chunks(answer):
             if limit is not None and completion >= limit:
                 yield Finish("length", Usage(usage_prompt, completion))
                 return
-            if not first:
-                await asyncio.sleep(self.token_delay)  # sleep(0) is a bare yield, without a timer
+            if due is None:
+                due = clock()
+            else:
+                due += self.token_delay
+                # sleep(0) is a bare yield, without a timer: a chunk already due still lets others run.
+                await asyncio.sleep(max(0.0, due - clock()) if self.token_delay else 0)
             yield chunk
-            first = False
             completion += counted
             if failure is not None:
                 raise failure
