@@ -141,7 +141,7 @@ def read_context(repository: Repository, run: RunRecord, steps: list[RunStepReco
     """Blocking: the start of the run's context, as its truncation strategy allows."""
     limit = last_messages(run)
     if limit is not None:
-        return Context(repository.thread_messages(run.thread_id, limit)[::-1], False, None, steps)
+        return Context(repository.newest_items(run.thread_id, limit), False, None, steps)
     # Every item of the thread: a conversation's function calls and outputs, and its system messages, too.
     newest = repository.newest_items(run.thread_id, FIRST_PAGE + 1)
     recent, more = newest[:FIRST_PAGE], len(newest) > FIRST_PAGE
