@@ -69,7 +69,7 @@ async def sdk_chat(client: AsyncOpenAI, chat: dict[str, Any]) -> float | None:
 async def measure(
     bench: ModuleType, model: Any, base_url: str, llama_url: str, samples: int
 ) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
-    """Interleaved samples of both paths against a running service and llama-server."""
+    """Interleaved samples of each path against a running service and llama-server."""
     timeout = httpx.Timeout(bench.LLAMA_REQUEST_TIMEOUT)
     ttfts: dict[str, list[float]] = {"direct": [], "sdk_direct": [], "httpx": [], "sdk": []}
     errors: dict[str, list[str]] = {name: [] for name in ttfts}
