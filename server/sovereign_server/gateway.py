@@ -226,12 +226,14 @@ def render_config(config: GatewayConfig, run_dir: Path) -> Path:
 
 
 def _upstream_values(config: GatewayConfig) -> dict[str, str]:
-    """The gRPC cluster's endpoints and health checks, as JSON (valid YAML flow collections)."""
+    """The gRPC cluster's endpoints, health checks and outlier detection, as JSON (valid YAML flow collections)."""
     endpoints = [
         {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
         for host, port in config.endpoints
     ]
     checks = []
+    # None: no passive checks (one server has no other to send its calls to).
+    outlier_detection: dict[str, object] | None = None
     if config.health_checks:
         checks.append(
             {
@@ -244,7 +246,31 @@ def _upstream_values(config: GatewayConfig) -> dict[str, str]:
                 "grpc_health_check": {},
             }
         )
-    return {"grpc_endpoints": json.dumps(endpoints), "health_checks": json.dumps(checks)}
+        # A replica that refuses a connection gets no calls until it passes its health check again,
+        # so a retry cannot pick it again before the active check has noticed it is gone. Only
+        # failures to reach it count: an error the service answers is not the replica's fault.
+        outlier_detection = {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100,
+            # Envoy's default ejects at most 10% of the replicas: none at all of two or of five.
+            "max_ejection_percent": 100,
+            "enforcing_local_origin_success_rate": 0,
+            "enforcing_consecutive_5xx": 0,
+            "enforcing_consecutive_gateway_failure": 0,
+            "enforcing_success_rate": 0,
+            "enforcing_failure_percentage": 0,
+            "enforcing_failure_percentage_local_origin": 0,
+            "interval": "1s",
+            "base_ejection_time": "1s",
+            "max_ejection_time": "10s",
+            "successful_active_health_check_uneject_host": True,
+        }
+    return {
+        "grpc_endpoints": json.dumps(endpoints),
+        "health_checks": json.dumps(checks),
+        "outlier_detection": json.dumps(outlier_detection),
+    }
 
 
 def _duration(seconds: float) -> str:

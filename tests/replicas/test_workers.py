@@ -7,9 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from openai import OpenAI
 
+from sovereign_server.engines.local import free_port
 from tests.certificates import CertificateFiles
 from tests.conftest import ServiceProcess, child_pids, pid_alive
 from tests.databases import PostgresServer
@@ -31,9 +33,25 @@ def run_once(base_url: str) -> str:
         return run.status
 
 
+def gateway_statistic(admin_port: int, name: str) -> int:
+    """One of the gateway's statistics, from Envoy's admin API (0 if it keeps none of that name)."""
+    text = httpx.get(f"http://127.0.0.1:{admin_port}/stats", params={"filter": f"^{name}$"}).text
+    return int(text.split(":")[1]) if text.strip() else 0
+
+
+def calls_answered(base_url: str, count: int) -> int:
+    """How many of `count` calls in a row got their answer."""
+    with OpenAI(base_url=base_url, api_key="sk-local", max_retries=0) as sdk:
+        assistant = sdk.beta.assistants.create(model="builtin")
+        return sum(sdk.beta.assistants.retrieve(assistant.id).id == assistant.id for _ in range(count))
+
+
 def test_a_dead_worker_is_started_again_and_calls_go_on_meanwhile(postgres_server: PostgresServer) -> None:
     database = postgres_server.create_database()
-    service = ServiceProcess(database, "--workers", "2", "--replica-lease", "2")
+    admin_port = free_port()
+    service = ServiceProcess(
+        database, "--workers", "2", "--replica-lease", "2", "--gateway-admin-port", str(admin_port)
+    )
     try:
         assert "(one per worker)" in service.banner
         workers = workers_of(service.pid)
@@ -42,12 +60,18 @@ def test_a_dead_worker_is_started_again_and_calls_go_on_meanwhile(postgres_serve
 
         killed = min(workers)
         subprocess.run(["kill", "-9", str(killed)], check=True)
-        # The other worker serves at once (the gateway retries calls that found no server).
+        # The other worker serves at once: the gateway retries a call that found no server on
+        # another, and sends the dead one no more calls until it passes its health check again.
+        assert calls_answered(service.base_url, 100) == 100
+        ejected = "cluster.grpc.outlier_detection.ejections_enforced_consecutive_local_origin_failure"
+        assert gateway_statistic(admin_port, ejected) >= 1
         assert [run_once(service.base_url) for _ in range(4)] == ["completed"] * 4
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(workers_of(service.pid) - {killed}) < 2:
             time.sleep(0.1)
         assert len(workers_of(service.pid) - {killed}) == 2
+        # Nor while the new one starts.
+        assert calls_answered(service.base_url, 100) == 100
         assert [run_once(service.base_url) for _ in range(6)] == ["completed"] * 6
 
         children = child_pids(service.pid)
