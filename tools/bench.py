@@ -12,7 +12,8 @@ It measures, in one asyncio loop of this process:
 1. time to first token at concurrency 1, through Envoy SSE and through the gRPC event stream, minus
    the engine's own time to first token for the same request;
 2. runs/s and tokens/s of closed-loop workers at each concurrency, against asyncio tasks consuming
-   `BuiltinEngine.generate` directly;
+   `BuiltinEngine.generate` directly, and beside them the floor (tools/bench_floor.py): a bare gRPC
+   server replaying one run's events on the engine's clock, what the framework alone reaches here;
 3. create + retrieve message requests/s and latency, through Envoy and through gRPC;
 4. `messages.list` latency on a 10-message thread and on a 100,000-message thread;
 5. (`llama`) time to first token and tokens/s of runs against llama-server directly;
@@ -54,6 +55,7 @@ import grpc
 import httpx
 from bench_context import bench_context
 from bench_files import measure_files
+from bench_floor import capture_events
 from bench_responses import bench_responses
 from bench_scale import bench_scale
 from bench_sdk import bench_sdk
@@ -361,6 +363,8 @@ class Server:
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.child: ChildProcess | None = None
+        # The server's gateway, if it has one (its CPU is counted apart).
+        self.envoy_pid: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -386,7 +390,6 @@ class Service(Server):
         self.database = database
         self.token_delay = token_delay
         self.engine_args = tuple(engine_args)
-        self.envoy_pid: int | None = None
         self.base_url = ""
         self.grpc_target = ""
 
@@ -419,6 +422,26 @@ class Service(Server):
         return True
 
 
+class FloorServer(Server):
+    """`tools/bench_floor.py`: a bare gRPC server replaying one run's events (see its docstring)."""
+
+    def __init__(self, events: Path, token_delay: float, log_path: Path) -> None:
+        super().__init__(log_path)
+        self.events = events
+        self.token_delay = token_delay
+        self.grpc_target = ""
+
+    async def start(self, ready_within: float = 30.0) -> None:
+        port = free_port()
+        argv = [sys.executable, str(ROOT / "tools" / "bench_floor.py"), "--port", str(port)]
+        argv += ["--delay", repr(self.token_delay), "--events", str(self.events)]
+        child = ChildProcess(argv, name="floor server", env={"PYTHONUNBUFFERED": "1"}, log=self.log_path)
+        self.child = child
+        child.start()
+        await child.await_ready(lambda: "floor ready" in child.log_text(), ready_within, interval=0.1)
+        self.grpc_target = f"127.0.0.1:{port}"
+
+
 @dataclass(frozen=True)
 class CpuSample:
     wall: float
@@ -430,7 +453,7 @@ class CpuSample:
 class CpuMeter:
     """CPU time of this process, the server and Envoy over a measured interval (100% = one core)."""
 
-    def __init__(self, service: Service | None) -> None:
+    def __init__(self, service: Server | None) -> None:
         self.service = service
 
     def sample(self) -> CpuSample:
@@ -579,20 +602,8 @@ class Paths:
         return await sse_run(self.http, thread_id, body, window, builtin_tokens)
 
     async def grpc_stream(self, thread_id: str, window: Window | None = None) -> RunResult:
-        result = RunResult()
         request = run_service_pb2.CreateRunRequest(thread_id=thread_id, assistant_id=self.fixture.assistant_id)
-        async for event in self.runs.CreateRunEvents(request):
-            name = event.event
-            if name == DELTA_EVENT:
-                if result.first_token is None:
-                    result.first_token = time.perf_counter()
-                tokens = builtin_tokens(event.message_delta.delta.content[0].text.value)
-                result.tokens += tokens
-                if window is not None:
-                    window.add_tokens(tokens)
-            elif name == COMPLETED_EVENT:
-                result.completed = True
-        return result
+        return await stream_run_events(self.runs, request, window)
 
     async def engine_run(self, text: str, window: Window | None = None) -> RunResult:
         result = RunResult()
@@ -606,6 +617,25 @@ class Paths:
                     window.add_tokens(1)
         result.completed = True
         return result
+
+
+async def stream_run_events(
+    stub: run_service_pb2_grpc.RunServiceAsyncStub, request: run_service_pb2.CreateRunRequest, window: Window | None
+) -> RunResult:
+    """One run streamed over gRPC (`CreateRunEvents`), its text deltas counted as they arrive."""
+    result = RunResult()
+    async for event in stub.CreateRunEvents(request):
+        name = event.event
+        if name == DELTA_EVENT:
+            if result.first_token is None:
+                result.first_token = time.perf_counter()
+            tokens = builtin_tokens(event.message_delta.delta.content[0].text.value)
+            result.tokens += tokens
+            if window is not None:
+                window.add_tokens(tokens)
+        elif name == COMPLETED_EVENT:
+            result.completed = True
+    return result
 
 
 class ThreadPool:
@@ -805,18 +835,29 @@ async def measure_throughput(
 ) -> list[Row]:
     rows: list[Row] = []
     want = expected_tokens(RUN_TEXT)
-    meter = CpuMeter(service)
+    token_delay = settings.delay if delay_ms else 0.0
+    floor = await start_floor(service, fixture, pool, token_delay)
+    meters = {"engine": CpuMeter(None), "grpc-floor": CpuMeter(floor)}
     for concurrency in settings.concurrency:
-        paths = Paths(service, fixture, concurrency, settings.delay if delay_ms else 0.0)
+        paths = Paths(service, fixture, concurrency, token_delay)
+        floor_channel = grpc.aio.insecure_channel(floor.grpc_target, options=GRPC_OPTIONS)
         try:
             await paths.open_connections(concurrency)
 
             async def engine(_: str, window: Window | None, paths: Paths = paths) -> RunResult:
                 return await paths.engine_run(RUN_TEXT, window)
 
+            floor_stub = run_service_pb2_grpc.RunServiceStub(floor_channel)
+
+            async def floor_run(
+                _: str, window: Window | None, stub: run_service_pb2_grpc.RunServiceAsyncStub = floor_stub
+            ) -> RunResult:
+                return await stream_run_events(stub, run_service_pb2.CreateRunRequest(), window)
+
             engine_seconds = settings.cell_seconds if delay_ms else settings.engine_seconds_no_delay
             cells: list[tuple[str, RunFn, Callable[[], str | None], float]] = [
                 ("engine", engine, lambda: "", engine_seconds),
+                ("grpc-floor", floor_run, lambda: "", settings.cell_seconds),
                 ("grpc-stream", paths.grpc_stream, pool.take, settings.cell_seconds),
                 ("envoy-sse", paths.sse, pool.take, settings.cell_seconds),
             ]
@@ -830,7 +871,7 @@ async def measure_throughput(
                     run,
                     take,
                     want,
-                    CpuMeter(None) if is_engine else meter,
+                    meters.get(name, CpuMeter(service)),
                     ENGINE_MAX_RUNS if is_engine else settings.max_runs,
                 )
                 raw.setdefault("throughput", []).append(
@@ -853,7 +894,8 @@ async def measure_throughput(
                     "errors": cell.errors,
                     "cpu": _cpu_text(cell.cpu) if name != "engine" else f"{cell.cpu['client']:.0f}/-/-",
                 }
-                if name != "engine" and concurrency == THROUGHPUT_TARGET_CONCURRENCY:
+                # The targets are ours; the floor only shows what the framework allows.
+                if name in ("grpc-stream", "envoy-sse") and concurrency == THROUGHPUT_TARGET_CONCURRENCY:
                     row.update(target=f">= {100 * THROUGHPUT_TARGET:.0f}% of engine", passed=share >= THROUGHPUT_TARGET)
                 if cell.first_error:
                     row["note"] = cell.first_error
@@ -865,7 +907,21 @@ async def measure_throughput(
                 )
         finally:
             await paths.aclose()
+            await floor_channel.close()
+    floor.stop()
     return rows
+
+
+async def start_floor(service: Service, fixture: Fixture, pool: ThreadPool, token_delay: float) -> FloorServer:
+    """The floor server (`bench_floor.py`), replaying the events of one run of `service`'s."""
+    request = run_service_pb2.CreateRunRequest(thread_id=pool.take() or "", assistant_id=fixture.assistant_id)
+    async with grpc.aio.insecure_channel(service.grpc_target, options=GRPC_OPTIONS) as channel:
+        frames = await capture_events(run_service_pb2_grpc.RunServiceStub(channel), request)
+    events = service.log_path.with_suffix(".events")
+    events.write_bytes(frames)
+    floor = FloorServer(events, token_delay, service.log_path.with_suffix(".floor.log"))
+    await floor.start()
+    return floor
 
 
 async def measure_crud(settings: Settings, service: Service, fixture: Fixture, raw: dict[str, Any]) -> list[Row]:
@@ -1539,7 +1595,8 @@ async def bench_service(
     delay_ms = round(delay * 1000, 3)
     name = f"delay-{delay_ms:g}ms"
     database = workdir / f"{name}.sqlite3"
-    runs_needed = 2 * len(settings.concurrency) * settings.max_runs if "throughput" in sections else 0
+    # One more: the run whose events the floor server replays.
+    runs_needed = 2 * len(settings.concurrency) * settings.max_runs + 1 if "throughput" in sections else 0
     ttft_needed = 2 * (settings.ttft_warmup + settings.ttft_samples) + 10 if "ttft" in sections else 0
     crud_needed = 2 * (1 + 16) + 1 if "crud" in sections else 0
     sizes = (settings.small_thread, settings.big_thread) if "list" in sections else ()
@@ -1633,6 +1690,7 @@ def section_order(row: Row) -> tuple[int, float, int, int, int]:
     paths = {
         "engine": 0,
         "direct": 0,
+        "grpc-floor": 1,
         "grpc-stream": 1,
         "grpc-direct": 1,
         "envoy-sse": 2,
