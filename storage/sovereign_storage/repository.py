@@ -531,12 +531,8 @@ class Repository:
             cursor: Any = _bound().cursor()  # type: ignore[no-untyped-call]
             cursor.executemany(statement, rows)
 
-    def thread_messages(self, thread_id: str, last: int | None = None) -> list[MessageRecord]:
-        """The thread's messages oldest first: all of them, or only the `last` most recent ones."""
-        if last is not None and last < 0:
-            raise ValueError(f"last must not be negative, got {last}")
-        if last is not None:
-            return self.newest_items(thread_id, last)[::-1]
+    def thread_messages(self, thread_id: str) -> list[MessageRecord]:
+        """All of the thread's messages, oldest first (its newest few: `newest_items`)."""
         with self._reading():
             self._thread_row(thread_id)
             query = Message.select().where(Message.thread == thread_id)

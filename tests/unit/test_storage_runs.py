@@ -480,7 +480,9 @@ def test_a_reply_grows_then_ends_completed_or_incomplete_with_its_stamp(repo: Re
         repo.transition_message("msg_missing", MessageStatus.COMPLETED, in_progress)
 
 
-def test_thread_messages_come_oldest_first_all_or_only_the_last_ones(repo: Repository, frozen_clock: Any) -> None:
+def test_thread_messages_come_oldest_first_and_the_newest_items_newest_first(
+    repo: Repository, frozen_clock: Any
+) -> None:
     thread, _ = repo.create_thread({}, {}, [])
     other, _ = repo.create_thread({}, {}, [user_message("elsewhere")])
     # Out-of-order and equal timestamps: the order is (created_at, creation).
@@ -489,13 +491,13 @@ def test_thread_messages_come_oldest_first_all_or_only_the_last_ones(repo: Repos
     expected = ["1", "0", "2", "3", "4"]
 
     assert [text_of(m) for m in repo.thread_messages(thread.id)] == expected
-    assert [text_of(m) for m in repo.thread_messages(thread.id, last=3)] == expected[-3:]
-    assert [text_of(m) for m in repo.thread_messages(thread.id, last=1)] == ["4"]
-    assert repo.thread_messages(thread.id, last=0) == []
-    assert len(repo.thread_messages(thread.id, last=50)) == len(created)
+    assert [text_of(m) for m in repo.newest_items(thread.id, 3)] == expected[:-4:-1]
+    assert [text_of(m) for m in repo.newest_items(thread.id, 1)] == ["4"]
+    assert repo.newest_items(thread.id, 0) == []
+    assert len(repo.newest_items(thread.id, 50)) == len(created)
     assert [text_of(m) for m in repo.thread_messages(other.id)] == ["elsewhere"]
-    with pytest.raises(ValueError, match="last"):
-        repo.thread_messages(thread.id, last=-1)
+    with pytest.raises(ValueError, match="count"):
+        repo.newest_items(thread.id, -1)
     with pytest.raises(NotFoundError, match="No thread found"):
         repo.thread_messages("thread_missing")
 

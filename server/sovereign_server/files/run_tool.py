@@ -125,8 +125,8 @@ class FileSearchTool:
             query = search_query(call.arguments)
             if query is None:
                 if not fallback:
-                    messages = await to_thread(host.repository.thread_messages, host.run.thread_id, 20)
-                    fallback = _last_user_text(messages)
+                    newest = await to_thread(host.repository.newest_items, host.run.thread_id, 20)
+                    fallback = _last_user_text(newest[::-1])
                 query = fallback
             queries.append((call.id, query))
         await self._record(host, queries, options, len(_searches(steps.items)), False, usage)
