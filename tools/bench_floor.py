@@ -20,8 +20,8 @@ import grpc
 import uvloop
 
 from sovereign_assistant.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
+from sovereign_server.runs.model import EventName
 
-DELTA_EVENT = "thread.message.delta"
 SERVICE = run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name
 
 
@@ -56,7 +56,7 @@ def replayed_runs(events: Sequence[run_pb2.RunEvent], delay: float) -> grpc.Gene
         first: float | None = None
         deltas = 0
         for event in events:
-            if event.event == DELTA_EVENT:
+            if event.event == EventName.MESSAGE_DELTA:
                 if first is None:
                     first = loop.time()
                 else:
