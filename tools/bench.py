@@ -831,12 +831,17 @@ def _cpu_text(cpu: dict[str, float]) -> str:
 
 
 async def measure_throughput(
-    settings: Settings, service: Service, fixture: Fixture, pool: ThreadPool, delay_ms: float, raw: dict[str, Any]
+    settings: Settings,
+    service: Service,
+    fixture: Fixture,
+    pool: ThreadPool,
+    floor: FloorServer,
+    delay_ms: float,
+    raw: dict[str, Any],
 ) -> list[Row]:
     rows: list[Row] = []
     want = expected_tokens(RUN_TEXT)
     token_delay = settings.delay if delay_ms else 0.0
-    floor = await start_floor(service, fixture, pool, token_delay)
     meters = {"engine": CpuMeter(None), "grpc-floor": CpuMeter(floor)}
     for concurrency in settings.concurrency:
         paths = Paths(service, fixture, concurrency, token_delay)
@@ -908,7 +913,6 @@ async def measure_throughput(
         finally:
             await paths.aclose()
             await floor_channel.close()
-    floor.stop()
     return rows
 
 
@@ -1625,7 +1629,11 @@ async def bench_service(
                 await warm.aclose()
         if "throughput" in sections:
             pool = ThreadPool(fixture.run_threads)
-            rows += await measure_throughput(settings, service, fixture, pool, delay_ms, raw)
+            floor = await start_floor(service, fixture, pool, delay)
+            try:
+                rows += await measure_throughput(settings, service, fixture, pool, floor, delay_ms, raw)
+            finally:
+                floor.stop()
         if "crud" in sections:
             rows += await measure_crud(settings, service, fixture, raw)
         if "list" in sections:
