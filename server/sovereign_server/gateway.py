@@ -246,9 +246,9 @@ def _upstream_values(config: GatewayConfig) -> dict[str, str]:
                 "grpc_health_check": {},
             }
         )
-        # A replica that refuses a connection gets no calls until it passes its health check again,
-        # so a retry cannot pick it again before the active check has noticed it is gone. Only
-        # failures to reach it count: an error the service answers is not the replica's fault.
+        # A replica that refuses a connection gets no calls for a while (longer each time it is
+        # ejected again), so retries do not pick it again before the active check has noticed it
+        # is gone. Only failures to reach it count: an error the service answers is not its fault.
         outlier_detection = {
             "split_external_local_origin_errors": True,
             "consecutive_local_origin_failure": 1,
@@ -264,7 +264,10 @@ def _upstream_values(config: GatewayConfig) -> dict[str, str]:
             "interval": "1s",
             "base_ejection_time": "1s",
             "max_ejection_time": "10s",
-            "successful_active_health_check_uneject_host": True,
+            # Envoy's default lets any completed health check end an ejection while the host is
+            # not yet marked unhealthy, a failed one included: the dead replica then drew calls
+            # again for up to a health check interval. It comes back when its ejection ends.
+            "successful_active_health_check_uneject_host": False,
         }
     return {
         "grpc_endpoints": json.dumps(endpoints),

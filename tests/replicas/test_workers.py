@@ -39,6 +39,17 @@ def gateway_statistic(admin_port: int, name: str) -> int:
     return int(text.split(":")[1]) if text.strip() else 0
 
 
+def gateway_connections(admin_port: int, port: int) -> int:
+    """The gateway's open connections to the replica on `port`, from Envoy's admin API."""
+    text = httpx.get(f"http://127.0.0.1:{admin_port}/clusters").text
+    return sum(int(line.rsplit("::", 1)[1]) for line in text.splitlines() if f":{port}::cx_active::" in line)
+
+
+def grpc_port_of(pid: int) -> int:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return int(argv[argv.index("--grpc-port") + 1])
+
+
 def calls_answered(base_url: str, count: int) -> int:
     """How many of `count` calls in a row got their answer."""
     with OpenAI(base_url=base_url, api_key="sk-local", max_retries=0) as sdk:
@@ -59,7 +70,14 @@ def test_a_dead_worker_is_started_again_and_calls_go_on_meanwhile(postgres_serve
         assert [run_once(service.base_url) for _ in range(4)] == ["completed"] * 4
 
         killed = min(workers)
+        killed_port = grpc_port_of(killed)
         subprocess.run(["kill", "-9", str(killed)], check=True)
+        # A call that was on its way to the worker as it died fails, as with any server that dies;
+        # these start once the gateway has seen its connection to the worker close.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and gateway_connections(admin_port, killed_port):
+            time.sleep(0.01)
+        assert gateway_connections(admin_port, killed_port) == 0
         # The other worker serves at once: the gateway retries a call that found no server on
         # another, and sends the dead one no more calls until it passes its health check again.
         assert calls_answered(service.base_url, 100) == 100
