@@ -79,7 +79,7 @@ def test_a_dead_worker_is_started_again_and_calls_go_on_meanwhile(postgres_serve
             time.sleep(0.01)
         assert gateway_connections(admin_port, killed_port) == 0
         # The other worker serves at once: the gateway retries a call that found no server on
-        # another, and sends the dead one no more calls until it passes its health check again.
+        # another, and sends the dead one no calls while it is ejected or failing its health check.
         assert calls_answered(service.base_url, 100) == 100
         ejected = "cluster.grpc.outlier_detection.ejections_enforced_consecutive_local_origin_failure"
         assert gateway_statistic(admin_port, ejected) >= 1
