@@ -149,6 +149,38 @@ def write_transaction(db: peewee.Database) -> Iterator[None]:
         yield
 
 
+# How long a thread that wants to write at once waits for another thread's write to end: an
+# ordinary transaction ends well within it; a long one (a large file's chunks) sends the caller away.
+BRIEF_WAIT = 0.005
+
+
+@contextlib.contextmanager
+def uncontended(db: peewee.Database) -> Iterator[bool]:
+    """Whether the block's transactions can run at once on this thread, which then holds this
+    process's write lock for them.
+
+    True on SQLite once the lock is taken within BRIEF_WAIT: the block then waits for no other thread
+    of this process, and its transactions are local file I/O of a fraction of a millisecond (WAL, no
+    sync at commit). Another process writing the same file (a `sovereign keys` command) can still
+    make it wait, for that one transaction. False on PostgreSQL, where every statement is a round trip
+    over the network, and when another thread's write goes on longer.
+
+    Waiting briefly rather than not at all matters under load: a caller sent away to a thread holds
+    the lock in its turn, so the next caller is sent away too, and none would run at once again.
+    """
+    if not isinstance(db, peewee.SqliteDatabase):
+        yield False
+        return
+    lock = _write_lock(db)
+    if not lock.acquire(timeout=BRIEF_WAIT):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 @contextlib.contextmanager
 def connection_scope(db: peewee.Database) -> Iterator[None]:
     """Use this thread's connection, opening it on the thread's first use and keeping it open.

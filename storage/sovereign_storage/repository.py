@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import peewee
 
 from . import prepared
-from .database import connection_scope, read_transaction, write_transaction
+from .database import connection_scope, read_transaction, uncontended, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
 from .ids import (
     ASSISTANT_PREFIX,
@@ -193,6 +193,11 @@ class Repository:
     def scoped(self, project_id: str) -> Repository:
         """This storage, seen from `project_id`."""
         return self if project_id == self.project_id else Repository(self._db, project_id)
+
+    def uncontended(self) -> contextlib.AbstractContextManager[bool]:
+        """Whether calls of this storage made within the block can run at once on the calling
+        thread, without waiting for another thread of this process (see `database.uncontended`)."""
+        return uncontended(self._db)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:

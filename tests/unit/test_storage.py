@@ -481,6 +481,35 @@ def test_concurrent_writers_from_many_threads_all_succeed(repo: Repository) -> N
     assert len(repo.list_assistants(PageRequest(limit=100)).items) == 100
 
 
+def test_a_thread_may_write_at_once_on_sqlite_only_while_no_other_thread_of_the_process_writes(
+    repo: Repository, db: peewee.Database
+) -> None:
+    with repo.uncontended() as at_once:
+        assert at_once is isinstance(db, peewee.SqliteDatabase)
+    if not at_once:
+        return  # PostgreSQL: every statement is a round trip, never made at once
+    writing, finish = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with repo.batch():
+            repo.create_thread({}, {}, [])
+            writing.set()
+            finish.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    try:
+        assert writing.wait(10)
+        with repo.uncontended() as at_once:
+            assert not at_once
+    finally:
+        finish.set()
+        writer.join()
+    with repo.uncontended() as at_once:
+        assert at_once
+        repo.create_thread({}, {}, [])  # the block's own writes go through
+
+
 # Migrations
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from asyncio import to_thread
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,6 +45,7 @@ from sovereign_server.runs.fitting import Fitted, budget_for, fit_by_bytes, fit_
 from sovereign_server.runs.generation import Cancellation, Generation, Reply
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, read_image_files
 from sovereign_server.runs.model import StreamError
+from sovereign_server.stored import stored
 from sovereign_storage import (
     FILE_SEARCH,
     FILE_SEARCH_CALL_PREFIX,
@@ -461,7 +461,7 @@ class ResponseExecution:
                         )
                     return result.record, result.applied
 
-            self.response, applied = await to_thread(write)
+            self.response, applied = await stored(repository, write)
         if applied and to is not ResponseStatus.CANCELLED:
             self.publish(RESPONSES.event(to), self.response)
         return applied

@@ -43,6 +43,7 @@ from sovereign_server.responses.tools import ResponseTools
 from sovereign_server.runs.background import end_interrupted_responses
 from sovereign_server.runs.coordination import Coordination, LocalCoordination
 from sovereign_server.runs.images import ImageFiles, NoImageFiles, check_image_files
+from sovereign_server.stored import stored
 from sovereign_storage import (
     RESPONSE_PREFIX,
     AssistantRecord,
@@ -245,7 +246,7 @@ class ResponseManager:
                     return response, [*history, *inputs]
                 return response, [*conversation, *new]
 
-        response, context = await to_thread(prepare)
+        response, context = await stored(repository, prepare)
         execution = ResponseExecution(
             response,
             repository if options.store else None,
@@ -265,7 +266,7 @@ class ResponseManager:
         execution = self._running(caller, response_id)
         if execution is not None:
             return execution.snapshot()
-        return await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
+        return await stored(self._repository, self._repository.scoped(caller.project_id).get_response, response_id)
 
     async def follow(
         self, caller: Caller, response_id: str, starting_after: int | None, heartbeat: float | None
@@ -274,10 +275,10 @@ class ResponseManager:
         (running, or a background one ended lately), else rebuilt from storage (until it ends, while
         it executes on another replica). An empty batch after `heartbeat` silent seconds."""
         repository = self._repository.scoped(caller.project_id)
-        stored = await to_thread(repository.get_response, response_id)
+        found = await stored(repository, repository.get_response, response_id)
         execution = self._running(caller, response_id) or self._finished.get(response_id)
         if execution is None or execution.caller.project_id != caller.project_id:
-            async for batch in _follow_stored(repository, stored, starting_after, heartbeat):
+            async for batch in _follow_stored(repository, found, starting_after, heartbeat):
                 yield batch
             return
         async for batch in execution.channel.follow(heartbeat):
@@ -291,7 +292,7 @@ class ResponseManager:
         """Stops a background response and returns it `cancelled`; one that has ended is returned
         as it is (cancelling twice is harmless)."""
         repository = self._repository.scoped(caller.project_id)
-        response = await to_thread(repository.get_response, response_id)
+        response = await stored(repository, repository.get_response, response_id)
         if not response.background:
             raise ConflictError(
                 "Only responses created with 'background' set to true can be cancelled.", code="invalid_state"
@@ -304,7 +305,7 @@ class ResponseManager:
         # Nothing executes it here: end it in storage, then stop it on the replica executing it
         # (whose own end then finds it cancelled already: it ends once).
         to = ResponseStatus.CANCELLED
-        cancelled = await to_thread(repository.transition_response, response_id, to, RESPONSES.sources(to))
+        cancelled = await stored(repository, repository.transition_response, response_id, to, RESPONSES.sources(to))
         if cancelled.applied:
             await self._coordination.cancel_response_elsewhere(response_id)
         return cancelled.record
@@ -314,14 +315,14 @@ class ResponseManager:
         execution = self._running(caller, response_id)
         if execution is not None:
             await self._stop(execution)
-        await to_thread(self._repository.scoped(caller.project_id).delete_response, response_id)
+        await stored(self._repository, self._repository.scoped(caller.project_id).delete_response, response_id)
         self._finished.pop(response_id, None)
         if execution is None:
             # It may execute on another replica, which stops it once it finds it gone.
             await self._coordination.cancel_response_elsewhere(response_id)
 
     async def input_items(self, caller: Caller, response_id: str, page: PageRequest) -> Page[Item]:
-        response = await to_thread(self._repository.scoped(caller.project_id).get_response, response_id)
+        response = await stored(self._repository, self._repository.scoped(caller.project_id).get_response, response_id)
         return page_of(response.input_items, page)
 
     # ------------------------------------------------------------------ what coordination asks of this replica
@@ -332,7 +333,9 @@ class ResponseManager:
             return
         repository = self._repository.scoped(execution.caller.project_id)
         try:
-            stopping = (await to_thread(repository.get_response, response_id)).status is ResponseStatus.CANCELLED
+            stopping = (
+                await stored(repository, repository.get_response, response_id)
+            ).status is ResponseStatus.CANCELLED
         except StoredNotFoundError:
             stopping = True  # deleted since: nothing is left to execute for
         if stopping and self._executions.get(response_id) is execution:
@@ -392,7 +395,7 @@ async def _follow_stored(
             spoke = time.monotonic()
             yield []
         try:
-            response = await to_thread(repository.get_response, response.id)
+            response = await stored(repository, repository.get_response, response.id)
         except StoredNotFoundError:
             return  # deleted meanwhile
 

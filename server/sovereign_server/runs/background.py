@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol, TypeVar
 
 from sovereign_server.runs.model import RUNS
+from sovereign_server.stored import stored
 from sovereign_storage import LastError, Repository, ResponseStatus, RunRecord, RunStatus, TextContent
 
 logger = logging.getLogger("sovereign.runs")
@@ -51,7 +52,7 @@ class GrowingReplies:
             return
         contents = {message_id: (TextContent(reply.text),) for message_id, reply in self._replies.items()}
         self._replies.clear()
-        await to_thread(self._repository.update_growing_messages, contents)
+        await stored(self._repository, self._repository.update_growing_messages, contents)
 
 
 def end_interrupted_runs(repository: Repository) -> list[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from asyncio import to_thread
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
@@ -43,6 +42,7 @@ from sovereign_server.runs.model import (
     ToolCallDelta,
 )
 from sovereign_server.runs.tools import Citation, ServerTools
+from sovereign_server.stored import stored
 from sovereign_storage import (
     IncompleteDetails,
     LastError,
@@ -176,7 +176,7 @@ class RunExecution:
 
     async def resume(self) -> None:
         """The stretch after tool outputs: begin, then generate."""
-        begun = await to_thread(self.begin)
+        begun = await stored(self._repository, self.begin)
         await self.generate(await self.start(begun))
 
     # ------------------------------------------------------------------ generate
@@ -266,14 +266,14 @@ class RunExecution:
         self._server_rounds += 1
         client = tuple(call for call in reply.tool_calls if not tools.handles(call.name))
         # Text before the calls is a finished message; the next turn writes a new one.
-        self.publish(*await to_thread(self._end_message, MessageStatus.COMPLETED, None, None))
+        self.publish(*await stored(self._repository, self._end_message, MessageStatus.COMPLETED, None, None))
         self._message, self._announced = None, False
         # The turn's usage goes with the step that waits for the caller, if any.
         await tools.execute(self, server, None if client else reply.usage)
         if client:
             await self._require_action(replace(reply, tool_calls=client))
         else:
-            await self.generate(await to_thread(self._read_context))
+            await self.generate(await stored(self._repository, self._read_context))
         return True
 
     def _read_context(self) -> Context:
@@ -317,7 +317,7 @@ class RunExecution:
                     self._discard_unannounced_reply()
                     return self._repository.create_step(new_step)
 
-            self._tool_step = await to_thread(start_tool_step)
+            self._tool_step = await stored(self._repository, start_tool_step)
             self.publish(
                 Event(EventName.STEP_CREATED, self._tool_step), Event(EventName.STEP_IN_PROGRESS, self._tool_step)
             )
@@ -327,7 +327,7 @@ class RunExecution:
     async def _open_message(self) -> None:
         """Announces the reply: the one opened with the run, else a new one (a later turn's)."""
         if self._message is None or self._message_step is None:
-            self._message, self._message_step = await to_thread(self._repository.open_reply, self.run)
+            self._message, self._message_step = await stored(self._repository, self._repository.open_reply, self.run)
         self._announced = True
         self.publish(
             Event(EventName.STEP_CREATED, self._message_step),
@@ -482,7 +482,7 @@ class RunExecution:
         if self._message is not None:
             # Its final text may be written now: the flusher must not write a snapshot after it.
             self._growing.forget(self._message.id)
-        events, result = await to_thread(write)
+        events, result = await stored(self._repository, write)
         self.publish(*events)
         return await self._settle(to, result)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from asyncio import to_thread
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,6 +33,7 @@ from sovereign_server.runs.model import (
     ToolOutput,
 )
 from sovereign_server.runs.tools import ServerTools
+from sovereign_server.stored import stored
 from sovereign_storage import (
     AssistantRecord,
     FunctionCall,
@@ -157,7 +157,7 @@ class RunManager:
                 execution = self._execution(queued, repository, caller)
                 return queued, execution, execution.begin(fresh=True)
 
-        queued, execution, begun = await to_thread(queue_and_begin)
+        queued, execution, begun = await stored(repository, queue_and_begin)
         execution.publish(Event(EventName.RUN_CREATED, queued), Event(EventName.RUN_QUEUED, queued))
         # Started before the caller reads the channel: in_progress leaves with the first events.
         context = await execution.start(begun)
@@ -180,7 +180,7 @@ class RunManager:
                 execution = self._execution(queued, repository, caller)
                 return created, queued, execution, execution.begin(fresh=True)
 
-        created, queued, execution, begun = await to_thread(create_and_begin)
+        created, queued, execution, begun = await stored(repository, create_and_begin)
         execution.publish(
             Event(EventName.THREAD_CREATED, created),
             Event(EventName.RUN_CREATED, queued),
@@ -195,7 +195,7 @@ class RunManager:
     ) -> tuple[RunRecord, EventChannel]:
         """Records the outputs of the calls a run waits for, and resumes it."""
         repository = self._repository.scoped(caller.project_id)
-        run = await to_thread(repository.get_run, thread_id, run_id)
+        run = await stored(repository, repository.get_run, thread_id, run_id)
         if run.status is not RunStatus.REQUIRES_ACTION or run.required_action is None:
             raise _not_accepting_outputs(run.status)
         calls = run.required_action.tool_calls
@@ -214,7 +214,7 @@ class RunManager:
                 answered = _answer_tool_calls(repository, thread_id, run_id, given)
                 return [*answered, Event(RUNS.event(to), queued.record)], queued.record
 
-        events, queued = await to_thread(record_outputs)
+        events, queued = await stored(repository, record_outputs)
         execution = self._execution(queued, repository, caller)
         execution.publish(*events)
         self._launch(execution, execution.resume())
@@ -223,7 +223,7 @@ class RunManager:
     async def cancel_run(self, caller: Caller, thread_id: str, run_id: str) -> RunRecord:
         """Moves an active run to `cancelling`; its execution stops the engine and ends it `cancelled`."""
         repository = self._repository.scoped(caller.project_id)
-        run = await to_thread(repository.get_run, thread_id, run_id)
+        run = await stored(repository, repository.get_run, thread_id, run_id)
         if run.status is RunStatus.CANCELLING:
             return run
         to = RunStatus.CANCELLING
@@ -239,7 +239,7 @@ class RunManager:
                     self._coordination.claim(run_id)
                 return moved
 
-        cancelling = await to_thread(move_to_cancelling)
+        cancelling = await stored(repository, move_to_cancelling)
         if not cancelling.applied:
             if cancelling.record.status is RunStatus.CANCELLING:
                 return cancelling.record
@@ -261,7 +261,7 @@ class RunManager:
         """The events of the run's stretch executing now, on this replica or another, from its
         first; a run executing nowhere gives its status as it is, then `done`."""
         repository = self._repository.scoped(caller.project_id)
-        run = await to_thread(repository.get_run, thread_id, run_id)
+        run = await stored(repository, repository.get_run, thread_id, run_id)
         execution = self._executions.get(run_id)
         if execution is not None:
             return execution.channel
@@ -276,7 +276,7 @@ class RunManager:
         execution = self._executions.get(run_id)
         if execution is None or execution.cancellation.requested:
             return
-        run = await to_thread(self._repository.get_run, execution.run.thread_id, run_id)
+        run = await stored(self._repository, self._repository.get_run, execution.run.thread_id, run_id)
         if run.status is RunStatus.CANCELLING and self._executions.get(run_id) is execution:
             execution.publish(Event(RUNS.event(RunStatus.CANCELLING), run))
             execution.cancellation.request()
@@ -299,11 +299,18 @@ class RunManager:
     def _launch(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:
         run_id = execution.run.id
         self._executions[run_id] = execution
-        task = asyncio.create_task(execution.guarded(work), name=f"run-{run_id}")
+        task = asyncio.create_task(self._guarded(execution, work), name=f"run-{run_id}")
         # The registry also keeps the task referenced (the event loop holds tasks weakly).
-        task.add_done_callback(lambda _: self._forget(execution))
         execution.cancellation.task = task
         self._coordination.launched(execution)
+
+    async def _guarded(self, execution: RunExecution, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await execution.guarded(work)
+        finally:
+            # Within the step that sends the stretch's `done`: whoever it wakes (a cancel, tool
+            # outputs) finds no execution here any more.
+            self._forget(execution)
 
     def _forget(self, execution: RunExecution) -> None:
         # A later stretch of the same run may already be registered.
