@@ -288,11 +288,25 @@ async def start_server(config: ServerConfig) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("gRPC server listening on %s:%d%s", config.grpc_host, port, " (TLS)" if tls else "")
     metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
-    background = [asyncio.create_task(gate.record_use(), name="key-use")]
+    background = [
+        asyncio.create_task(gate.record_use(), name="key-use"),
+        asyncio.create_task(_checkpoints(repository), name="checkpoints"),
+    ]
     closing = [metrics, _Closing(stop_observing), database]
     return RunningServer(
         server, port, health_servicer, runs, responses, background, closing, metrics_port, tls, files, repository
     )
+
+
+async def _checkpoints(repository: Repository, interval: float = 1.0) -> None:
+    """Moves SQLite's write-ahead log into the database file every `interval` seconds, on a thread:
+    commits no longer do it (it syncs the file, and commits may be made on the event loop)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(repository.checkpoint)
+        except Exception:
+            logger.exception("checkpointing the database failed")
 
 
 class _Closing:

@@ -16,11 +16,15 @@ from playhouse import db_url
 from .errors import UnstorableValueError
 
 # busy_timeout comes first so that switching the journal mode already waits for other connections.
+# No checkpoint at commit: it syncs the file (tens of milliseconds), and a commit may be made on the
+# server's event loop; the server checkpoints on a thread of its own (`checkpoint`), and any process
+# does as its last connection closes.
 SQLITE_PRAGMAS: tuple[tuple[str, Any], ...] = (
     ("busy_timeout", 5000),
     ("journal_mode", "wal"),
     ("foreign_keys", 1),
     ("synchronous", "normal"),
+    ("wal_autocheckpoint", 0),
 )
 
 # playhouse.db_url ships without type hints.
@@ -179,6 +183,15 @@ def uncontended(db: peewee.Database) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
+
+
+def checkpoint(db: peewee.Database) -> None:
+    """Copies what SQLite's write-ahead log holds into the database file, without waiting for
+    readers or writers (a passive checkpoint); nothing on PostgreSQL. Blocking: it syncs the file."""
+    if isinstance(db, peewee.SqliteDatabase):
+        execute: Callable[..., Any] = db.execute_sql  # untyped in peewee's stubs
+        with connection_scope(db):
+            execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 @contextlib.contextmanager

@@ -47,18 +47,22 @@ def _bind(parameter: Any, values: Mapping[str, Any]) -> Any:
     return parameter.convert(value) if parameter.convert is not None else value
 
 
-_STATEMENTS: dict[tuple[int, Any], Statement] = {}
+# Kept per kind of database (its SQL dialect), not per database object: the id of an object gone
+# may be given to a database of another kind, which must not be handed the first one's SQL.
+_STATEMENTS: dict[tuple[type[peewee.Database], Any], Statement] = {}
 _GUARD = threading.Lock()
 
 
 def statement(
     db: peewee.Database, key: Any, build: Callable[[], peewee.Query], columns: Sequence[peewee.Field[Any]] = ()
 ) -> Statement:
-    """The statement for `key` on `db`, built by `build` the first time."""
-    cache_key = (id(db), key)
+    """The statement for `key` on `db`, built by `build` the first time (in `db`'s dialect, whichever
+    database the models are bound to meanwhile)."""
+    cache_key = (type(db), key)
     found = _STATEMENTS.get(cache_key)
     if found is None:
-        sql, parameters = build().sql()
+        context: Any = db.get_sql_context()  # untyped in Peewee's stubs
+        sql, parameters = context.parse(build())
         found = Statement(sql, tuple(parameters), tuple(columns))
         with _GUARD:
             _STATEMENTS[cache_key] = found

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import peewee
 
 from . import prepared
-from .database import connection_scope, read_transaction, uncontended, write_transaction
+from .database import checkpoint, connection_scope, read_transaction, uncontended, write_transaction
 from .errors import ActiveRunError, InvalidCursorError, NotFoundError
 from .ids import (
     ASSISTANT_PREFIX,
@@ -198,6 +198,11 @@ class Repository:
         """Whether calls of this storage made within the block can run at once on the calling
         thread, without waiting for another thread of this process (see `database.uncontended`)."""
         return uncontended(self._db)
+
+    def checkpoint(self) -> None:
+        """Blocking: moves what SQLite's write-ahead log holds into the database file (commits do
+        not); nothing on PostgreSQL."""
+        checkpoint(self._db)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:

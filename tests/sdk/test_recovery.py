@@ -4,6 +4,7 @@ database. The interrupted run is ended, its partial reply kept as `incomplete`, 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from openai import OpenAI
@@ -81,3 +82,21 @@ def test_a_run_cut_by_sigkill_is_failed_at_the_next_start(database: str) -> None
             assert again.status == "completed"
     finally:
         second.stop()
+
+
+@pytest.mark.sqlite_only
+def test_the_service_moves_its_write_ahead_log_into_the_database_file_as_it_runs(database: str) -> None:
+    service = ServiceProcess(database)
+    try:
+        file = Path(database)
+        before = file.stat().st_size
+        with OpenAI(base_url=service.base_url, api_key="sk-local", max_retries=0) as sdk:
+            # 6 MB of messages: more than SQLite would hold in its log before a checkpoint of its own.
+            for _ in range(3):
+                sdk.beta.threads.create(messages=[{"role": "user", "content": "x" * 100_000}] * 20)
+        deadline = time.monotonic() + 15
+        while file.stat().st_size < before + 6_000_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert file.stat().st_size >= before + 6_000_000
+    finally:
+        service.stop()

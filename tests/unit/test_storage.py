@@ -28,6 +28,7 @@ from sovereign_storage import (
     TextContent,
     migrate,
     open_database,
+    prepared,
     schema_version,
 )
 from sovereign_storage.file_models import FILE_MODELS
@@ -442,6 +443,21 @@ def test_sqlite_runs_with_wal_and_foreign_keys(db: peewee.Database) -> None:
     assert sql(db, "PRAGMA foreign_keys") == [(1,)]
     assert sql(db, "PRAGMA busy_timeout") == [(5000,)]
     assert sql(db, "PRAGMA synchronous") == [(1,)]  # NORMAL
+    assert sql(db, "PRAGMA wal_autocheckpoint") == [(0,)]
+
+
+@pytest.mark.sqlite_only
+def test_commits_leave_the_log_to_checkpoints_which_move_it_into_the_database_file(
+    repo: Repository, db: peewee.Database
+) -> None:
+    file = Path(db.database)
+    thread, _ = repo.create_thread({}, {}, [])
+    before = file.stat().st_size
+    for _ in range(6):  # 6 MiB: past the 1000 pages (4 MiB) at which SQLite would checkpoint itself
+        repo.create_message(thread.id, user_message("x" * 2**20))
+    assert file.stat().st_size == before
+    repo.checkpoint()
+    assert file.stat().st_size > before + 6 * 2**20
 
 
 @pytest.mark.sqlite_only
@@ -508,6 +524,18 @@ def test_a_thread_may_write_at_once_on_sqlite_only_while_no_other_thread_of_the_
     with repo.uncontended() as at_once:
         assert at_once
         repo.create_thread({}, {}, [])  # the block's own writes go through
+
+
+def test_a_kept_statement_is_in_the_dialect_of_the_database_it_runs_on() -> None:
+    class Row(peewee.Model):
+        name = peewee.TextField()
+
+    def build() -> peewee.Query:
+        return Row.select(Row.name).where(Row.name == prepared.value("name"))
+
+    key = object()
+    assert '"t1"."name" = ?' in prepared.statement(peewee.SqliteDatabase(":memory:"), key, build).sql
+    assert '"t1"."name" = %s' in prepared.statement(peewee.PostgresqlDatabase(None), key, build).sql
 
 
 # Migrations
