@@ -53,13 +53,26 @@ def _create_parent(path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-_WRITE_LOCKS: dict[int, threading.RLock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
+class _Writers:
+    """The writers of one database in this process: the lock they queue on, and until when a thread
+    that wants to write at once no longer waits for it (`uncontended`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.busy_until = 0.0
+
+
+_WRITERS: dict[int, _Writers] = {}
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writers(db: peewee.Database) -> _Writers:
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(id(db), _Writers())
 
 
 def _write_lock(db: peewee.Database) -> threading.RLock:
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(id(db), threading.RLock())
+    return _writers(db).lock
 
 
 # Told the kind ("read" or "write") and the seconds of every transaction (metrics subscribe here).
@@ -154,8 +167,10 @@ def write_transaction(db: peewee.Database) -> Iterator[None]:
 
 
 # How long a thread that wants to write at once waits for another thread's write to end: an
-# ordinary transaction ends well within it; a long one (a large file's chunks) sends the caller away.
+# ordinary transaction ends well within it. After a wait that ran out (a long write: a large file's
+# chunks), it does not wait again for BACKOFF, so a long write costs it at most BRIEF_WAIT in each.
 BRIEF_WAIT = 0.005
+BACKOFF = 0.1
 
 
 @contextlib.contextmanager
@@ -163,11 +178,12 @@ def uncontended(db: peewee.Database) -> Iterator[bool]:
     """Whether the block's transactions can run at once on this thread, which then holds this
     process's write lock for them.
 
-    True on SQLite once the lock is taken within BRIEF_WAIT: the block then waits for no other thread
-    of this process, and its transactions are local file I/O of a fraction of a millisecond (WAL, no
-    sync at commit). Another process writing the same file (a `sovereign keys` command) can still
-    make it wait, for that one transaction. False on PostgreSQL, where every statement is a round trip
-    over the network, and when another thread's write goes on longer.
+    True on SQLite once the lock is taken: within BRIEF_WAIT, or at once during a BACKOFF after a
+    wait ran out. The block then waits for no other thread of this process, and its transactions
+    are local file I/O of a fraction of a millisecond (WAL, no sync at commit). Another process
+    writing the same file (a `sovereign keys` command) can still make it wait, for that one
+    transaction. False on PostgreSQL, where every statement is a round trip over the network, and
+    when another thread's write goes on longer.
 
     Waiting briefly rather than not at all matters under load: a caller sent away to a thread holds
     the lock in its turn, so the next caller is sent away too, and none would run at once again.
@@ -175,14 +191,20 @@ def uncontended(db: peewee.Database) -> Iterator[bool]:
     if not isinstance(db, peewee.SqliteDatabase):
         yield False
         return
-    lock = _write_lock(db)
-    if not lock.acquire(timeout=BRIEF_WAIT):
+    writers = _writers(db)
+    if time.monotonic() < writers.busy_until:
+        taken = writers.lock.acquire(blocking=False)
+    else:
+        taken = writers.lock.acquire(timeout=BRIEF_WAIT)
+        if not taken:
+            writers.busy_until = time.monotonic() + BACKOFF
+    if not taken:
         yield False
         return
     try:
         yield True
     finally:
-        lock.release()
+        writers.lock.release()
 
 
 def checkpoint(db: peewee.Database) -> None:
