@@ -388,7 +388,7 @@ class RunExecution:
 
         await self._transition(to, changes, also=lambda: self._close_open_parts(step_to, reason, error))
 
-    # ------------------------------------------------------------------ writes (in the database thread)
+    # ------------------------------------------------------------------ writes (blocking: made through `stored`)
 
     def _end_message(self, to: MessageStatus, details: IncompleteDetails | None, usage: Usage | None) -> list[Event]:
         """Writes the reply's final text and status and completes its step."""

@@ -145,8 +145,8 @@ class RunManager:
         repository = self._repository.scoped(caller.project_id)
 
         def queue_and_begin() -> tuple[RunRecord, RunExecution, Any]:
-            # One trip to the database thread and one transaction, from the request to a run in
-            # progress with its context read: the time to the first token is mostly such trips.
+            # One storage call and one transaction, from the request to a run in progress with its
+            # context read: the time to the first token is mostly such calls.
             with repository.batch():
                 repository.get_thread(thread_id)
                 run_to_queue = new_run(options, repository.get_assistant(options.assistant_id))
