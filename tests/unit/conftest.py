@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,3 +47,25 @@ def sql(database: peewee.Database, query: str, params: list[Any] | None = None) 
 
 def user_message(text: str, **kwargs: Any) -> NewMessage:
     return NewMessage(role="user", content=(TextContent(text),), **kwargs)
+
+
+@contextlib.contextmanager
+def another_thread_writing(repo: Repository) -> Iterator[threading.Event]:
+    """Another thread of this process in a write transaction of `repo` for the block, or until the
+    event it yields is set."""
+    writing, finish = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with repo.batch():
+            repo.create_thread({}, {}, [])
+            writing.set()
+            finish.wait(10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert writing.wait(10)
+        yield finish
+    finally:
+        finish.set()
+        writer.join()

@@ -36,7 +36,7 @@ from sovereign_storage.database import BRIEF_WAIT
 from sovereign_storage.file_models import FILE_MODELS
 from sovereign_storage.models import MODELS, Run, RunStep
 from tests.databases import Databases
-from tests.unit.conftest import sql, user_message
+from tests.unit.conftest import another_thread_writing, sql, user_message
 
 pytestmark = pytest.mark.unit
 
@@ -506,23 +506,8 @@ def test_a_thread_may_write_at_once_on_sqlite_only_while_no_other_thread_of_the_
         assert at_once is isinstance(db, peewee.SqliteDatabase)
     if not at_once:
         return  # PostgreSQL: every statement is a round trip, never made at once
-    writing, finish = threading.Event(), threading.Event()
-
-    def long_write() -> None:
-        with repo.batch():
-            repo.create_thread({}, {}, [])
-            writing.set()
-            finish.wait(10)
-
-    writer = threading.Thread(target=long_write)
-    writer.start()
-    try:
-        assert writing.wait(10)
-        with repo.uncontended() as at_once:
-            assert not at_once
-    finally:
-        finish.set()
-        writer.join()
+    with another_thread_writing(repo), repo.uncontended() as at_once:
+        assert not at_once
     with repo.uncontended() as at_once:
         assert at_once
         repo.create_thread({}, {}, [])  # the block's own writes go through
@@ -530,27 +515,13 @@ def test_a_thread_may_write_at_once_on_sqlite_only_while_no_other_thread_of_the_
 
 @pytest.mark.sqlite_only
 def test_during_another_thread_s_long_write_a_thread_waits_for_it_once_then_not_for_a_while(repo: Repository) -> None:
-    writing, finish = threading.Event(), threading.Event()
-
-    def long_write() -> None:
-        with repo.batch():
-            repo.create_thread({}, {}, [])
-            writing.set()
-            finish.wait(10)
-
-    writer = threading.Thread(target=long_write)
-    writer.start()
-    try:
-        assert writing.wait(10)
+    answers = []
+    with another_thread_writing(repo):
         started = time.monotonic()
-        answers = []
         for _ in range(40):
             with repo.uncontended() as at_once:
                 answers.append(at_once)
         elapsed = time.monotonic() - started
-    finally:
-        finish.set()
-        writer.join()
     assert answers == [False] * 40
     # Waiting each time would take 40 brief waits; after the first ran out, the others do not wait.
     assert elapsed < 20 * BRIEF_WAIT

@@ -10,6 +10,7 @@ import pytest
 
 from sovereign_server.stored import stored
 from sovereign_storage import Repository
+from tests.unit.conftest import another_thread_writing
 
 
 def _thread_of_call(repo: Repository) -> int:
@@ -27,24 +28,10 @@ async def test_a_storage_call_runs_on_the_event_loop_on_sqlite_and_on_a_thread_o
 
 @pytest.mark.sqlite_only
 async def test_a_storage_call_goes_to_a_thread_while_another_thread_writes_and_waits_its_turn(repo: Repository) -> None:
-    writing, finish = threading.Event(), threading.Event()
-
-    def long_write() -> None:
-        with repo.batch():
-            repo.create_thread({}, {}, [])
-            writing.set()
-            finish.wait(10)
-
-    writer = threading.Thread(target=long_write)
-    writer.start()
-    try:
-        assert writing.wait(10)
+    with another_thread_writing(repo) as finish:
         waiting = asyncio.ensure_future(stored(repo, _thread_of_call, repo))
         await asyncio.sleep(0.1)
         assert not waiting.done()  # queued behind the write in progress, not failed
         finish.set()
         caller = await waiting
-    finally:
-        finish.set()
-        writer.join()
     assert caller != threading.get_ident()

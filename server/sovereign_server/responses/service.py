@@ -333,9 +333,8 @@ class ResponseManager:
             return
         repository = self._repository.scoped(execution.caller.project_id)
         try:
-            stopping = (
-                await stored(repository, repository.get_response, response_id)
-            ).status is ResponseStatus.CANCELLED
+            found = await stored(repository, repository.get_response, response_id)
+            stopping = found.status is ResponseStatus.CANCELLED
         except StoredNotFoundError:
             stopping = True  # deleted since: nothing is left to execute for
         if stopping and self._executions.get(response_id) is execution:
